@@ -1,0 +1,54 @@
+# The README's two commands are `make demo` and `make test`; both create their own environment.
+PYTHON ?= python3
+PYVER := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+VENV ?= .venv/py$(PYVER)
+BIN := $(VENV)/bin
+# One pinned constraints file per supported Python line (3.11 -> Django 5.2 LTS, 3.12+ -> Django 6.x).
+CONSTRAINTS := constraints/py$(PYVER).txt
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test check lint typecheck pytest demo bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if [ -f $(CONSTRAINTS) ]; then \
+		$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,demo]'; \
+	else \
+		echo "no $(CONSTRAINTS): installing unpinned (run 'make lock' to pin)"; \
+		$(BIN)/python -m pip install --quiet -e '.[dev,demo]'; \
+	fi
+	touch $(STAMP)
+
+test: check pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m example.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# Re-pin the constraints for the current Python line from a fresh resolve.
+lock:
+	rm -rf .venv/lock && $(PYTHON) -m venv .venv/lock
+	.venv/lock/bin/python -m pip install --quiet --upgrade pip
+	.venv/lock/bin/python -m pip install --quiet -e '.[dev,demo]'
+	.venv/lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > $(CONSTRAINTS)
+	rm -rf .venv/lock
+
+clean:
+	rm -rf .venv build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

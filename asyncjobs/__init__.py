@@ -1,0 +1,27 @@
+"""asyncjobs: an asyncio-native task queue for async Django, built on Taskiq.
+
+    from asyncjobs import task
+
+    @task(queue="emails", max_attempts=5, timeout=30)
+    async def send_welcome_email(user_id: int) -> str: ...
+
+    job = await send_welcome_email.kiq(user.pk)
+"""
+
+from asyncjobs.app import configure, current_broker, current_config
+from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.errors import Reject
+from asyncjobs.tasks import JobTask, TaskOptions, task
+
+__all__ = [
+    "AsyncJobsConfig",
+    "JobTask",
+    "Reject",
+    "TaskOptions",
+    "configure",
+    "current_broker",
+    "current_config",
+    "load_config",
+    "task",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""The process-wide state: which config and broker this process uses.
+
+Configured once per process (by the Django adapter, or by ``configure()`` directly);
+everything else asks ``current_broker()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskiq import AsyncBroker
+
+from asyncjobs.codec import JsonFormatter
+from asyncjobs.config import AsyncJobsConfig
+from asyncjobs.errors import ConfigurationError, NotConfiguredError
+from asyncjobs.tasks import registered_tasks, registry
+from brokers.factory import build_broker
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    config: AsyncJobsConfig
+    broker: AsyncBroker
+
+
+_app: App | None = None
+
+
+def configure(config: AsyncJobsConfig) -> AsyncBroker:
+    """Build this process's broker from ``config`` and route every task to it."""
+    global _app
+    broker = build_broker(
+        config.broker_url,
+        config.transport_options(),
+        result_backend_url=config.effective_result_backend_url,
+        result_ttl_s=config.result_ttl_s,
+    )
+    broker.with_formatter(JsonFormatter(config.max_payload_bytes))
+    registry.default_broker(broker)
+    _app = App(config, broker)
+    return broker
+
+
+def current_app() -> App:
+    if _app is None:
+        raise NotConfiguredError(
+            "asyncjobs is not configured: add 'django_integration' to INSTALLED_APPS "
+            "(with settings.ASYNCJOBS or ASYNCJOBS_BROKER_URL), or call asyncjobs.configure()"
+        )
+    return _app
+
+
+def current_broker() -> AsyncBroker:
+    return current_app().broker
+
+
+def current_config() -> AsyncJobsConfig:
+    return current_app().config
+
+
+def check_tasks(config: AsyncJobsConfig) -> None:
+    """Fail at start-up when a task is routed to a queue that is not configured."""
+    problems = [
+        f"{name} (queue={t.options.queue!r})"
+        for name, t in sorted(registered_tasks().items())
+        if t.options.queue is not None and t.options.queue not in config.queues
+    ]
+    if problems:
+        raise ConfigurationError(
+            f"QUEUES {list(config.queues)} lacks the queue of: {', '.join(problems)}"
+        )

@@ -1,0 +1,96 @@
+"""The wire format: taskiq's message JSON, encoded with orjson.
+
+The shape is taskiq's own (``TaskiqMessage``), so raw taskiq producers and workers
+interoperate. Encoding refuses what is not JSON (nothing is pickled) and anything over
+``MAX_PAYLOAD_BYTES`` before it is sent; decoding checks the shape once and builds the
+message without a second validation pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from taskiq.abc.formatter import TaskiqFormatter
+from taskiq.message import BrokerMessage, TaskiqMessage
+
+from asyncjobs.errors import PayloadTooLargeError, SerializationError
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_REQUIRED = (("task_id", str), ("task_name", str), ("labels", dict), ("args", list), ("kwargs", dict))
+
+
+class MessageDecodeError(ValueError):
+    """A received body is not a valid task message (it is dead-lettered, not dropped)."""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__qualname__} is not JSON serializable")
+
+
+class JsonFormatter(TaskiqFormatter):
+    def __init__(self, max_payload_bytes: int) -> None:
+        self.max_payload_bytes = max_payload_bytes
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        payload = {
+            "task_id": message.task_id,
+            "task_name": message.task_name,
+            "labels": message.labels,
+            "labels_types": message.labels_types,
+            "args": message.args,
+            "kwargs": message.kwargs,
+        }
+        try:
+            body = orjson.dumps(payload, default=_default, option=_OPTIONS)
+        except TypeError as exc:
+            raise SerializationError(
+                f"task {message.task_name}: arguments must be JSON-serializable ({exc})"
+            ) from None
+        if len(body) > self.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"task {message.task_name}: message is {len(body)} bytes, over "
+                f"MAX_PAYLOAD_BYTES={self.max_payload_bytes}; pass a reference (a primary key, "
+                "a storage path) instead of the data, or raise the limit"
+            )
+        return BrokerMessage(
+            task_id=message.task_id,
+            task_name=message.task_name,
+            message=body,
+            labels=message.labels,
+        )
+
+    def loads(self, message: bytes) -> TaskiqMessage:
+        try:
+            data = orjson.loads(message)
+        except orjson.JSONDecodeError as exc:
+            raise MessageDecodeError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise MessageDecodeError("not a JSON object")
+        for field, kind in _REQUIRED:
+            if not isinstance(data.get(field), kind):
+                raise MessageDecodeError(f"field {field!r} is missing or not a {kind.__name__}")
+        labels_types = data.get("labels_types")
+        if labels_types is not None and not isinstance(labels_types, dict):
+            raise MessageDecodeError("field 'labels_types' is not an object")
+        msg = TaskiqMessage.model_construct(
+            task_id=data["task_id"],
+            task_name=data["task_name"],
+            labels=data["labels"],
+            labels_types=labels_types,
+            args=data["args"],
+            kwargs=data["kwargs"],
+        )
+        try:
+            msg.parse_labels()
+        except (ValueError, TypeError) as exc:
+            raise MessageDecodeError(f"bad labels: {exc}") from None
+        return msg

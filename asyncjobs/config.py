@@ -1,0 +1,197 @@
+"""``settings.ASYNCJOBS`` validated once into a frozen config.
+
+Every key can be overridden by an environment variable ``ASYNCJOBS_<KEY>`` (12-factor,
+Kubernetes Secrets). A wrong value raises ``ConfigurationError`` naming the key, where it
+came from and what is allowed; URLs are shown with their password redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from brokers.base import TransportOptions
+from brokers.errors import ConfigurationError
+from brokers.urls import Transport, redact_url, transport_for
+
+ENV_PREFIX = "ASYNCJOBS_"
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+URL_KEYS = frozenset({"BROKER_URL", "RESULT_BACKEND_URL", "SCHEDULE_STORE_URL"})
+
+
+def _seconds(value: Any) -> Any:
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+class AsyncJobsConfig(BaseModel):
+    """The validated settings. Field aliases are the ``ASYNCJOBS`` keys."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=True
+    )
+
+    broker_url: str = Field(repr=False)
+    result_backend_url: str | None = Field(default=None, repr=False)
+    queues: tuple[str, ...] = ("default",)
+    default_queue: str = "default"
+    worker_queues: tuple[str, ...] = ()
+    worker_concurrency: int = Field(default=500, ge=1, le=100_000)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    lease_timeout_s: float = Field(default=30.0, gt=0, alias="LEASE_TIMEOUT")
+    drain_timeout_s: float = Field(default=25.0, gt=0, alias="DRAIN_TIMEOUT")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    result_ttl_s: int = Field(default=86_400, ge=1, alias="RESULT_TTL")
+    key_prefix: str = Field(default="asyncjobs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
+    schedules: tuple[Any, ...] = ()
+    tracing: bool | dict[str, Any] = False
+
+    @field_validator("lease_timeout_s", "drain_timeout_s", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return _seconds(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        transport_for(value, "BROKER_URL")
+        return value
+
+    @field_validator("result_backend_url")
+    @classmethod
+    def _result_url(cls, value: str | None) -> str | None:
+        if value and transport_for(value, "RESULT_BACKEND_URL") is not Transport.REDIS:
+            raise ConfigurationError(
+                f"RESULT_BACKEND_URL: results are stored in Redis; got {redact_url(value)!r}"
+            )
+        return value or None
+
+    @field_validator("queues", "worker_queues")
+    @classmethod
+    def _queue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not QUEUE_NAME.match(name):
+                raise ValueError(f"queue name {name!r}: use letters, digits, '_', '.', '-'")
+        if len(set(value)) != len(value):
+            raise ValueError("queue names must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AsyncJobsConfig:
+        if not self.queues:
+            raise ValueError("QUEUES: at least one queue is needed")
+        if self.default_queue not in self.queues:
+            raise ValueError(f"DEFAULT_QUEUE {self.default_queue!r} is not one of QUEUES")
+        unknown = set(self.worker_queues) - set(self.queues)
+        if unknown:
+            raise ValueError(f"WORKER_QUEUES {sorted(unknown)} are not in QUEUES")
+        return self
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def transport(self) -> Transport:
+        return transport_for(self.broker_url)
+
+    @property
+    def effective_result_backend_url(self) -> str | None:
+        """Results go to RESULT_BACKEND_URL, else to the broker itself when it is Redis."""
+        if self.result_backend_url:
+            return self.result_backend_url
+        return self.broker_url if self.transport is Transport.REDIS else None
+
+    def transport_options(self) -> TransportOptions:
+        return TransportOptions(
+            queues=self.queues,
+            default_queue=self.default_queue,
+            consume_queues=self.worker_queues,
+            lease_timeout_s=self.lease_timeout_s,
+            max_deliveries=self.max_deliveries,
+            key_prefix=self.key_prefix,
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncJobsConfig(broker_url={redact_url(self.broker_url)!r}, queues={self.queues})"
+
+    __str__ = __repr__
+
+
+FIELDS_BY_KEY = {
+    (info.alias or name).upper(): name for name, info in AsyncJobsConfig.model_fields.items()
+}
+SEQUENCE_KEYS = frozenset({"QUEUES", "WORKER_QUEUES", "SCHEDULES"})
+
+
+def load_config(
+    settings: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None
+) -> AsyncJobsConfig:
+    """Merge ``settings`` (the ASYNCJOBS dict) with ``ASYNCJOBS_*`` env vars and validate."""
+    environ = os.environ if environ is None else environ
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ConfigurationError("ASYNCJOBS must be a dict of settings, e.g. {'BROKER_URL': ...}")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in (settings or {}).items():
+        merged[_known(str(key), "ASYNCJOBS[{key!r}]")] = value
+        origin[str(key).upper()] = f"ASYNCJOBS[{key!r}]"
+    for env_key, raw in environ.items():
+        if not env_key.startswith(ENV_PREFIX) or env_key in IGNORED_ENV:
+            continue
+        key = _known(env_key[len(ENV_PREFIX) :], f"environment variable {env_key}")
+        merged[key] = _parse_env(key, raw)
+        origin[key] = f"environment variable {env_key}"
+    if "BROKER_URL" not in merged:
+        raise ConfigurationError(
+            "BROKER_URL is required: set ASYNCJOBS = {'BROKER_URL': 'redis://127.0.0.1:6379/0'} "
+            "or the environment variable ASYNCJOBS_BROKER_URL"
+        )
+    try:
+        return AsyncJobsConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, merged, origin)) from None
+
+
+# Variables that share the prefix but are not settings (tests, tooling).
+IGNORED_ENV = frozenset({"ASYNCJOBS_TEST_REDIS_URL", "ASYNCJOBS_TEST_AMQP_URL"})
+
+
+def _known(key: str, where: str) -> str:
+    upper = key.upper()
+    if upper not in FIELDS_BY_KEY:
+        known = ", ".join(sorted(FIELDS_BY_KEY))
+        raise ConfigurationError(f"{where.format(key=key)}: unknown setting {key!r}; known: {known}")
+    return upper
+
+
+def _parse_env(key: str, raw: str) -> Any:
+    """Env values are strings: JSON where it parses (lists, dicts, numbers), else text."""
+    text = raw.strip()
+    if key in SEQUENCE_KEYS and text and not text.startswith("["):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if key == "TRACING" or text[:1] in "[{":
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+    return text
+
+
+def _describe(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"][0] if error["loc"] else ""
+        key = FIELDS_BY_KEY.get(str(loc).upper(), str(loc).upper())
+        where = origin.get(key, "ASYNCJOBS")
+        message = str(error.get("ctx", {}).get("error") or error["msg"])
+        if key and key in merged:
+            value = merged[key]
+            shown = redact_url(value) if key in URL_KEYS and isinstance(value, str) else value
+            lines.append(f"{key} (from {where}): {message}; got {shown!r}")
+        else:
+            lines.append(f"{key or 'ASYNCJOBS'}: {message}")
+    return "invalid asyncjobs settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,45 @@
+"""The one error tree, rooted at ``AsyncJobsError``.
+
+Transport errors are defined in the lowest layer (``brokers.errors``) and re-exported here,
+so ``except asyncjobs.errors.AsyncJobsError`` catches everything asyncjobs raises.
+"""
+
+from __future__ import annotations
+
+from brokers.errors import (
+    AsyncJobsError,
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    DeadLetterNotFoundError,
+    UnknownQueueError,
+)
+
+__all__ = [
+    "AsyncJobsError",
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "DeadLetterNotFoundError",
+    "NotConfiguredError",
+    "PayloadTooLargeError",
+    "Reject",
+    "SerializationError",
+    "UnknownQueueError",
+]
+
+
+class NotConfiguredError(AsyncJobsError, RuntimeError):
+    """A task was sent before asyncjobs knew its broker."""
+
+
+class PayloadTooLargeError(AsyncJobsError, ValueError):
+    """``kiq()`` refused a message over ``MAX_PAYLOAD_BYTES``; nothing was sent."""
+
+
+class SerializationError(AsyncJobsError, TypeError):
+    """An argument cannot be encoded as JSON; nothing was sent."""
+
+
+class Reject(AsyncJobsError):  # noqa: N818 - the public name is fixed by the design
+    """Raise from a task to fail it for good: no retry, straight to the dead-letter queue."""

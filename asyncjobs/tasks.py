@@ -1,0 +1,130 @@
+"""``@task``: typed options on top of taskiq's shared-task registry.
+
+Tasks register at import time, before any broker exists (Django imports ``tasks.py``
+while settings may still be loading); ``kiq()`` resolves the configured broker then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar, overload
+
+from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
+from taskiq.kicker import AsyncKicker
+
+from asyncjobs.config import QUEUE_NAME
+from brokers.base import QUEUE_LABEL
+from brokers.errors import ConfigurationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ATTEMPTS_LABEL = "max_attempts"
+TIMEOUT_LABEL = "timeout"  # taskiq's receiver enforces this label (seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What ``@task(...)`` accepts; ``None`` means the project-wide default."""
+
+    queue: str | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    task_name: str | None = None
+
+    def validate(self, where: str) -> None:
+        if self.queue is not None and not QUEUE_NAME.match(self.queue):
+            raise ConfigurationError(f"{where}: queue={self.queue!r} is not a valid queue name")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ConfigurationError(f"{where}: max_attempts must be >= 1, got {self.max_attempts}")
+        if self.timeout_s is not None and not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+            raise ConfigurationError(f"{where}: timeout must be > 0 seconds, got {self.timeout_s}")
+
+    def labels(self) -> dict[str, Any]:
+        labels: dict[str, Any] = {}
+        if self.queue is not None:
+            labels[QUEUE_LABEL] = self.queue
+        if self.max_attempts is not None:
+            labels[ATTEMPTS_LABEL] = self.max_attempts
+        if self.timeout_s is not None:
+            labels[TIMEOUT_LABEL] = self.timeout_s
+        return labels
+
+
+class JobTask(SharedDecoratedTask[P, R]):
+    """A registered task. ``await fn.kiq(...)`` returns taskiq's ``AsyncTaskiqTask``."""
+
+    options: TaskOptions
+
+    def kicker(self) -> AsyncKicker[P, R]:
+        from asyncjobs.app import current_broker
+
+        # taskiq's shared task hands its own label dict to the kicker, so
+        # ``fn.kicker().with_labels(...)`` would change the task for good: copy it.
+        return AsyncKicker(
+            task_name=self.task_name,
+            broker=current_broker(),
+            labels=dict(self.labels),
+            return_type=self.return_type,
+        )
+
+
+class TaskRegistry(AsyncSharedBroker):
+    """Where ``@task`` registers; the configured broker is found at ``kiq()`` time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decorator_class = JobTask
+
+
+registry = TaskRegistry()
+
+
+@overload
+def task(func: Callable[P, R], /) -> JobTask[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | timedelta | None = None,
+    task_name: str | None = None,
+) -> Callable[[Callable[P, R]], JobTask[P, R]]: ...
+
+
+def task(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | timedelta | None = None,
+    task_name: str | None = None,
+) -> JobTask[P, R] | Callable[[Callable[P, R]], JobTask[P, R]]:
+    """Register an ``async def`` (or plain ``def``) function as a task.
+
+    ``queue`` routes it (one of ``QUEUES``), ``max_attempts`` overrides ``MAX_ATTEMPTS``,
+    ``timeout`` (seconds or timedelta) cancels an async task at the deadline.
+    """
+    timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    options = TaskOptions(queue, max_attempts, None if timeout_s is None else float(timeout_s), task_name)
+
+    def register(fn: Callable[P, R]) -> JobTask[P, R]:
+        options.validate(f"@task on {fn.__module__}.{fn.__qualname__}")
+        decorated = registry.task(task_name, **options.labels())(fn)
+        assert isinstance(decorated, JobTask)
+        decorated.options = options
+        return decorated
+
+    return register(func) if func is not None else register
+
+
+def registered_tasks() -> dict[str, JobTask[Any, Any]]:
+    return {
+        name: t for name, t in registry.get_all_tasks().items() if isinstance(t, JobTask)
+    }

@@ -1,0 +1,28 @@
+"""Worker lifecycle: the receiver ``taskiq worker`` runs, drain, execution hooks."""
+
+from __future__ import annotations
+
+from asyncjobs.worker.hooks import ExecutionHook, add_execution_hook
+from asyncjobs.worker.receiver import AsyncJobsReceiver
+from asyncjobs.worker.settings import WorkerSettings
+
+__all__ = [
+    "AsyncJobsReceiver",
+    "ExecutionHook",
+    "WorkerSettings",
+    "add_execution_hook",
+    "install_receiver",
+]
+
+
+def install_receiver() -> None:
+    """Make ``taskiq worker`` use our receiver without a ``--receiver`` flag.
+
+    The CLI resolves its default receiver as ``taskiq.receiver:Receiver`` *after*
+    importing the broker module, so the worker entry module (which imports this) swaps
+    the name there. An explicit ``--receiver`` is still honoured, and our broker refuses
+    to start under a receiver that is not ours (see ReliableBroker.startup).
+    """
+    import taskiq.receiver
+
+    taskiq.receiver.Receiver = AsyncJobsReceiver  # type: ignore[misc]

@@ -1,0 +1,70 @@
+"""Validate a message's arguments against the task's signature, once per message.
+
+taskiq only *tries* to coerce arguments and passes the raw value on when that fails; a
+message whose arguments cannot bind or do not validate is dead-lettered instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
+from taskiq_dependencies.dependency import Dependency
+
+
+class InvalidArguments(ValueError):  # noqa: N818 - a reason, not a crash
+    """The message's arguments do not fit the task."""
+
+
+class ArgumentValidator:
+    """Built once per task: the signature and a pydantic adapter per annotated parameter."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self._signature = inspect.signature(func)
+        try:
+            hints = get_type_hints(func)
+        except Exception:  # unresolvable forward references: bind-only checks
+            hints = {}
+        self._adapters: dict[str, tuple[inspect._ParameterKind, TypeAdapter[Any]]] = {}
+        for name, param in self._signature.parameters.items():
+            hint = hints.get(name)
+            if hint is None or hint is Any or isinstance(param.default, Dependency):
+                continue
+            self._adapters[name] = (param.kind, TypeAdapter(hint))
+
+    def validate(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            bound = self._signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(str(exc)) from None
+        self._check_required(bound)
+        if self._adapters:
+            for name, value in bound.arguments.items():
+                entry = self._adapters.get(name)
+                if entry is not None:
+                    bound.arguments[name] = self._coerce(name, entry, value)
+        return list(bound.args), dict(bound.kwargs)
+
+    def _check_required(self, bound: inspect.BoundArguments) -> None:
+        for name, param in self._signature.parameters.items():
+            required = param.default is inspect.Parameter.empty and param.kind not in (
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.VAR_KEYWORD,
+            )
+            if required and name not in bound.arguments:
+                raise InvalidArguments(f"missing a required argument: {name!r}")
+
+    @staticmethod
+    def _coerce(name: str, entry: tuple[inspect._ParameterKind, TypeAdapter[Any]], value: Any) -> Any:
+        kind, adapter = entry
+        try:
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                return tuple(adapter.validate_python(item) for item in value)
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                return {key: adapter.validate_python(item) for key, item in value.items()}
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            raise InvalidArguments(f"argument {name!r}: {first['msg']}") from None

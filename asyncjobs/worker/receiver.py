@@ -1,0 +1,310 @@
+"""The asyncjobs receiver: taskiq's ``Receiver`` with a reliable consume loop.
+
+Kept from taskiq: ``run_task`` (dependency injection, sync tasks in the thread pool, the
+``timeout`` label, ``on_error`` middlewares), middlewares, result backends.
+Replaced, because taskiq's loses or hangs:
+
+- the consume loop fetches only as many messages as it can start now, and on SIGTERM
+  stops fetching at once, lets running tasks finish until DRAIN_TIMEOUT, then cancels the
+  rest *without acknowledging them* and hands them back (taskiq waits forever);
+- the per-message pipeline dead-letters undecodable messages, unknown task names and
+  invalid arguments with a reason (taskiq acks and drops them, logging the raw payload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from taskiq import AsyncBroker
+from taskiq.abc.middleware import TaskiqMiddleware
+from taskiq.message import TaskiqMessage
+from taskiq.receiver import Receiver
+from taskiq.result import TaskiqResult
+from taskiq.utils import maybe_awaitable
+
+from asyncjobs.errors import ConfigurationError, Reject
+from asyncjobs.tasks import ATTEMPTS_LABEL
+from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
+from asyncjobs.worker.drain import Watchdog, install_signal_handlers
+from asyncjobs.worker.hooks import wrap_task_function
+from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
+from brokers.base import Delivery, ReliableBroker
+from brokers.dead_letters import DeadLetter, Reason, excerpt
+
+logger = logging.getLogger("asyncjobs.worker")
+
+ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt this message is (1-based)
+
+
+class AsyncJobsReceiver(Receiver):
+    def __init__(
+        self, broker: AsyncBroker, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any
+    ) -> None:
+        if not isinstance(broker, ReliableBroker):
+            raise ConfigurationError(
+                f"the asyncjobs receiver needs an asyncjobs broker, got {type(broker).__name__}"
+            )
+        super().__init__(broker, *args, **kwargs)
+        self.reliable = broker
+        broker.receiver_attached = True
+        self.validate_params = False  # we validate once, strictly, in _validate
+        self.settings = settings or WorkerSettings.for_process(kwargs.get("max_async_tasks"))
+        self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._cut_off: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._draining = asyncio.Event()
+        self._watchdog: Watchdog | None = None
+        self._targets: dict[str, Any] = {}
+        self._validators: dict[str, ArgumentValidator] = {}
+
+    # -- the consume loop --------------------------------------------------------
+    async def listen(self, finish_event: asyncio.Event) -> None:
+        if self.run_startup:
+            await self.broker.startup()
+        await self.reliable.set_capacity(self.settings.concurrency)
+        install_signal_handlers(asyncio.get_running_loop(), self.request_drain)
+        finish_watch = asyncio.create_task(self._drain_on(finish_event))
+        logger.info(
+            "worker ready: queues %s, concurrency %d, drain timeout %.0f s",
+            ",".join(self.reliable.options.listened_queues),
+            self.settings.concurrency,
+            self.settings.drain_timeout_s,
+        )
+        try:
+            await self._consume()
+        finally:
+            finish_watch.cancel()
+            await self._drain_running()
+        if self.on_exit is not None:
+            self.on_exit(self)
+
+    def request_drain(self, reason: str = "request") -> None:
+        if self._draining.is_set():
+            logger.info("%s while draining: still finishing and handing back", reason)
+            return
+        deadline = self.settings.drain_timeout_s + HARD_MARGIN_S
+        logger.info("%s: draining (%d running, deadline %.0f s)", reason, len(self._running), deadline)
+        self._watchdog = Watchdog(deadline)
+        self._watchdog.start()
+        self._draining.set()
+
+    async def _drain_on(self, finish_event: asyncio.Event) -> None:
+        await finish_event.wait()  # taskiq's own handlers (SIGHUP) or a test
+        self.request_drain("shutdown requested")
+
+    async def _consume(self) -> None:
+        failures = 0
+        drain_wait = asyncio.create_task(self._draining.wait())
+        try:
+            while not self._draining.is_set():
+                free = self.settings.concurrency - len(self._running)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await _first(self._slot_freed.wait(), drain_wait)
+                    continue
+                fetch = asyncio.create_task(self.reliable.fetch(free, self.settings.fetch_block_s))
+                await asyncio.wait({fetch, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    await self._abandon_fetch(fetch)
+                    return
+                try:
+                    deliveries = fetch.result()
+                except Exception as exc:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    logger.warning("fetching failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                    await _first(asyncio.sleep(delay), drain_wait)
+                    continue
+                failures = 0
+                for delivery in deliveries:
+                    self._start(delivery)
+        finally:
+            drain_wait.cancel()
+
+    async def _abandon_fetch(self, fetch: asyncio.Task[Any]) -> None:
+        """Cancel an in-flight fetch; anything it still returned was never started."""
+        fetch.cancel()
+        results = await asyncio.gather(fetch, return_exceptions=True)
+        if results and isinstance(results[0], list):
+            for delivery in results[0]:
+                await self._hand_back_quietly(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._process(delivery))
+        self._running[task] = delivery
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._cut_off.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("settling a message failed", exc_info=task.exception())
+
+    async def _drain_running(self) -> None:
+        try:
+            await asyncio.wait_for(self.reliable.stop_consuming(), CANCEL_GRACE_S)
+        except Exception as exc:
+            logger.warning("stopping consumers failed: %s", exc)
+        running = set(self._running)
+        if running:
+            logger.info("waiting up to %.0f s for %d running tasks", self.settings.drain_timeout_s, len(running))
+            _, pending = await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
+            if pending:
+                logger.warning("cutting off %d tasks at the drain deadline; handing them back", len(pending))
+                for task in pending:
+                    self._cut_off.add(task)
+                    task.cancel()
+                await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+        logger.info("drained")
+
+    # -- one message ------------------------------------------------------------
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            await self._run(delivery)
+        except asyncio.CancelledError:
+            await self._hand_back_quietly(delivery)
+            raise
+        except Exception:
+            # A bug of ours or a broker error while settling: give the message back; its
+            # delivery count grows, so this cannot loop past MAX_DELIVERIES.
+            logger.exception("processing a message failed; handing it back")
+            await self._hand_back_quietly(delivery)
+
+    async def _run(self, delivery: Delivery) -> None:
+        try:
+            message = self.broker.formatter.loads(delivery.data)
+        except Exception as exc:
+            await self._dead_letter(delivery, None, Reason.UNDECODABLE, exc)
+            return
+        task = self.broker.find_task(message.task_name)
+        if task is None:
+            await self._dead_letter(delivery, message, Reason.UNKNOWN_TASK, None)
+            return
+        if delivery.delivery_count > self.settings.max_deliveries:
+            await self._dead_letter(delivery, message, Reason.MAX_DELIVERIES, None)
+            return
+        try:
+            message.args, message.kwargs = self._validator(message.task_name, task.original_func).validate(
+                message.args, message.kwargs
+            )
+        except InvalidArguments as exc:
+            await self._dead_letter(delivery, message, Reason.INVALID_ARGUMENTS, exc)
+            return
+        await self._execute(delivery, message, self._target(message.task_name, task.original_func))
+
+    async def _execute(self, delivery: Delivery, message: TaskiqMessage, target: Any) -> None:
+        for middleware in self.broker.middlewares:
+            if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
+                message = await maybe_awaitable(middleware.pre_execute(message))
+        result = await self.run_task(target=target, message=message)
+        for middleware in reversed(self.broker.middlewares):
+            if type(middleware).post_execute is not TaskiqMiddleware.post_execute:
+                await maybe_awaitable(middleware.post_execute(message, result))
+        current = asyncio.current_task()
+        if current in self._cut_off:
+            await delivery.hand_back()
+            return
+        if result.is_err:
+            await self._failed(delivery, message, result)
+            return
+        await self._save(message, result)
+        await delivery.ack()
+
+    async def _failed(self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        error = result.error
+        attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
+        max_attempts = int(message.labels.get(ATTEMPTS_LABEL) or self.settings.max_attempts)
+        logger.warning(
+            "task %s [%s] failed on attempt %d/%d: %s",
+            message.task_name, message.task_id, attempt, max_attempts, _describe(error),
+        )
+        if isinstance(error, Reject):
+            await self._save(message, result)
+            await self._dead_letter(delivery, message, Reason.REJECTED, error, attempts=attempt)
+        elif attempt >= max_attempts:
+            await self._save(message, result)
+            await self._dead_letter(delivery, message, Reason.MAX_ATTEMPTS, error, attempts=attempt)
+        else:
+            message.labels[ATTEMPT_LABEL] = attempt + 1
+            await delivery.republish(self.broker.formatter.dumps(message).message)
+
+    async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        try:
+            await self.broker.result_backend.set_result(message.task_id, result)
+        except Exception as exc:
+            logger.error("storing the result of %s [%s] failed: %s", message.task_name, message.task_id, exc)
+            return
+        for middleware in reversed(self.broker.middlewares):
+            if type(middleware).post_save is not TaskiqMiddleware.post_save:
+                await maybe_awaitable(middleware.post_save(message, result))
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        message: TaskiqMessage | None,
+        reason: Reason,
+        error: BaseException | None,
+        attempts: int = 0,
+    ) -> None:
+        record = DeadLetter(
+            body=delivery.data,
+            queue=delivery.queue,
+            reason=reason,
+            error_type=type(error).__qualname__ if error is not None else "",
+            error_message=str(error)[:2000] if error is not None else "",
+            task_id=message.task_id if message else "",
+            task_name=message.task_name if message else "",
+            attempts=attempts,
+            deliveries=delivery.delivery_count,
+            dead_lettered_at=time.time(),
+        )
+        logger.warning(
+            "dead-lettered %s [%s] from queue %s: %s%s; payload starts %r",
+            record.task_name or "a message", record.task_id or "no id", delivery.queue,
+            reason.value, f" ({_describe(error)})" if error is not None else "",
+            excerpt(delivery.data),
+        )
+        await delivery.dead_letter(record)
+
+    async def _hand_back_quietly(self, delivery: Delivery) -> None:
+        try:
+            await asyncio.shield(asyncio.wait_for(delivery.hand_back(), CANCEL_GRACE_S))
+        except (Exception, asyncio.CancelledError) as exc:
+            logger.warning("handing a message back failed (%s); it will be redelivered", exc)
+
+    # -- per-task caches --------------------------------------------------------
+    def _validator(self, name: str, func: Any) -> ArgumentValidator:
+        validator = self._validators.get(name)
+        if validator is None:
+            validator = self._validators[name] = ArgumentValidator(func)
+        return validator
+
+    def _target(self, name: str, func: Any) -> Any:
+        target = self._targets.get(name)
+        if target is None:
+            if name not in self.known_tasks:  # registered after start: resolve its deps
+                self._prepare_task(name, func)
+            target = self._targets[name] = wrap_task_function(func)
+        return target
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    text = str(error)
+    return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__
+
+
+async def _first(*waitables: Any) -> None:
+    """Wait until the first of ``waitables`` is done; cancel the coroutines we made."""
+    tasks = [w if isinstance(w, asyncio.Future) else asyncio.ensure_future(w) for w in waitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t, w in zip(tasks, waitables, strict=True):
+            if t is not w and not t.done():
+                t.cancel()

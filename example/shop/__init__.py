@@ -1,0 +1,1 @@
+"""The example app: signups, a welcome email and a score computed in the background."""

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from example.shop import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("signup", views.signup, name="signup"),
+    path("signups/<int:signup_id>", views.signup_detail, name="signup-detail"),
+    path("reports", views.report, name="report"),
+    path("tasks/<str:task_id>", views.task_status, name="task-status"),
+]

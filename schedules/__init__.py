@@ -1,0 +1,1 @@
+"""Scheduling: schedule sources and exactly-once firing (see the scheduler issue)."""

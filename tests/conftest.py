@@ -1,0 +1,78 @@
+"""Shared fixtures: the real Redis and RabbitMQ servers, skipped locally when absent.
+
+Under CI (``CI`` set) a missing server is a failure, never a silent skip. Every test gets
+its own key prefix / queue names so tests never see each other's messages, and cleans
+them up. Fault tests start their own servers (tests/servers.py) and never touch these.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("ASYNCJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("ASYNCJOBS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    default = 6379 if parts.scheme.startswith("redis") else 5672
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(url: str, name: str) -> None:
+    if _reachable(url):
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} at {url} is unreachable, and CI is set: start it (see README)")
+    pytest.skip(f"{name} at {url} is unreachable")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_server(REDIS_URL, "Redis")
+    return REDIS_URL
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    require_server(AMQP_URL, "RabbitMQ")
+    return AMQP_URL
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix / queue-name prefix unique to this test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis_cleanup(redis_url: str, prefix: str) -> AsyncIterator[None]:
+    """Deletes every key under this test's prefix afterwards."""
+    from redis.asyncio import Redis
+
+    yield
+    conn = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in conn.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await conn.delete(*keys)
+    finally:
+        await conn.aclose()
+
+
+@pytest.fixture
+def free_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    yield port

@@ -1,0 +1,46 @@
+"""Django settings for the test suite (and mypy's django plugin).
+
+The broker and database come from the environment so subprocess workers share them:
+ASYNCJOBS_* for asyncjobs, TEST_DATABASE=postgres for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "tests-only"  # noqa: S105
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_integration",
+    "tests.testapp",
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if os.environ.get("TEST_DATABASE") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("TEST_PG_NAME", "test"),
+            "USER": os.environ.get("TEST_PG_USER", "postgres"),
+            "HOST": os.environ.get("TEST_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TEST_PG_PORT", "5432"),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("TEST_SQLITE_PATH", ":memory:"),
+        }
+    }
+
+ASYNCJOBS = {
+    "BROKER_URL": "redis://127.0.0.1:6379/0",
+    "QUEUES": ["default", "other"],
+}
+LOGGING_CONFIG = None

@@ -1,0 +1,165 @@
+"""The example project with real processes: uvicorn, ``taskiq worker``, Redis, RabbitMQ.
+
+An HTTP request to an async view enqueues a task; the worker process runs it; its effect
+is visible in the database (through the web process) and its result through the result
+backend. Each test has its own key prefix (streams, RabbitMQ queues) and SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.processes import (
+    ExampleStack,
+    delete_amqp_queues,
+    task_state,
+    wait_for_task,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+RESULT_KEY_PREFIX = "asyncjobs:result"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("rabbitmq", marks=[pytest.mark.redis, pytest.mark.rabbitmq]),
+    ]
+)
+def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    if request.param == "rabbitmq":
+        url: str = request.getfixturevalue("amqp_url")
+        return url
+    return redis_url
+
+
+@pytest.fixture
+async def stack(
+    broker_url: str,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    redis_cleanup: None,
+) -> AsyncIterator[ExampleStack]:
+    """The example project's processes on this test's prefix; stopped and cleaned after."""
+    example = ExampleStack(
+        broker_url=broker_url,
+        result_backend_url=redis_url,
+        db_path=tmp_path / "example.sqlite3",
+        log_dir=tmp_path / "logs",
+        key_prefix=prefix,
+    )
+    await asyncio.to_thread(example.migrate)
+    try:
+        yield example
+    finally:
+        await asyncio.to_thread(example.stop, 15.0)
+        # Shown by pytest when the test failed (captured output of the teardown).
+        print(example.describe(lines=80))
+        if broker_url.startswith("amqp"):
+            await asyncio.wait_for(delete_amqp_queues(broker_url, prefix), timeout=15)
+
+
+@pytest.fixture
+async def client(stack: ExampleStack, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the web process (started here); forgets the results it saw."""
+    stack.start_web()
+    await stack.wait_web_ready(timeout_s=60)
+    seen: list[str] = []
+
+    async def remember(response: httpx.Response) -> None:
+        if response.request.url.path.startswith("/tasks/"):
+            seen.append(response.request.url.path.rsplit("/", 1)[1])
+
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, timeout=10.0, event_hooks={"response": [remember]}
+    ) as http:
+        yield http
+    await _delete_results(redis_url, seen)
+
+
+async def _delete_results(redis_url: str, task_ids: list[str]) -> None:
+    from redis.asyncio import Redis
+
+    if not task_ids:
+        return
+    conn = Redis.from_url(redis_url)
+    try:
+        await conn.delete(*{f"{RESULT_KEY_PREFIX}:{task_id}" for task_id in task_ids})
+    finally:
+        await conn.aclose()
+
+
+async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, Any]:
+    response = await client.post("/signup", json={"email": email})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def signup_row(client: httpx.AsyncClient, signup_id: int) -> dict[str, Any]:
+    response = await client.get(f"/signups/{signup_id}")
+    assert response.status_code == 200, response.text
+    row: dict[str, Any] = response.json()
+    return row
+
+
+async def test_signup_runs_its_tasks_in_the_worker(
+    stack: ExampleStack, client: httpx.AsyncClient
+) -> None:
+    stack.start_worker(workers=1)
+
+    sent = await sign_up(client, "ada@example.org")
+
+    welcome = await wait_for_task(client, stack, sent["task"])
+    assert welcome["is_err"] is False, welcome
+    assert welcome["return_value"] == "sent"
+    score = await wait_for_task(client, stack, sent["score_task"])
+    assert score["is_err"] is False, score
+    assert score["return_value"] == len("ada") * 3
+    row = await signup_row(client, sent["signup"])
+    assert row["welcome_sent_at"] is not None
+    assert row["score"] == score["return_value"]
+
+    # A sync task (plain ``def``, sync ORM) runs too, off the worker's event loop.
+    response = await client.post("/reports")
+    assert response.status_code == 202, response.text
+    report = await wait_for_task(client, stack, response.json()["task"])
+    assert report["is_err"] is False, report
+    assert report["return_value"] == 1
+
+
+async def test_invalid_signup_is_refused_without_a_task(
+    stack: ExampleStack, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/signup", json={"email": "not an email"})
+    assert response.status_code == 400
+    assert (await client.get("/signups/1")).status_code == 404
+
+
+async def test_task_sent_before_any_worker_runs_once_one_starts(
+    stack: ExampleStack, client: httpx.AsyncClient
+) -> None:
+    sent = await sign_up(client, "grace@example.org")
+
+    # No worker has ever consumed this prefix's queues: nothing can have run.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert (await task_state(client, sent["task"]))["ready"] is False
+        await asyncio.sleep(0.25)
+    assert (await signup_row(client, sent["signup"]))["welcome_sent_at"] is None
+
+    stack.start_worker(workers=1)
+
+    welcome = await wait_for_task(client, stack, sent["task"], timeout_s=60)
+    assert welcome["is_err"] is False, welcome
+    assert welcome["return_value"] == "sent"
+    assert (await signup_row(client, sent["signup"]))["welcome_sent_at"] is not None
