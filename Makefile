@@ -43,12 +43,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # Re-pin the constraints for the current Python line from a fresh resolve.
+LOCKVENV := .venv/lock-py$(PYVER)
 lock:
-	rm -rf .venv/lock && $(PYTHON) -m venv .venv/lock
-	.venv/lock/bin/python -m pip install --quiet --upgrade pip
-	.venv/lock/bin/python -m pip install --quiet -e '.[dev,demo]'
-	.venv/lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > $(CONSTRAINTS)
-	rm -rf .venv/lock
+	rm -rf $(LOCKVENV) && $(PYTHON) -m venv $(LOCKVENV)
+	$(LOCKVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCKVENV)/bin/python -m pip install --quiet -e '.[dev,demo]'
+	$(LOCKVENV)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e' -e '^asyncjobs' > $(CONSTRAINTS)
+	rm -rf $(LOCKVENV)
 
 clean:
 	rm -rf .venv build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -124,6 +124,8 @@ class AsyncJobsConfig(BaseModel):
 FIELDS_BY_KEY = {
     (info.alias or name).upper(): name for name, info in AsyncJobsConfig.model_fields.items()
 }
+# pydantic reports errors by field name or alias: both map back to the settings key.
+KEY_OF = {name: key for key, name in FIELDS_BY_KEY.items()} | {key: key for key in FIELDS_BY_KEY}
 SEQUENCE_KEYS = frozenset({"QUEUES", "WORKER_QUEUES", "SCHEDULES"})
 
 
@@ -185,7 +187,7 @@ def _describe(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[s
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = error["loc"][0] if error["loc"] else ""
-        key = FIELDS_BY_KEY.get(str(loc).upper(), str(loc).upper())
+        key = KEY_OF.get(str(loc), str(loc).upper())
         where = origin.get(key, "ASYNCJOBS")
         message = str(error.get("ctx", {}).get("error") or error["msg"])
         if key and key in merged:

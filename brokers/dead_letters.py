@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -42,14 +43,19 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         data = asdict(self)
-        data["body"] = self.body.decode("utf-8", "backslashreplace")
         data.pop("id")
+        try:
+            data["body"] = self.body.decode("utf-8")
+        except UnicodeDecodeError:  # keep undecodable bodies byte for byte
+            data["body"] = None
+            data["body_b64"] = base64.b64encode(self.body).decode()
         return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes, dead_letter_id: str = "") -> DeadLetter:
         data = orjson.loads(raw)
-        data["body"] = data["body"].encode("utf-8", "surrogateescape")
+        encoded = data.pop("body_b64", None)
+        data["body"] = base64.b64decode(encoded) if encoded is not None else data["body"].encode()
         data["reason"] = Reason(data["reason"])
         data["history"] = tuple(data.get("history", ()))
         return cls(id=dead_letter_id, **data)

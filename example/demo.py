@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from example.processes import (
     ProcessError,
     delete_amqp_queues,
     delete_redis_prefix,
+    delete_results,
 )
 
 
@@ -55,6 +57,7 @@ class Report:
     pending: int = 0
     effects_missing: list[int] = field(default_factory=list)
     elapsed_s: float = 0.0
+    task_ids: list[str] = field(default_factory=list)  # every task sent, for clean-up
 
     @property
     def ok(self) -> bool:
@@ -82,9 +85,10 @@ def redact(url: str) -> str:
     return url
 
 
-async def exercise(stack: ExampleStack, signups: int, timeout_s: float, started: float) -> Report:
-    """Send the HTTP traffic and follow every task to its end."""
-    report = Report()
+async def exercise(
+    stack: ExampleStack, report: Report, signups: int, timeout_s: float, started: float
+) -> None:
+    """Send the HTTP traffic and follow every task to its end, filling in ``report``."""
     await stack.wait_web_ready(timeout_s=60)
     log(f"web server ready at {stack.base_url}", started)
     tracked: list[Tracked] = []
@@ -100,6 +104,7 @@ async def exercise(stack: ExampleStack, signups: int, timeout_s: float, started:
             if response.status_code != 202:
                 raise ProcessError(f"POST /signup answered {response.status_code}: {response.text}")
             body = response.json()
+            report.task_ids += [body["task"], body["score_task"]]
             signup_id = int(body["signup"])
             tracked.append(Tracked(body["task"], f"send_welcome_email({signup_id})", signup_id))
             tracked.append(Tracked(body["score_task"], f"compute_score({signup_id})", signup_id))
@@ -107,6 +112,7 @@ async def exercise(stack: ExampleStack, signups: int, timeout_s: float, started:
         if response.status_code != 202:
             raise ProcessError(f"POST /reports answered {response.status_code}: {response.text}")
         tracked.append(Tracked(response.json()["task"], "nightly_report() [sync task]"))
+        report.task_ids.append(tracked[-1].task_id)
         report.sent = len(tracked)
         log(
             f"{signups} signups -> {report.sent} tasks sent (queues 'emails' and 'default')",
@@ -153,13 +159,13 @@ async def exercise(stack: ExampleStack, signups: int, timeout_s: float, started:
             row = (await client.get(f"/signups/{signup_id}")).json()
             if row.get("welcome_sent_at") is None or row.get("score") is None:
                 report.effects_missing.append(signup_id)
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--signups", type=int, default=20, help="how many users sign up")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for tasks")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the logs after success")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -170,10 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     error: BaseException | None = None
     broker_url = os.environ.get("ASYNCJOBS_BROKER_URL", "")
     result_url = os.environ.get("ASYNCJOBS_RESULT_BACKEND_URL", "")
-    # On a broker we did not start, keep this run's keys and queues apart from others'.
-    key_prefix = os.environ.get("ASYNCJOBS_KEY_PREFIX") or (
-        f"demo-{uuid.uuid4().hex[:8]}" if broker_url else None
-    )
+    # On a broker we did not start, keep this run's keys and queues apart from others'
+    # under a prefix of our own, removed afterwards (never a prefix the user chose).
+    own_prefix = None
+    if broker_url and not os.environ.get("ASYNCJOBS_KEY_PREFIX"):
+        own_prefix = f"demo-{uuid.uuid4().hex[:8]}"
+    # SIGTERM (like Ctrl-C) still stops the children: they run in sessions of their own.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not broker_url or (scheme_of(broker_url).startswith("amqp") and not result_url):
             redis = EmbeddedRedis(work / "redis").start()
@@ -188,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             result_backend_url=result_url,
             db_path=work / "example.sqlite3",
             log_dir=work / "logs",
-            key_prefix=key_prefix,
+            key_prefix=own_prefix,
         )
         stack.migrate()
         log(f"migrated a fresh SQLite database {stack.db_path}", started)
@@ -198,15 +207,25 @@ def main(argv: list[str] | None = None) -> int:
         if stack.has_scheduler():
             scheduler = stack.start_scheduler()
             log(f"started taskiq scheduler (pid {scheduler.pid})", started)
-        report = asyncio.run(exercise(stack, args.signups, args.timeout, started))
+        asyncio.run(exercise(stack, report, args.signups, args.timeout, started))
     except (ProcessError, httpx.HTTPError, KeyboardInterrupt) as exc:
         error = exc
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: bounded, let it finish
         if stack is not None:
-            log("stopping web server and worker (SIGTERM)", started)
-            stack.stop(timeout_s=15)
-        if stack is not None and key_prefix and not redis:
-            _forget_broker_state(broker_url, result_url, key_prefix)
+            log("stopping (SIGTERM) and waiting for a clean exit", started)
+            exit_codes = stack.stop(timeout_s=30)
+            log(", ".join(f"{name} exited {code}" for name, code in exit_codes.items()), started)
+            unclean = stack.unclean_exits()
+            if unclean and error is None:
+                error = ProcessError(f"not a clean shutdown: exit codes {unclean}")
+        if stack is not None:
+            _forget_broker_state(
+                broker_url=None if redis and broker_url == redis.url else broker_url,
+                result_url=None if redis and result_url == redis.url else result_url,
+                key_prefix=own_prefix,
+                task_ids=report.task_ids,
+            )
         if redis is not None:
             redis.stop()
     report.elapsed_s = time.monotonic() - started
@@ -221,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"elapsed:         {report.elapsed_s:.1f}s")
     if error is None and report.ok:
         print("demo OK")
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_logs:
+            print(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
         return 0
     if error is not None:
         print(f"\ndemo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
@@ -233,19 +255,30 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _forget_broker_state(broker_url: str, result_url: str, key_prefix: str) -> None:
-    """Remove this run's keys/queues from a broker the demo did not start."""
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _forget_broker_state(
+    *, broker_url: str | None, result_url: str | None, key_prefix: str | None, task_ids: list[str]
+) -> None:
+    """Remove this run's queues and results from servers the demo did not start."""
 
     async def forget() -> None:
-        if scheme_of(broker_url).startswith("amqp"):
-            await delete_amqp_queues(broker_url, key_prefix)
-        else:
-            await delete_redis_prefix(broker_url, key_prefix)
+        if broker_url and key_prefix:
+            if scheme_of(broker_url).startswith("amqp"):
+                await delete_amqp_queues(broker_url, key_prefix)
+            else:
+                await delete_redis_prefix(broker_url, key_prefix)
+        if result_url and task_ids:
+            await delete_results(result_url, task_ids)
 
+    if not ((broker_url and key_prefix) or (result_url and task_ids)):
+        return
     try:
         asyncio.run(asyncio.wait_for(forget(), timeout=15))
     except Exception as exc:
-        print(f"could not remove the demo's keys ({key_prefix}*): {exc}", file=sys.stderr)
+        print(f"could not remove the demo's queues or results: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "example.settings"
 WORKER_APP = "django_integration.worker:broker"
 SCHEDULER_APP = "django_integration.worker:scheduler"
+EXAMPLE_QUEUES = ("default", "emails")  # QUEUES in example/settings.py
 
 
 class ProcessError(RuntimeError):
@@ -59,10 +60,12 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path = REPO_ROOT,
+        clean_exit_codes: frozenset[int] = frozenset({0}),
     ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.clean_exit_codes = clean_exit_codes  # what a SIGTERM'd shutdown may return
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             # A new session: signals typed at the terminal reach only us, and a stop can
@@ -120,7 +123,7 @@ class ManagedProcess:
         return code
 
     def kill(self) -> int:
-        """SIGKILL the process group at once (a crash, not a shutdown)."""
+        """SIGKILL the process group at once (a crash, not a shutdown); the exit code."""
         self._kill_group()
         return self.popen.wait(timeout=10)
 
@@ -141,7 +144,8 @@ def stop_all(processes: Iterable[ManagedProcess], timeout_s: float = 15.0) -> di
     deadline = time.monotonic() + timeout_s
     for proc in procs:
         proc.wait(max(0.0, deadline - time.monotonic()))
-    return {proc.name: proc.stop(timeout_s=0) for proc in procs}
+    # Whatever still runs gets SIGKILL; what exited may have left children in its group.
+    return {proc.name: proc.kill() for proc in procs}
 
 
 async def wait_http_ready(
@@ -340,8 +344,16 @@ class ExampleStack:
         return output.strip().splitlines()[-1:] == ["True"]
 
     # -- long-running processes ----------------------------------------------------------
-    def start(self, name: str, argv: list[str]) -> ManagedProcess:
-        proc = ManagedProcess(name, argv, log_path=self.log_dir / f"{name}.log", env=self.env())
+    def start(
+        self, name: str, argv: list[str], clean_exit_codes: frozenset[int] = frozenset({0})
+    ) -> ManagedProcess:
+        proc = ManagedProcess(
+            name,
+            argv,
+            log_path=self.log_dir / f"{name}.log",
+            env=self.env(),
+            clean_exit_codes=clean_exit_codes,
+        )
         self.processes.append(proc)
         return proc
 
@@ -354,7 +366,8 @@ class ExampleStack:
             "--no-access-log",
             "--log-level", "warning",
         ]  # fmt: skip
-        self.web = self.start("web", argv)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: -15 is clean.
+        self.web = self.start("web", argv, clean_exit_codes=frozenset({0, -signal.SIGTERM}))
         return self.web
 
     async def wait_web_ready(self, timeout_s: float = 30.0) -> None:
@@ -381,6 +394,14 @@ class ExampleStack:
         """SIGTERM every process, SIGKILL what is left after ``timeout_s``; exit codes."""
         return stop_all(self.processes, timeout_s=timeout_s)
 
+    def unclean_exits(self) -> dict[str, int]:
+        """The stopped processes whose exit code is not a clean shutdown's."""
+        return {
+            proc.name: code
+            for proc in self.processes
+            if (code := proc.returncode) is not None and code not in proc.clean_exit_codes
+        }
+
 
 async def delete_redis_prefix(url: str, prefix: str) -> int:
     """Delete every key under ``prefix`` (a run's streams, dead letters, schedules)."""
@@ -396,6 +417,56 @@ async def delete_redis_prefix(url: str, prefix: str) -> int:
         await conn.aclose()
 
 
-async def delete_amqp_queues(url: str, prefix: str) -> int:
-    """Delete the RabbitMQ queues of a run's ``prefix``; returns how many existed."""
-    raise NotImplementedError("waiting for brokers.amqp")
+async def delete_results(url: str, task_ids: Iterable[str]) -> None:
+    """Delete the stored results of ``task_ids`` from the result backend at ``url``."""
+    from redis.asyncio import Redis
+
+    from brokers.results import KEY_PREFIX
+
+    keys = [f"{KEY_PREFIX}:{task_id}" for task_id in task_ids]
+    if not keys:
+        return
+    conn = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        await conn.delete(*keys)
+    finally:
+        await conn.aclose()
+
+
+async def delete_amqp_queues(
+    url: str, prefix: str, queues: Iterable[str] = EXAMPLE_QUEUES
+) -> list[str]:
+    """Delete a run's RabbitMQ queues, dead-letter queues and exchange (``prefix``).
+
+    RabbitMQ cannot list queues over AMQP, so the names come from the transport's naming
+    rules and the example's ``QUEUES``. Returns the queues that held messages.
+    """
+    import aio_pika
+    from aiormq.exceptions import ChannelNotFoundEntity
+
+    from brokers.amqp import dead_letter_queue_name, queue_name
+
+    names = [
+        name
+        for queue in queues
+        for name in (queue_name(prefix, queue), dead_letter_queue_name(prefix, queue))
+    ]
+    leftovers: list[str] = []
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        for name in names:
+            channel = await connection.channel()  # a failed passive declare closes it
+            try:
+                declared = await channel.declare_queue(name, passive=True)
+            except ChannelNotFoundEntity:
+                continue
+            if declared.declaration_result.message_count:
+                leftovers.append(name)
+            await declared.delete(if_unused=False, if_empty=False)
+            await channel.close()
+        channel = await connection.channel()
+        await channel.exchange_delete(prefix)
+        await channel.close()
+    finally:
+        await connection.close()
+    return leftovers

@@ -76,3 +76,38 @@ def free_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     yield port
+
+
+# -- Django and the configured app -------------------------------------------------
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from asyncjobs import app as app_state  # noqa: E402
+from asyncjobs.config import AsyncJobsConfig, load_config  # noqa: E402
+
+
+@pytest.fixture
+async def configured(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[AsyncJobsConfig]:
+    """asyncjobs configured on the real Redis under this test's prefix; restored after."""
+    previous = app_state._app
+    config = load_config(
+        {
+            "BROKER_URL": redis_url,
+            "QUEUES": ["default", "other"],
+            "KEY_PREFIX": prefix,
+            "MAX_ATTEMPTS": 3,
+        },
+        environ={},
+    )
+    broker = app_state.configure(config)
+    yield config
+    if getattr(broker, "started", False):
+        await broker.shutdown()
+    app_state._app = previous
+    if previous is not None:
+        from asyncjobs.tasks import registry
+
+        registry.default_broker(previous.broker)

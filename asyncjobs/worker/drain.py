@@ -27,6 +27,11 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callable
         loop.add_signal_handler(sig, on_signal, sig.name)
 
 
+def remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in DRAIN_SIGNALS:
+        loop.remove_signal_handler(sig)
+
+
 class Watchdog:
     """Ends the process with ``os._exit`` if the drain overruns its deadline."""
 

@@ -28,7 +28,7 @@ from taskiq.utils import maybe_awaitable
 from asyncjobs.errors import ConfigurationError, Reject
 from asyncjobs.tasks import ATTEMPTS_LABEL
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
-from asyncjobs.worker.drain import Watchdog, install_signal_handlers
+from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.hooks import wrap_task_function
 from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
 from brokers.base import Delivery, ReliableBroker
@@ -47,11 +47,14 @@ class AsyncJobsReceiver(Receiver):
             raise ConfigurationError(
                 f"the asyncjobs receiver needs an asyncjobs broker, got {type(broker).__name__}"
             )
+        self.settings = settings or WorkerSettings.for_process(kwargs.get("max_async_tasks"))
+        # taskiq's own semaphores are unused (our loop bounds concurrency); sizing them
+        # silences its "unlimited number of async tasks" warning.
+        kwargs["max_async_tasks"] = self.settings.concurrency
         super().__init__(broker, *args, **kwargs)
         self.reliable = broker
         broker.receiver_attached = True
         self.validate_params = False  # we validate once, strictly, in _validate
-        self.settings = settings or WorkerSettings.for_process(kwargs.get("max_async_tasks"))
         self._running: dict[asyncio.Task[None], Delivery] = {}
         self._cut_off: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -65,7 +68,8 @@ class AsyncJobsReceiver(Receiver):
         if self.run_startup:
             await self.broker.startup()
         await self.reliable.set_capacity(self.settings.concurrency)
-        install_signal_handlers(asyncio.get_running_loop(), self.request_drain)
+        loop = asyncio.get_running_loop()
+        install_signal_handlers(loop, self.request_drain)
         finish_watch = asyncio.create_task(self._drain_on(finish_event))
         logger.info(
             "worker ready: queues %s, concurrency %d, drain timeout %.0f s",
@@ -78,6 +82,9 @@ class AsyncJobsReceiver(Receiver):
         finally:
             finish_watch.cancel()
             await self._drain_running()
+            remove_signal_handlers(loop)
+            # The watchdog stays armed: taskiq closes the broker after we return, and
+            # that is where a broker that stopped answering hangs.
         if self.on_exit is not None:
             self.on_exit(self)
 
@@ -87,8 +94,9 @@ class AsyncJobsReceiver(Receiver):
             return
         deadline = self.settings.drain_timeout_s + HARD_MARGIN_S
         logger.info("%s: draining (%d running, deadline %.0f s)", reason, len(self._running), deadline)
-        self._watchdog = Watchdog(deadline)
-        self._watchdog.start()
+        if self.settings.hard_deadline:
+            self._watchdog = Watchdog(deadline)
+            self._watchdog.start()
         self._draining.set()
 
     async def _drain_on(self, finish_event: asyncio.Event) -> None:

@@ -19,6 +19,8 @@ class WorkerSettings:
     max_attempts: int = 3
     max_deliveries: int = 5
     fetch_block_s: float = 2.0
+    # End the process with os._exit when the drain overruns (off for in-process tests).
+    hard_deadline: bool = True
 
     @classmethod
     def for_process(cls, cli_max_async_tasks: int | None) -> WorkerSettings:

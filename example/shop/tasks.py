@@ -37,7 +37,7 @@ async def compute_score(signup_id: int) -> int:
     return score
 
 
-@task(timeout=60)
+@task
 def nightly_report() -> int:
     """A sync task with the sync ORM: runs in a thread, off the worker's event loop."""
     total = Signup.objects.count()

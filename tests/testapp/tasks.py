@@ -1,21 +1,24 @@
-"""Tasks the worker tests run; effects are recorded in a Redis ledger (LEDGER_URL)."""
+"""Tasks the worker tests run. Each records what it did in a Redis ledger list under the
+configured key prefix, so in-process and subprocess workers report the same way."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from redis.asyncio import Redis
 
-from asyncjobs import Reject, task
+from asyncjobs import Reject, current_config, task
 
-LEDGER_URL = os.environ.get("LEDGER_URL", "redis://127.0.0.1:6379/0")
-LEDGER_KEY = os.environ.get("LEDGER_KEY", "ledger")
+
+def ledger_key() -> str:
+    return f"{current_config().key_prefix}:ledger"
 
 
 async def record(event: str) -> None:
-    async with Redis.from_url(LEDGER_URL) as conn:
-        await conn.rpush(LEDGER_KEY, event)
+    config = current_config()
+    url = config.effective_result_backend_url or config.broker_url
+    async with Redis.from_url(url) as conn:
+        await conn.rpush(ledger_key(), event)
 
 
 @task
@@ -50,6 +53,10 @@ async def rejects(tag: str) -> None:
 @task
 async def sleeps(tag: str, seconds: float) -> str:
     await record(f"start:{tag}")
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        await asyncio.shield(record(f"cancelled:{tag}"))
+        raise
     await record(f"end:{tag}")
     return tag

@@ -1,0 +1,224 @@
+"""The Redis Streams transport against the real Redis (each test under its own prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from taskiq.message import BrokerMessage
+from taskiq_redis import RedisStreamBroker
+
+from brokers.base import TransportOptions
+from brokers.dead_letters import DeadLetter, Reason
+from brokers.errors import UnknownQueueError
+from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+
+pytestmark = pytest.mark.redis
+
+
+def options(prefix: str) -> TransportOptions:
+    return TransportOptions(queues=("default", "other"), default_queue="default", key_prefix=prefix)
+
+
+def message(body: bytes = b"{}", queue: str | None = None) -> BrokerMessage:
+    labels = {"queue_name": queue} if queue else {}
+    return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=body, labels=labels)
+
+
+async def worker(url: str, prefix: str) -> RedisStreamsBroker:
+    broker = RedisStreamsBroker(url, options(prefix))
+    broker.is_worker_process = True
+    broker.receiver_attached = True
+    await broker.startup()
+    return broker
+
+
+@pytest.fixture
+async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def client(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[RedisStreamsBroker]:
+    broker = RedisStreamsBroker(redis_url, options(prefix))
+    yield broker
+    await broker.shutdown()
+
+
+async def test_ack_deletes_the_entry(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+    await client.kick(message(b"hello"))
+    w = await worker(redis_url, prefix)
+    try:
+        [delivery] = await w.fetch(10, 0.5)
+        assert delivery.data == b"hello" and delivery.queue == "default" and delivery.delivery_count == 1
+        await delivery.ack()
+        assert await conn.xlen(stream_key(prefix, "default")) == 0
+        assert await conn.xpending(stream_key(prefix, "default"), GROUP) == {
+            "pending": 0, "min": None, "max": None, "consumers": []
+        }
+    finally:
+        await w.shutdown()
+
+
+async def test_message_sent_before_any_worker_is_delivered(
+    client: RedisStreamsBroker, redis_url: str, prefix: str
+) -> None:
+    await client.kick(message(b"early"))  # no consumer group exists yet
+    w = await worker(redis_url, prefix)
+    try:
+        deliveries = await w.fetch(10, 0.5)
+        assert [d.data for d in deliveries] == [b"early"]
+    finally:
+        await w.shutdown()
+
+
+async def test_taskiq_redis_default_group_misses_early_messages(redis_url: str, prefix: str, conn: Redis) -> None:
+    """The upstream weak spot: the group is created at '$', after the early message."""
+    stream = f"{prefix}:upstream"
+    await conn.xadd(stream, {b"data": b"early"})
+    upstream = RedisStreamBroker(redis_url, queue_name=stream, xread_block=200)
+    await upstream.startup()
+    try:
+        fetched = await conn.xreadgroup("taskiq", "c", {stream: ">"}, count=10, block=200)
+        assert fetched == []
+    finally:
+        await upstream.shutdown()
+
+
+async def test_routes_by_queue_label_and_refuses_unknown_queues(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
+    await client.kick(message(b"o", queue="other"))
+    assert await conn.xlen(stream_key(prefix, "other")) == 1
+    assert await conn.xlen(stream_key(prefix, "default")) == 0
+    with pytest.raises(UnknownQueueError, match="nope"):
+        await client.kick(message(queue="nope"))
+
+
+async def test_fetch_takes_no_more_than_asked(client: RedisStreamsBroker, redis_url: str, prefix: str) -> None:
+    for i in range(10):
+        await client.kick(message(str(i).encode()))
+    first, second = await worker(redis_url, prefix), await worker(redis_url, prefix)
+    second.consumer_name += ":b"
+    try:
+        got = await first.fetch(3, 0.5)
+        assert len(got) == 3
+        rest = await second.fetch(100, 0.5)
+        assert len(rest) == 7  # nothing hoarded by the first worker
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+
+
+async def test_fetch_over_several_streams_hands_back_the_surplus(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
+    for queue in ("default", "other"):
+        for _ in range(2):
+            await client.kick(message(queue.encode(), queue=queue))
+    w = await worker(redis_url, prefix)
+    try:
+        got = await w.fetch(2, 0.5)
+        assert len(got) == 2
+        pending = await conn.xpending(stream_key(prefix, "default"), GROUP)
+        other = await conn.xpending(stream_key(prefix, "other"), GROUP)
+        assert pending["pending"] + other["pending"] == 2
+        assert len(await w.fetch(10, 0.5)) == 2
+    finally:
+        await w.shutdown()
+
+
+async def test_dead_letter_moves_atomically(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+    await client.kick(message(b"poison"))
+    w = await worker(redis_url, prefix)
+    try:
+        [delivery] = await w.fetch(1, 0.5)
+        await delivery.dead_letter(DeadLetter(body=delivery.data, queue="default", reason=Reason.UNDECODABLE))
+        assert await conn.xlen(stream_key(prefix, "default")) == 0
+        [(entry_id, fields)] = await conn.xrange(dead_letter_key(prefix, "default"))
+        record = DeadLetter.from_json(fields[b"record"], entry_id.decode())
+        assert record.body == b"poison" and record.reason is Reason.UNDECODABLE
+    finally:
+        await w.shutdown()
+
+
+async def test_hand_back_is_visible_to_another_worker_at_once(
+    client: RedisStreamsBroker, redis_url: str, prefix: str
+) -> None:
+    await client.kick(message(b"x"))
+    first, second = await worker(redis_url, prefix), await worker(redis_url, prefix)
+    second.consumer_name += ":b"
+    try:
+        [delivery] = await first.fetch(1, 0.5)
+        await delivery.hand_back()
+        [again] = await second.fetch(1, 0.5)
+        assert again.data == b"x" and again.delivery_count == 2
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+
+
+async def test_republish_resets_the_delivery_count(client: RedisStreamsBroker, redis_url: str, prefix: str) -> None:
+    await client.kick(message(b"v1"))
+    w = await worker(redis_url, prefix)
+    try:
+        [delivery] = await w.fetch(1, 0.5)
+        await delivery.republish(b"v2")
+        [retry] = await w.fetch(1, 0.5)
+        assert retry.data == b"v2" and retry.delivery_count == 1
+    finally:
+        await w.shutdown()
+
+
+async def test_a_delivery_is_settled_once(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+    await client.kick(message(b"x"))
+    w = await worker(redis_url, prefix)
+    try:
+        [delivery] = await w.fetch(1, 0.5)
+        await delivery.ack()
+        await delivery.hand_back()  # ignored: already settled
+        assert await conn.xlen(stream_key(prefix, "default")) == 0
+    finally:
+        await w.shutdown()
+
+
+async def test_client_restarts_on_a_new_event_loop(redis_url: str, prefix: str, redis_cleanup: None) -> None:
+    """One asyncio.run per shell command: each loop gets its own connections."""
+    broker = RedisStreamsBroker(redis_url, options(prefix))
+
+    def send() -> None:
+        asyncio.run(broker.kick(message(b"x")))
+
+    await asyncio.to_thread(send)
+    await asyncio.to_thread(send)
+    await broker.kick(message(b"x"))
+    conn = Redis.from_url(redis_url)
+    try:
+        assert await conn.xlen(stream_key(prefix, "default")) == 3
+    finally:
+        await conn.aclose()
+        await broker.shutdown()
+
+
+async def test_lazy_start_happens_once_under_concurrent_first_calls(
+    redis_url: str, prefix: str, redis_cleanup: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = RedisStreamsBroker(redis_url, options(prefix))
+    starts = 0
+    original = broker.connect
+
+    async def counting_connect() -> None:
+        nonlocal starts
+        starts += 1
+        await asyncio.sleep(0.05)  # widen the race window
+        await original()
+
+    monkeypatch.setattr(broker, "connect", counting_connect)
+    await asyncio.gather(*(broker.kick(message(b"x")) for _ in range(20)))
+    assert starts == 1
+    await broker.shutdown()

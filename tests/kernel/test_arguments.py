@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+from taskiq import Context, TaskiqDepends
+
+from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
+
+
+class Point(BaseModel):
+    x: int
+
+
+async def typed(a: int, point: Point, *rest: int, flag: bool = False, **extra: str) -> None: ...
+
+
+async def with_dependency(a: int, context: Context = TaskiqDepends()) -> None: ...
+
+
+def test_coerces_json_values_to_annotations() -> None:
+    args, kwargs = ArgumentValidator(typed).validate(["1", {"x": "2"}, "3"], {"flag": "true", "z": "s"})
+    assert args == [1, Point(x=2), 3]
+    assert kwargs == {"flag": True, "z": "s"}
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (["x", {"x": 1}], {}, "'a'"),
+        ([1, {"x": "nope"}], {}, "'point'"),
+        ([1], {}, "missing a required argument: 'point'"),
+        ([1, {"x": 1}], {"unknown": 1, "flag": "maybe"}, "'flag'"),
+        ([1, {"x": 1}, "not-int"], {}, "'rest'"),
+    ],
+)
+def test_rejects_arguments_that_do_not_fit(args: list[object], kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArguments, match=match):
+        ArgumentValidator(typed).validate(args, kwargs)
+
+
+def test_dependencies_are_not_expected_in_the_message() -> None:
+    assert ArgumentValidator(with_dependency).validate(["5"], {}) == ([5], {})
+
+
+def test_too_many_arguments() -> None:
+    with pytest.raises(InvalidArguments, match="too many"):
+        ArgumentValidator(with_dependency).validate([1, 2, 3], {})

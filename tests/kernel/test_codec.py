@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import BaseModel
+from taskiq.message import TaskiqMessage
+
+from asyncjobs.codec import JsonFormatter, MessageDecodeError
+from asyncjobs.errors import PayloadTooLargeError, SerializationError
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Box:
+    w: int
+
+
+def message(*args: object, **kwargs: object) -> TaskiqMessage:
+    return TaskiqMessage(
+        task_id="id1", task_name="m:f", labels={"queue_name": "default"}, args=list(args), kwargs=kwargs
+    )
+
+
+def test_round_trip_keeps_taskiqs_shape() -> None:
+    codec = JsonFormatter(1024 * 1024)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    body = codec.dumps(message(1, "a", Point(x=1, y=2), Box(3), when=when)).message
+    decoded = codec.loads(body)
+    assert decoded.task_id == "id1" and decoded.task_name == "m:f"
+    assert decoded.args == [1, "a", {"x": 1, "y": 2}, {"w": 3}]
+    assert decoded.kwargs == {"when": "2026-01-02T00:00:00+00:00"}
+    # taskiq's own model accepts our bytes, so raw taskiq workers interoperate.
+    assert TaskiqMessage.model_validate_json(body).args[0] == 1
+
+
+def test_oversized_payload_is_refused_before_sending() -> None:
+    codec = JsonFormatter(2048)
+    with pytest.raises(PayloadTooLargeError, match="MAX_PAYLOAD_BYTES=2048"):
+        codec.dumps(message("x" * 5000))
+
+
+def test_non_json_arguments_are_refused_not_pickled() -> None:
+    with pytest.raises(SerializationError, match="JSON-serializable"):
+        JsonFormatter(1 << 20).dumps(message(object()))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x80\x04\x95pickle",
+        b"[1, 2]",
+        b'{"task_id": "x"}',
+        b'{"task_id": 1, "task_name": "t", "labels": {}, "args": [], "kwargs": {}}',
+        b'{"task_id": "1", "task_name": "t", "labels": {}, "args": {}, "kwargs": {}}',
+    ],
+)
+def test_bad_bodies_raise_a_decode_error(body: bytes) -> None:
+    with pytest.raises(MessageDecodeError):
+        JsonFormatter(1 << 20).loads(body)

@@ -1,0 +1,172 @@
+"""The asyncjobs receiver in-process against the real Redis: run, settle, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from asyncjobs import current_broker
+from asyncjobs.config import AsyncJobsConfig
+from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
+from brokers.dead_letters import DeadLetter, Reason
+from brokers.redis_streams import DATA, DELIVERIES, RedisStreamsBroker, dead_letter_key, stream_key
+from tests.helpers import wait_until
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.redis
+
+
+@dataclass
+class Worker:
+    receiver: AsyncJobsReceiver
+    finish: asyncio.Event
+    task: asyncio.Task[None]
+    conn: Redis
+    prefix: str
+
+    async def ledger(self) -> list[str]:
+        return [e.decode() for e in await self.conn.lrange(f"{self.prefix}:ledger", 0, -1)]
+
+    async def dead(self, queue: str = "default") -> list[DeadLetter]:
+        entries = await self.conn.xrange(dead_letter_key(self.prefix, queue))
+        return [DeadLetter.from_json(f[b"record"], i.decode()) for i, f in entries]
+
+    async def stop(self, timeout: float = 15) -> None:
+        self.finish.set()
+        await asyncio.wait_for(self.task, timeout)
+
+
+StartWorker = Callable[..., "asyncio.Future[Worker]"]
+
+
+@pytest.fixture
+async def start_worker(configured: AsyncJobsConfig, redis_url: str) -> AsyncIterator[Callable[..., object]]:
+    workers: list[Worker] = []
+    conn = Redis.from_url(redis_url)
+    pool = ThreadPoolExecutor(4)
+
+    async def start(**overrides: object) -> Worker:
+        broker = current_broker()
+        assert isinstance(broker, RedisStreamsBroker)
+        broker.is_worker_process = True
+        settings = WorkerSettings(
+            **{"concurrency": 10, "drain_timeout_s": 5.0, "fetch_block_s": 0.2, "hard_deadline": False, **overrides}  # type: ignore[arg-type]
+        )
+        receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings)
+        finish = asyncio.Event()
+        worker = Worker(receiver, finish, asyncio.create_task(receiver.listen(finish)), conn, configured.key_prefix)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if not worker.task.done():
+            await worker.stop()
+    pool.shutdown(wait=False)
+    await conn.aclose()
+
+
+async def test_runs_tasks_and_deletes_their_entries(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    job = await tasks.add.kiq(2, 3)
+    other = await tasks.on_other_queue.kiq("o")
+    sync = await tasks.sync_multiply.kiq(3, 4)
+    assert (await job.wait_result(timeout=10)).return_value == 5
+    assert (await other.wait_result(timeout=10)).return_value == "o"
+    assert (await sync.wait_result(timeout=10)).return_value == 12
+    assert sorted(await worker.ledger()) == ["add:2:3", "other:o"]
+    for queue in ("default", "other"):
+        assert await worker.conn.xlen(stream_key(worker.prefix, queue)) == 0
+
+
+async def test_undecodable_message_is_dead_lettered_with_an_excerpt_only(
+    start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    garbage = b"\x80not json " + b"SECRET" * 2000
+    await worker.conn.xadd(stream_key(worker.prefix, "default"), {DATA: garbage})
+    with caplog.at_level(logging.DEBUG):
+        [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.UNDECODABLE and record.body == garbage
+    assert record.error_type == "MessageDecodeError"
+    assert "SECRET" * 30 not in caplog.text  # an excerpt, never the whole payload
+    assert await worker.conn.xlen(stream_key(worker.prefix, "default")) == 0
+
+
+async def test_unknown_task_is_dead_lettered_not_dropped(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    body = orjson.dumps({"task_id": "abc", "task_name": "newer.release:task", "labels": {}, "args": [], "kwargs": {}})
+    await worker.conn.xadd(stream_key(worker.prefix, "default"), {DATA: body})
+    [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.UNKNOWN_TASK
+    assert (record.task_id, record.task_name) == ("abc", "newer.release:task")
+
+
+async def test_invalid_arguments_are_dead_lettered_without_running(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    await tasks.add.kiq("not a number", 1)  # type: ignore[arg-type]
+    [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.INVALID_ARGUMENTS and "'a'" in record.error_message
+    assert await worker.ledger() == []
+
+
+async def test_failing_task_runs_max_attempts_times_then_is_dead_lettered(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    job = await tasks.always_fails.kiq("f")
+    [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.MAX_ATTEMPTS and record.attempts == 3
+    assert record.error_type == "RuntimeError" and record.error_message == "boom f"
+    assert await worker.ledger() == ["fail:f"] * 3
+    result = await job.wait_result(timeout=5)
+    assert result.is_err
+
+
+async def test_reject_goes_straight_to_the_dead_letters(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker()  # type: ignore[misc]
+    await tasks.rejects.kiq("r")
+    [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.REJECTED and record.attempts == 1
+    assert await worker.ledger() == ["reject:r"]
+
+
+async def test_a_message_redelivered_too_often_is_dead_lettered(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker(max_deliveries=5)  # type: ignore[misc]
+    body = orjson.dumps({"task_id": "t1", "task_name": tasks.add.task_name, "labels": {}, "args": [1, 1], "kwargs": {}})
+    await worker.conn.xadd(stream_key(worker.prefix, "default"), {DATA: body, DELIVERIES: 5})
+    [record] = await wait_until(worker.dead, what="a dead letter")
+    assert record.reason is Reason.MAX_DELIVERIES and record.deliveries == 6
+    assert await worker.ledger() == []
+
+
+async def test_drain_lets_running_tasks_finish(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker(drain_timeout_s=10)  # type: ignore[misc]
+    await tasks.sleeps.kiq("b", 0.5)
+    await wait_until(lambda: _contains(worker, "start:b"), what="the task to start")
+    await worker.stop()
+    assert await worker.ledger() == ["start:b", "end:b"]
+    assert await worker.conn.xlen(stream_key(worker.prefix, "default")) == 0
+
+
+async def test_drain_deadline_cuts_off_and_hands_back(start_worker: Callable[..., object]) -> None:
+    worker: Worker = await start_worker(drain_timeout_s=0.5)  # type: ignore[misc]
+    await tasks.sleeps.kiq("long", 60)
+    await wait_until(lambda: _contains(worker, "start:long"), what="the task to start")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await worker.stop()
+    assert loop.time() - began < 4
+    assert await worker.ledger() == ["start:long", "cancelled:long"]
+    [(_, fields)] = await worker.conn.xrange(stream_key(worker.prefix, "default"))
+    assert orjson.loads(fields[DATA])["task_name"] == tasks.sleeps.task_name
+    assert int(fields[DELIVERIES]) == 1  # it ran once; the count travels with it
+
+
+async def _contains(worker: Worker, event: str) -> bool:
+    return event in await worker.ledger()
