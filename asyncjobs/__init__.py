@@ -1,11 +1,11 @@
 """asyncjobs: an asyncio-native task queue for async Django, built on Taskiq.
 
-    from asyncjobs import task
+from asyncjobs import task
 
-    @task(queue="emails", max_attempts=5, timeout=30)
-    async def send_welcome_email(user_id: int) -> str: ...
+@task(queue="emails", max_attempts=5, timeout=30)
+async def send_welcome_email(user_id: int) -> str: ...
 
-    job = await send_welcome_email.kiq(user.pk)
+job = await send_welcome_email.kiq(user.pk)
 """
 
 from asyncjobs.app import configure, current_broker, current_config

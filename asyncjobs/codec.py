@@ -19,7 +19,13 @@ from taskiq.message import BrokerMessage, TaskiqMessage
 from asyncjobs.errors import PayloadTooLargeError, SerializationError
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
-_REQUIRED = (("task_id", str), ("task_name", str), ("labels", dict), ("args", list), ("kwargs", dict))
+_REQUIRED = (
+    ("task_id", str),
+    ("task_name", str),
+    ("labels", dict),
+    ("args", list),
+    ("kwargs", dict),
+)
 
 
 class MessageDecodeError(ValueError):

@@ -166,7 +166,9 @@ def _known(key: str, where: str) -> str:
     upper = key.upper()
     if upper not in FIELDS_BY_KEY:
         known = ", ".join(sorted(FIELDS_BY_KEY))
-        raise ConfigurationError(f"{where.format(key=key)}: unknown setting {key!r}; known: {known}")
+        raise ConfigurationError(
+            f"{where.format(key=key)}: unknown setting {key!r}; known: {known}"
+        )
     return upper
 
 

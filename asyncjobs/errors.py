@@ -41,5 +41,5 @@ class SerializationError(AsyncJobsError, TypeError):
     """An argument cannot be encoded as JSON; nothing was sent."""
 
 
-class Reject(AsyncJobsError):  # noqa: N818 - the public name is fixed by the design
+class Reject(AsyncJobsError):
     """Raise from a task to fail it for good: no retry, straight to the dead-letter queue."""

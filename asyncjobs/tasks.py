@@ -40,7 +40,9 @@ class TaskOptions:
             raise ConfigurationError(f"{where}: queue={self.queue!r} is not a valid queue name")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigurationError(f"{where}: max_attempts must be >= 1, got {self.max_attempts}")
-        if self.timeout_s is not None and not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+        if self.timeout_s is not None and not (
+            self.timeout_s > 0 and math.isfinite(self.timeout_s)
+        ):
             raise ConfigurationError(f"{where}: timeout must be > 0 seconds, got {self.timeout_s}")
 
     def labels(self) -> dict[str, Any]:
@@ -112,7 +114,9 @@ def task(
     ``timeout`` (seconds or timedelta) cancels an async task at the deadline.
     """
     timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    options = TaskOptions(queue, max_attempts, None if timeout_s is None else float(timeout_s), task_name)
+    options = TaskOptions(
+        queue, max_attempts, None if timeout_s is None else float(timeout_s), task_name
+    )
 
     def register(fn: Callable[P, R]) -> JobTask[P, R]:
         options.validate(f"@task on {fn.__module__}.{fn.__qualname__}")
@@ -125,6 +129,4 @@ def task(
 
 
 def registered_tasks() -> dict[str, JobTask[Any, Any]]:
-    return {
-        name: t for name, t in registry.get_all_tasks().items() if isinstance(t, JobTask)
-    }
+    return {name: t for name, t in registry.get_all_tasks().items() if isinstance(t, JobTask)}

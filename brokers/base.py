@@ -111,6 +111,7 @@ class ReliableBroker(AsyncBroker, ABC):
         # Set by the asyncjobs receiver: taskiq's stock receiver acks and drops bad
         # messages, so a worker must not run this broker without ours.
         self.receiver_attached = False
+        self._base_started = False
 
     # -- routing -----------------------------------------------------------------
     def queue_of(self, labels: dict[str, Any]) -> str:
@@ -128,7 +129,9 @@ class ReliableBroker(AsyncBroker, ABC):
                 "this worker runs an asyncjobs broker with a receiver that is not asyncjobs': "
                 "start it as `taskiq worker django_integration.worker:broker` without --receiver"
             )
-        await super().startup()
+        if not self._base_started:  # events, middlewares, result backend: once
+            await super().startup()
+            self._base_started = True
         await self.connect()
         self._started_loop = asyncio.get_running_loop()
 
@@ -137,6 +140,7 @@ class ReliableBroker(AsyncBroker, ABC):
             await self.disconnect()
         finally:
             self._started_loop = None
+            self._base_started = False
             await super().shutdown()
 
     @property
@@ -157,13 +161,14 @@ class ReliableBroker(AsyncBroker, ABC):
                 # The previous loop is gone (e.g. one asyncio.run per shell command):
                 # its connections cannot be used or awaited from here.
                 self.forget_connections()
+                self._base_started = False
             await self.startup()
 
     async def kick(self, message: BrokerMessage) -> None:
         await self.ensure_started()
         await self.publish(self.queue_of(message.labels), message)
 
-    async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """taskiq's generator interface, for tools that use it; workers use ``fetch``."""
         while True:
             for delivery in await self.fetch(1, timeout_s=1.0):
@@ -190,8 +195,8 @@ class ReliableBroker(AsyncBroker, ABC):
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
         """Up to ``max_messages`` deliveries; an empty list after ``timeout_s`` idle."""
 
-    async def set_capacity(self, capacity: int) -> None:  # noqa: B027 - optional hook
+    async def set_capacity(self, capacity: int) -> None:
         """How many deliveries the worker can run at once (push transports prefetch this)."""
 
-    async def stop_consuming(self) -> None:  # noqa: B027 - optional hook
+    async def stop_consuming(self) -> None:
         """Stop new deliveries from arriving (drain); pull transports need nothing."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
@@ -26,6 +26,9 @@ from taskiq_redis import RedisStreamBroker
 
 from brokers.base import Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
+
+# XREADGROUP's reply without decode_responses: [(stream, [(id, {field: value})])]
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 GROUP = "asyncjobs"
 DATA = b"data"  # the field taskiq-redis uses, so raw taskiq producers interoperate
@@ -79,9 +82,9 @@ class RedisDelivery(Delivery):
     async def _republish(self, body: bytes) -> None:
         await self._move(self.stream, {DATA: body, DELIVERIES: 0})
 
-    async def _move(self, target: str, fields: dict[bytes, Any]) -> None:
+    async def _move(self, target: str, fields: dict[bytes, bytes | int]) -> None:
         async with self.broker.redis() as conn, conn.pipeline(transaction=True) as pipe:
-            pipe.xadd(target, fields)
+            pipe.xadd(target, cast(dict[Any, Any], fields))
             pipe.xack(self.stream, GROUP, self.entry_id)
             pipe.xdel(self.stream, self.entry_id)
             await pipe.execute()
@@ -152,8 +155,8 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                 await self._declare_consumer_group()
                 return []
         deliveries: list[Delivery] = []
-        for raw_stream, entries in fetched or ():
-            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+        for raw_stream, entries in cast(StreamReply, fetched or []):
+            stream = raw_stream.decode()
             queue = self._queue_of_stream[stream]
             for entry_id, fields in entries:
                 deliveries.append(RedisDelivery(self, stream, entry_id, fields, queue))

@@ -51,7 +51,9 @@ def transport_for(url: str, setting: str = "BROKER_URL") -> Transport:
             f"{setting}: unsupported scheme {shown!r} in {redact_url(url)!r}; use one of {ALLOWED}"
         )
     if transport is not Transport.MEMORY and not parts.hostname:
-        raise ConfigurationError(f"{setting}: {redact_url(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
+        raise ConfigurationError(
+            f"{setting}: {redact_url(url)!r} has no host; e.g. redis://127.0.0.1:6379/0"
+        )
     return transport
 
 

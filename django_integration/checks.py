@@ -18,7 +18,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         config = load_config(getattr(settings, "ASYNCJOBS", None))
         check_tasks(config)
     except ConfigurationError as exc:
-        return [checks.Error(str(exc), hint="See the README's settings table.", id="asyncjobs.E001")]
+        return [
+            checks.Error(str(exc), hint="See the README's settings table.", id="asyncjobs.E001")
+        ]
     return []
 
 

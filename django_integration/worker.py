@@ -32,7 +32,7 @@ def _fail_start(error: Exception) -> None:
     cannot even configure itself asks the manager to shut everything down instead.
     """
     logger.critical("cannot start: %s", error)
-    print(f"asyncjobs: cannot start: {error}", file=sys.stderr)  # noqa: T201
+    print(f"asyncjobs: cannot start: {error}", file=sys.stderr)
     if multiprocessing.parent_process() is not None:
         os.kill(os.getppid(), signal.SIGTERM)
     raise SystemExit(EX_CONFIG)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -71,11 +71,10 @@ async def redis_cleanup(redis_url: str, prefix: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def free_port() -> Iterator[int]:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port
+        return int(sock.getsockname()[1])
 
 
 # -- Django and the configured app -------------------------------------------------
@@ -90,7 +89,9 @@ from asyncjobs.config import AsyncJobsConfig, load_config  # noqa: E402
 
 
 @pytest.fixture
-async def configured(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[AsyncJobsConfig]:
+async def configured(
+    redis_url: str, prefix: str, redis_cleanup: None
+) -> AsyncIterator[AsyncJobsConfig]:
     """asyncjobs configured on the real Redis under this test's prefix; restored after."""
     previous = app_state._app
     config = load_config(

@@ -7,8 +7,9 @@ ASYNCJOBS_* for asyncjobs, TEST_DATABASE=postgres for PostgreSQL.
 from __future__ import annotations
 
 import os
+from typing import Any
 
-SECRET_KEY = "tests-only"  # noqa: S105
+SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -21,6 +22,7 @@ INSTALLED_APPS = [
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+DATABASES: dict[str, dict[str, Any]]
 if os.environ.get("TEST_DATABASE") == "postgres":
     DATABASES = {
         "default": {
@@ -38,6 +40,17 @@ else:
             "NAME": os.environ.get("TEST_SQLITE_PATH", ":memory:"),
         }
     }
+
+# The DB-hygiene tests use PostgreSQL through this alias (connected only when used).
+PG: dict[str, Any] = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": os.environ.get("TEST_PG_NAME", "test"),
+    "USER": os.environ.get("TEST_PG_USER", "postgres"),
+    "HOST": os.environ.get("TEST_PG_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("TEST_PG_PORT", "5432"),
+}
+DATABASES["pg"] = PG
+DATABASES["pg_persistent"] = {**PG, "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
 
 ASYNCJOBS = {
     "BROKER_URL": "redis://127.0.0.1:6379/0",

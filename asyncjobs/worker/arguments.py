@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from taskiq_dependencies.dependency import Dependency
 
 
-class InvalidArguments(ValueError):  # noqa: N818 - a reason, not a crash
+class InvalidArguments(ValueError):
     """The message's arguments do not fit the task."""
 
 
@@ -57,7 +57,9 @@ class ArgumentValidator:
                 raise InvalidArguments(f"missing a required argument: {name!r}")
 
     @staticmethod
-    def _coerce(name: str, entry: tuple[inspect._ParameterKind, TypeAdapter[Any]], value: Any) -> Any:
+    def _coerce(
+        name: str, entry: tuple[inspect._ParameterKind, TypeAdapter[Any]], value: Any
+    ) -> Any:
         kind, adapter = entry
         try:
             if kind is inspect.Parameter.VAR_POSITIONAL:

@@ -22,7 +22,9 @@ logger = logging.getLogger("asyncjobs.worker")
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def install_signal_handlers(loop: asyncio.AbstractEventLoop, on_signal: Callable[[str], None]) -> None:
+def install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, on_signal: Callable[[str], None]
+) -> None:
     for sig in DRAIN_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig.name)
 

@@ -65,12 +65,13 @@ class AsyncJobsReceiver(Receiver):
 
     # -- the consume loop --------------------------------------------------------
     async def listen(self, finish_event: asyncio.Event) -> None:
-        if self.run_startup:
-            await self.broker.startup()
-        await self.reliable.set_capacity(self.settings.concurrency)
         loop = asyncio.get_running_loop()
         install_signal_handlers(loop, self.request_drain)
         finish_watch = asyncio.create_task(self._drain_on(finish_event))
+        if not await self._connect():
+            finish_watch.cancel()
+            remove_signal_handlers(loop)
+            return
         logger.info(
             "worker ready: queues %s, concurrency %d, drain timeout %.0f s",
             ",".join(self.reliable.options.listened_queues),
@@ -88,12 +89,35 @@ class AsyncJobsReceiver(Receiver):
         if self.on_exit is not None:
             self.on_exit(self)
 
+    async def _connect(self) -> bool:
+        """Start the broker, retrying with backoff: a broker that is down (or restarting)
+        must not turn into a crash loop of worker processes. False if drained first."""
+        failures = 0
+        while not self._draining.is_set():
+            try:
+                if self.run_startup:
+                    await self.broker.startup()
+                await self.reliable.set_capacity(self.settings.concurrency)
+                return True
+            except Exception as exc:
+                failures += 1
+                delay = _backoff(failures)
+                logger.warning(
+                    "connecting to the broker failed (%s); retrying in %.1f s",
+                    _describe(exc),
+                    delay,
+                )
+                await _first(asyncio.sleep(delay), self._draining.wait())
+        return False
+
     def request_drain(self, reason: str = "request") -> None:
         if self._draining.is_set():
             logger.info("%s while draining: still finishing and handing back", reason)
             return
         deadline = self.settings.drain_timeout_s + HARD_MARGIN_S
-        logger.info("%s: draining (%d running, deadline %.0f s)", reason, len(self._running), deadline)
+        logger.info(
+            "%s: draining (%d running, deadline %.0f s)", reason, len(self._running), deadline
+        )
         if self.settings.hard_deadline:
             self._watchdog = Watchdog(deadline)
             self._watchdog.start()
@@ -122,8 +146,10 @@ class AsyncJobsReceiver(Receiver):
                     deliveries = fetch.result()
                 except Exception as exc:
                     failures += 1
-                    delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    logger.warning("fetching failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                    delay = _backoff(failures)
+                    logger.warning(
+                        "fetching failed (%s); retrying in %.1f s", _describe(exc), delay
+                    )
                     await _first(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
@@ -159,10 +185,16 @@ class AsyncJobsReceiver(Receiver):
             logger.warning("stopping consumers failed: %s", exc)
         running = set(self._running)
         if running:
-            logger.info("waiting up to %.0f s for %d running tasks", self.settings.drain_timeout_s, len(running))
+            logger.info(
+                "waiting up to %.0f s for %d running tasks",
+                self.settings.drain_timeout_s,
+                len(running),
+            )
             _, pending = await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
             if pending:
-                logger.warning("cutting off %d tasks at the drain deadline; handing them back", len(pending))
+                logger.warning(
+                    "cutting off %d tasks at the drain deadline; handing them back", len(pending)
+                )
                 for task in pending:
                     self._cut_off.add(task)
                     task.cancel()
@@ -196,9 +228,9 @@ class AsyncJobsReceiver(Receiver):
             await self._dead_letter(delivery, message, Reason.MAX_DELIVERIES, None)
             return
         try:
-            message.args, message.kwargs = self._validator(message.task_name, task.original_func).validate(
-                message.args, message.kwargs
-            )
+            message.args, message.kwargs = self._validator(
+                message.task_name, task.original_func
+            ).validate(message.args, message.kwargs)
         except InvalidArguments as exc:
             await self._dead_letter(delivery, message, Reason.INVALID_ARGUMENTS, exc)
             return
@@ -222,13 +254,19 @@ class AsyncJobsReceiver(Receiver):
         await self._save(message, result)
         await delivery.ack()
 
-    async def _failed(self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+    async def _failed(
+        self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]
+    ) -> None:
         error = result.error
         attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
         max_attempts = int(message.labels.get(ATTEMPTS_LABEL) or self.settings.max_attempts)
         logger.warning(
             "task %s [%s] failed on attempt %d/%d: %s",
-            message.task_name, message.task_id, attempt, max_attempts, _describe(error),
+            message.task_name,
+            message.task_id,
+            attempt,
+            max_attempts,
+            _describe(error),
         )
         if isinstance(error, Reject):
             await self._save(message, result)
@@ -244,7 +282,9 @@ class AsyncJobsReceiver(Receiver):
         try:
             await self.broker.result_backend.set_result(message.task_id, result)
         except Exception as exc:
-            logger.error("storing the result of %s [%s] failed: %s", message.task_name, message.task_id, exc)
+            logger.error(
+                "storing the result of %s [%s] failed: %s", message.task_name, message.task_id, exc
+            )
             return
         for middleware in reversed(self.broker.middlewares):
             if type(middleware).post_save is not TaskiqMiddleware.post_save:
@@ -272,8 +312,11 @@ class AsyncJobsReceiver(Receiver):
         )
         logger.warning(
             "dead-lettered %s [%s] from queue %s: %s%s; payload starts %r",
-            record.task_name or "a message", record.task_id or "no id", delivery.queue,
-            reason.value, f" ({_describe(error)})" if error is not None else "",
+            record.task_name or "a message",
+            record.task_id or "no id",
+            delivery.queue,
+            reason.value,
+            f" ({_describe(error)})" if error is not None else "",
             excerpt(delivery.data),
         )
         await delivery.dead_letter(record)
@@ -298,6 +341,10 @@ class AsyncJobsReceiver(Receiver):
                 self._prepare_task(name, func)
             target = self._targets[name] = wrap_task_function(func)
         return target
+
+
+def _backoff(failures: int) -> float:
+    return min(30.0, 0.5 * 2.0 ** min(failures - 1, 6))
 
 
 def _describe(error: BaseException | None) -> str:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 # terminationGracePeriodSeconds must be larger still (see README, "Deploying").
 HARD_MARGIN_S = 5.0
 CANCEL_GRACE_S = 2.0
+DEFAULT_CONCURRENCY = 500
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    concurrency: int = 500
+    concurrency: int = DEFAULT_CONCURRENCY
     drain_timeout_s: float = 25.0
     max_attempts: int = 3
     max_deliveries: int = 5
@@ -28,7 +29,7 @@ class WorkerSettings:
         from asyncjobs.app import _app
 
         if _app is None:
-            return cls(concurrency=cli_max_async_tasks or cls.concurrency)
+            return cls(concurrency=cli_max_async_tasks or DEFAULT_CONCURRENCY)
         config = _app.config
         explicit = any(arg.startswith("--max-async-tasks") for arg in sys.argv)
         concurrency = cli_max_async_tasks if explicit and cli_max_async_tasks else None

@@ -44,22 +44,33 @@ async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def client(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[RedisStreamsBroker]:
+async def client(
+    redis_url: str, prefix: str, redis_cleanup: None
+) -> AsyncIterator[RedisStreamsBroker]:
     broker = RedisStreamsBroker(redis_url, options(prefix))
     yield broker
     await broker.shutdown()
 
 
-async def test_ack_deletes_the_entry(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+async def test_ack_deletes_the_entry(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
     await client.kick(message(b"hello"))
     w = await worker(redis_url, prefix)
     try:
         [delivery] = await w.fetch(10, 0.5)
-        assert delivery.data == b"hello" and delivery.queue == "default" and delivery.delivery_count == 1
+        assert (
+            delivery.data == b"hello"
+            and delivery.queue == "default"
+            and delivery.delivery_count == 1
+        )
         await delivery.ack()
         assert await conn.xlen(stream_key(prefix, "default")) == 0
         assert await conn.xpending(stream_key(prefix, "default"), GROUP) == {
-            "pending": 0, "min": None, "max": None, "consumers": []
+            "pending": 0,
+            "min": None,
+            "max": None,
+            "consumers": [],
         }
     finally:
         await w.shutdown()
@@ -77,7 +88,9 @@ async def test_message_sent_before_any_worker_is_delivered(
         await w.shutdown()
 
 
-async def test_taskiq_redis_default_group_misses_early_messages(redis_url: str, prefix: str, conn: Redis) -> None:
+async def test_taskiq_redis_default_group_misses_early_messages(
+    redis_url: str, prefix: str, conn: Redis
+) -> None:
     """The upstream weak spot: the group is created at '$', after the early message."""
     stream = f"{prefix}:upstream"
     await conn.xadd(stream, {b"data": b"early"})
@@ -100,7 +113,9 @@ async def test_routes_by_queue_label_and_refuses_unknown_queues(
         await client.kick(message(queue="nope"))
 
 
-async def test_fetch_takes_no_more_than_asked(client: RedisStreamsBroker, redis_url: str, prefix: str) -> None:
+async def test_fetch_takes_no_more_than_asked(
+    client: RedisStreamsBroker, redis_url: str, prefix: str
+) -> None:
     for i in range(10):
         await client.kick(message(str(i).encode()))
     first, second = await worker(redis_url, prefix), await worker(redis_url, prefix)
@@ -133,12 +148,16 @@ async def test_fetch_over_several_streams_hands_back_the_surplus(
         await w.shutdown()
 
 
-async def test_dead_letter_moves_atomically(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+async def test_dead_letter_moves_atomically(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
     await client.kick(message(b"poison"))
     w = await worker(redis_url, prefix)
     try:
         [delivery] = await w.fetch(1, 0.5)
-        await delivery.dead_letter(DeadLetter(body=delivery.data, queue="default", reason=Reason.UNDECODABLE))
+        await delivery.dead_letter(
+            DeadLetter(body=delivery.data, queue="default", reason=Reason.UNDECODABLE)
+        )
         assert await conn.xlen(stream_key(prefix, "default")) == 0
         [(entry_id, fields)] = await conn.xrange(dead_letter_key(prefix, "default"))
         record = DeadLetter.from_json(fields[b"record"], entry_id.decode())
@@ -163,7 +182,9 @@ async def test_hand_back_is_visible_to_another_worker_at_once(
         await second.shutdown()
 
 
-async def test_republish_resets_the_delivery_count(client: RedisStreamsBroker, redis_url: str, prefix: str) -> None:
+async def test_republish_resets_the_delivery_count(
+    client: RedisStreamsBroker, redis_url: str, prefix: str
+) -> None:
     await client.kick(message(b"v1"))
     w = await worker(redis_url, prefix)
     try:
@@ -175,7 +196,9 @@ async def test_republish_resets_the_delivery_count(client: RedisStreamsBroker, r
         await w.shutdown()
 
 
-async def test_a_delivery_is_settled_once(client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis) -> None:
+async def test_a_delivery_is_settled_once(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
     await client.kick(message(b"x"))
     w = await worker(redis_url, prefix)
     try:
@@ -187,7 +210,9 @@ async def test_a_delivery_is_settled_once(client: RedisStreamsBroker, redis_url:
         await w.shutdown()
 
 
-async def test_client_restarts_on_a_new_event_loop(redis_url: str, prefix: str, redis_cleanup: None) -> None:
+async def test_client_restarts_on_a_new_event_loop(
+    redis_url: str, prefix: str, redis_cleanup: None
+) -> None:
     """One asyncio.run per shell command: each loop gets its own connections."""
     broker = RedisStreamsBroker(redis_url, options(prefix))
 

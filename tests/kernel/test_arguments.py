@@ -18,7 +18,9 @@ async def with_dependency(a: int, context: Context = TaskiqDepends()) -> None: .
 
 
 def test_coerces_json_values_to_annotations() -> None:
-    args, kwargs = ArgumentValidator(typed).validate(["1", {"x": "2"}, "3"], {"flag": "true", "z": "s"})
+    args, kwargs = ArgumentValidator(typed).validate(
+        ["1", {"x": "2"}, "3"], {"flag": "true", "z": "s"}
+    )
     assert args == [1, Point(x=2), 3]
     assert kwargs == {"flag": True, "z": "s"}
 
@@ -33,7 +35,9 @@ def test_coerces_json_values_to_annotations() -> None:
         ([1, {"x": 1}, "not-int"], {}, "'rest'"),
     ],
 )
-def test_rejects_arguments_that_do_not_fit(args: list[object], kwargs: dict[str, object], match: str) -> None:
+def test_rejects_arguments_that_do_not_fit(
+    args: list[object], kwargs: dict[str, object], match: str
+) -> None:
     with pytest.raises(InvalidArguments, match=match):
         ArgumentValidator(typed).validate(args, kwargs)
 

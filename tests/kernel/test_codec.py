@@ -23,7 +23,11 @@ class Box:
 
 def message(*args: object, **kwargs: object) -> TaskiqMessage:
     return TaskiqMessage(
-        task_id="id1", task_name="m:f", labels={"queue_name": "default"}, args=list(args), kwargs=kwargs
+        task_id="id1",
+        task_name="m:f",
+        labels={"queue_name": "default"},
+        args=list(args),
+        kwargs=kwargs,
     )
 
 

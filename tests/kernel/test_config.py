@@ -84,14 +84,26 @@ def test_config_is_frozen() -> None:
         ({"BROKER_URL": "kafka://h:9092"}, {}, ["BROKER_URL", "unsupported scheme", "redis://"]),
         ({"BROKER_URL": "redis://h:notaport/0"}, {}, ["BROKER_URL", "malformed"]),
         ({"BROKER_URL": "not a url"}, {}, ["BROKER_URL", "expected a URL"]),
-        ({"BROKER_URL": "redis://h/0", "DRAIN_TIMEOUT": -1}, {}, ["DRAIN_TIMEOUT", "greater than 0"]),
-        ({"BROKER_URL": "redis://h/0"}, {"ASYNCJOBS_LEASE_TIMEOUT": "-5"}, ["LEASE_TIMEOUT", "ASYNCJOBS_LEASE_TIMEOUT"]),
+        (
+            {"BROKER_URL": "redis://h/0", "DRAIN_TIMEOUT": -1},
+            {},
+            ["DRAIN_TIMEOUT", "greater than 0"],
+        ),
+        (
+            {"BROKER_URL": "redis://h/0"},
+            {"ASYNCJOBS_LEASE_TIMEOUT": "-5"},
+            ["LEASE_TIMEOUT", "ASYNCJOBS_LEASE_TIMEOUT"],
+        ),
         ({"BROKER_URL": "redis://h/0", "MAX_ATTEMPTS": 0}, {}, ["MAX_ATTEMPTS"]),
         ({"BROKER_URL": "redis://h/0", "DEFAULT_QUEUE": "x"}, {}, ["DEFAULT_QUEUE", "QUEUES"]),
         ({"BROKER_URL": "redis://h/0", "QUEUES": ["ok", "bad name"]}, {}, ["QUEUES", "bad name"]),
         ({"BROKER_URL": "redis://h/0", "BROKR_URL": "x"}, {}, ["BROKR_URL", "unknown setting"]),
         ({}, {"ASYNCJOBS_QUEUES": "a"}, ["BROKER_URL is required"]),
-        ({"BROKER_URL": "amqp://h/", "RESULT_BACKEND_URL": "amqp://h/"}, {}, ["RESULT_BACKEND_URL", "Redis"]),
+        (
+            {"BROKER_URL": "amqp://h/", "RESULT_BACKEND_URL": "amqp://h/"},
+            {},
+            ["RESULT_BACKEND_URL", "Redis"],
+        ),
     ],
 )
 def test_bad_settings_fail_with_the_key_named(
@@ -108,12 +120,18 @@ def test_passwords_never_appear_in_errors_or_reprs() -> None:
     url = f"redis://user:{PASSWORD}@h:6379/0"
     config = load_config({"BROKER_URL": url}, environ={})
     assert PASSWORD not in repr(config) and PASSWORD not in str(config)
-    for bad in (f"kafka://u:{PASSWORD}@h/", f"redis://u:{PASSWORD}@h:port/0", f"amqp://u:{PASSWORD}@/"):
+    for bad in (
+        f"kafka://u:{PASSWORD}@h/",
+        f"redis://u:{PASSWORD}@h:port/0",
+        f"amqp://u:{PASSWORD}@/",
+    ):
         with pytest.raises(ConfigurationError) as info:
             load_config({"BROKER_URL": bad}, environ={})
         assert PASSWORD not in str(info.value), str(info.value)
     with pytest.raises(ConfigurationError) as info:
-        load_config({"BROKER_URL": url, "RESULT_BACKEND_URL": f"amqp://u:{PASSWORD}@h/"}, environ={})
+        load_config(
+            {"BROKER_URL": url, "RESULT_BACKEND_URL": f"amqp://u:{PASSWORD}@h/"}, environ={}
+        )
     assert PASSWORD not in str(info.value)
 
 

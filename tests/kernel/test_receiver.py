@@ -47,7 +47,9 @@ StartWorker = Callable[..., "asyncio.Future[Worker]"]
 
 
 @pytest.fixture
-async def start_worker(configured: AsyncJobsConfig, redis_url: str) -> AsyncIterator[Callable[..., object]]:
+async def start_worker(
+    configured: AsyncJobsConfig, redis_url: str
+) -> AsyncIterator[Callable[..., object]]:
     workers: list[Worker] = []
     conn = Redis.from_url(redis_url)
     pool = ThreadPoolExecutor(4)
@@ -57,11 +59,23 @@ async def start_worker(configured: AsyncJobsConfig, redis_url: str) -> AsyncIter
         assert isinstance(broker, RedisStreamsBroker)
         broker.is_worker_process = True
         settings = WorkerSettings(
-            **{"concurrency": 10, "drain_timeout_s": 5.0, "fetch_block_s": 0.2, "hard_deadline": False, **overrides}  # type: ignore[arg-type]
+            **{
+                "concurrency": 10,
+                "drain_timeout_s": 5.0,
+                "fetch_block_s": 0.2,
+                "hard_deadline": False,
+                **overrides,
+            }  # type: ignore[arg-type]
         )
         receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings)
         finish = asyncio.Event()
-        worker = Worker(receiver, finish, asyncio.create_task(receiver.listen(finish)), conn, configured.key_prefix)
+        worker = Worker(
+            receiver,
+            finish,
+            asyncio.create_task(receiver.listen(finish)),
+            conn,
+            configured.key_prefix,
+        )
         workers.append(worker)
         return worker
 
@@ -100,16 +114,28 @@ async def test_undecodable_message_is_dead_lettered_with_an_excerpt_only(
     assert await worker.conn.xlen(stream_key(worker.prefix, "default")) == 0
 
 
-async def test_unknown_task_is_dead_lettered_not_dropped(start_worker: Callable[..., object]) -> None:
+async def test_unknown_task_is_dead_lettered_not_dropped(
+    start_worker: Callable[..., object],
+) -> None:
     worker: Worker = await start_worker()  # type: ignore[misc]
-    body = orjson.dumps({"task_id": "abc", "task_name": "newer.release:task", "labels": {}, "args": [], "kwargs": {}})
+    body = orjson.dumps(
+        {
+            "task_id": "abc",
+            "task_name": "newer.release:task",
+            "labels": {},
+            "args": [],
+            "kwargs": {},
+        }
+    )
     await worker.conn.xadd(stream_key(worker.prefix, "default"), {DATA: body})
     [record] = await wait_until(worker.dead, what="a dead letter")
     assert record.reason is Reason.UNKNOWN_TASK
     assert (record.task_id, record.task_name) == ("abc", "newer.release:task")
 
 
-async def test_invalid_arguments_are_dead_lettered_without_running(start_worker: Callable[..., object]) -> None:
+async def test_invalid_arguments_are_dead_lettered_without_running(
+    start_worker: Callable[..., object],
+) -> None:
     worker: Worker = await start_worker()  # type: ignore[misc]
     await tasks.add.kiq("not a number", 1)  # type: ignore[arg-type]
     [record] = await wait_until(worker.dead, what="a dead letter")
@@ -117,7 +143,9 @@ async def test_invalid_arguments_are_dead_lettered_without_running(start_worker:
     assert await worker.ledger() == []
 
 
-async def test_failing_task_runs_max_attempts_times_then_is_dead_lettered(start_worker: Callable[..., object]) -> None:
+async def test_failing_task_runs_max_attempts_times_then_is_dead_lettered(
+    start_worker: Callable[..., object],
+) -> None:
     worker: Worker = await start_worker()  # type: ignore[misc]
     job = await tasks.always_fails.kiq("f")
     [record] = await wait_until(worker.dead, what="a dead letter")
@@ -128,7 +156,9 @@ async def test_failing_task_runs_max_attempts_times_then_is_dead_lettered(start_
     assert result.is_err
 
 
-async def test_reject_goes_straight_to_the_dead_letters(start_worker: Callable[..., object]) -> None:
+async def test_reject_goes_straight_to_the_dead_letters(
+    start_worker: Callable[..., object],
+) -> None:
     worker: Worker = await start_worker()  # type: ignore[misc]
     await tasks.rejects.kiq("r")
     [record] = await wait_until(worker.dead, what="a dead letter")
@@ -136,9 +166,19 @@ async def test_reject_goes_straight_to_the_dead_letters(start_worker: Callable[.
     assert await worker.ledger() == ["reject:r"]
 
 
-async def test_a_message_redelivered_too_often_is_dead_lettered(start_worker: Callable[..., object]) -> None:
+async def test_a_message_redelivered_too_often_is_dead_lettered(
+    start_worker: Callable[..., object],
+) -> None:
     worker: Worker = await start_worker(max_deliveries=5)  # type: ignore[misc]
-    body = orjson.dumps({"task_id": "t1", "task_name": tasks.add.task_name, "labels": {}, "args": [1, 1], "kwargs": {}})
+    body = orjson.dumps(
+        {
+            "task_id": "t1",
+            "task_name": tasks.add.task_name,
+            "labels": {},
+            "args": [1, 1],
+            "kwargs": {},
+        }
+    )
     await worker.conn.xadd(stream_key(worker.prefix, "default"), {DATA: body, DELIVERIES: 5})
     [record] = await wait_until(worker.dead, what="a dead letter")
     assert record.reason is Reason.MAX_DELIVERIES and record.deliveries == 6

@@ -1,0 +1,113 @@
+"""Bad settings fail at start-up, naming the key; passwords never reach a log line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from django_integration.checks import check_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKIQ = str(Path(sys.executable).with_name("taskiq"))
+PASSWORD = "s3cretpw"
+
+
+def env(**overrides: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCJOBS_")}
+    return {
+        **base,
+        "DJANGO_SETTINGS_MODULE": "tests.django_settings",
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+
+
+def test_system_check_reports_bad_settings() -> None:
+    with override_settings(ASYNCJOBS={"BROKER_URL": "redis://h/0", "MAX_DELIVERIES": 0}):
+        [error] = check_settings()
+    assert error.id == "asyncjobs.E001" and "MAX_DELIVERIES" in error.msg
+    with override_settings(ASYNCJOBS={"BROKER_URL": "redis://h/0", "QUEUES": ["default"]}):
+        [error] = check_settings()
+    assert "on_other_queue" in error.msg  # a task routed to a queue that is not configured
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("ASYNCJOBS_BROKER_URL", "kafka://127.0.0.1:9092", "BROKER_URL"),
+        ("ASYNCJOBS_BROKER_URL", f"redis://u:{PASSWORD}@127.0.0.1:port/0", "BROKER_URL"),
+        ("ASYNCJOBS_DRAIN_TIMEOUT", "-1", "DRAIN_TIMEOUT"),
+    ],
+)
+def test_django_setup_fails_naming_the_setting(variable: str, value: str, key: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env(**{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert key in proc.stderr and variable in proc.stderr
+    assert "ImproperlyConfigured" in proc.stderr or "AsyncJobsImproperlyConfigured" in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+
+
+def test_worker_with_a_bad_setting_stops_instead_of_restart_looping() -> None:
+    proc = subprocess.run(
+        [TASKIQ, "worker", "django_integration.worker:broker", "--workers", "2"],
+        cwd=ROOT,
+        env=env(ASYNCJOBS_DRAIN_TIMEOUT="-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = proc.stdout + proc.stderr
+    assert "DRAIN_TIMEOUT" in output and "cannot start" in output
+    # taskiq alone would restart the failing child every second, forever.
+    assert output.count("cannot start") <= 4
+
+
+@pytest.mark.redis
+def test_worker_logs_never_show_the_broker_password(redis_url: str) -> None:
+    # The shared Redis has no password: AUTH fails, and the worker logs that failure.
+    url = redis_url.replace("redis://", f"redis://user:{PASSWORD}@")
+    worker = subprocess.Popen(
+        [
+            TASKIQ,
+            "worker",
+            "django_integration.worker:broker",
+            "--workers",
+            "1",
+            "--log-level",
+            "DEBUG",
+        ],
+        cwd=ROOT,
+        env=env(ASYNCJOBS_BROKER_URL=url, ASYNCJOBS_KEY_PREFIX="pwtest"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert worker.stdout is not None
+        for line in worker.stdout:  # bounded by the pytest timeout
+            lines.append(line)
+            if "connecting to the broker failed" in line or "Traceback" in line:
+                break
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        rest, _ = worker.communicate(timeout=30)
+        lines.append(rest)
+    output = "".join(lines)
+    assert "connecting to the broker failed" in output, output[-3000:]
+    assert "Traceback" not in output  # retried with backoff, not a crash loop
+    assert PASSWORD not in output
