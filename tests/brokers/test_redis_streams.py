@@ -15,6 +15,7 @@ from brokers.base import TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import UnknownQueueError
 from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -235,15 +236,32 @@ async def test_lazy_start_happens_once_under_concurrent_first_calls(
 ) -> None:
     broker = RedisStreamsBroker(redis_url, options(prefix))
     starts = 0
+    gate = asyncio.Event()
     original = broker.connect
 
-    async def counting_connect() -> None:
+    async def slow_connect() -> None:
         nonlocal starts
         starts += 1
-        await asyncio.sleep(0.05)  # widen the race window
+        await gate.wait()  # every other first call arrives while this one connects
         await original()
 
-    monkeypatch.setattr(broker, "connect", counting_connect)
-    await asyncio.gather(*(broker.kick(message(b"x")) for _ in range(20)))
+    monkeypatch.setattr(broker, "connect", slow_connect)
+    kicks = asyncio.gather(*(broker.kick(message(b"x")) for _ in range(20)))
+
+    async def connecting() -> bool:
+        return starts == 1
+
+    await wait_until(connecting, what="the first start")
+    gate.set()
+    await kicks
     assert starts == 1
     await broker.shutdown()
+
+
+def test_consumer_names_are_stable_and_meaningful() -> None:
+    import os
+    import socket
+
+    from brokers.redis_streams import consumer_name
+
+    assert consumer_name() == consumer_name() == f"{socket.gethostname()}:{os.getpid()}"
