@@ -44,7 +44,7 @@ class AsyncJobsConfig(BaseModel):
     worker_concurrency: int = Field(default=500, ge=1, le=100_000)
     max_attempts: int = Field(default=3, ge=1, le=1000)
     max_deliveries: int = Field(default=5, ge=1, le=1000)
-    lease_timeout_s: float = Field(default=30.0, gt=0, alias="LEASE_TIMEOUT")
+    lease_timeout_s: float = Field(default=15.0, gt=0, alias="LEASE_TIMEOUT")
     drain_timeout_s: float = Field(default=25.0, gt=0, alias="DRAIN_TIMEOUT")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     result_ttl_s: int = Field(default=86_400, ge=1, alias="RESULT_TTL")

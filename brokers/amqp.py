@@ -44,6 +44,7 @@ from aiormq.exceptions import (
     DeliveryError,
     PublishError,
 )
+from pamqp.common import FieldTable
 from taskiq import AsyncBroker
 from taskiq.message import BrokerMessage
 from taskiq_aio_pika import AioPikaBroker
@@ -55,8 +56,9 @@ from brokers.errors import BrokerConnectionError, BrokerError
 from brokers.urls import redact_url
 
 DELIVERIES = "x-asyncjobs-deliveries"  # deliveries before this message was (re)published
+TASK_HEADERS = ("task_id", "task_name")  # taskiq-aio-pika's
 RABBIT_DELIVERIES = "x-delivery-count"  # set by quorum queues on each redelivery
-QUORUM = {"x-queue-type": "quorum"}
+QUORUM: FieldTable = {"x-queue-type": "quorum"}
 CLOSE_TIMEOUT_S = 5.0
 # Raised by settling on a channel that closed (reconnect, broker restart).
 CHANNEL_GONE = (ChannelInvalidStateError, AMQPError, ConnectionError)
@@ -113,14 +115,16 @@ class AmqpDelivery(Delivery):
         await self._ack()  # ...then acked: a crash in between duplicates, never loses
 
     async def _republish(self, body: bytes) -> None:
-        headers = {key: str(self.message.headers.get(key, "")) for key in ("task_id", "task_name")}
-        await self.broker.send(self.broker.exchange_name, self.queue, body, {**headers, DELIVERIES: 0})
+        # A new attempt of the same task: same ids, delivery count starts again.
+        headers: dict[str, Any] = {k: self.message.headers.get(k, "") for k in TASK_HEADERS}
+        headers[DELIVERIES] = 0
+        await self.broker.send(self.broker.exchange_name, self.queue, body, headers)
         await self._ack()
 
     async def _on_channel(self, action: str, settle: Callable[[], Awaitable[None]]) -> None:
         try:
             await settle()
-        except () as exc:
+        except CHANNEL_GONE as exc:
             # taskiq-aio-pika lets this crash the worker. The channel that delivered the
             # message is gone, and with it the delivery: RabbitMQ requeued it already.
             logger.warning(
@@ -196,7 +200,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
     async def _open_connection(self, role: str) -> AbstractRobustConnection:
         name = f"asyncjobs {role} {socket.gethostname()}:{os.getpid()}"
         try:
-            return await connect_robust(
+            connection: AbstractRobustConnection = await connect_robust(
                 self.url, client_properties={"connection_name": name}, **self._conn_kwargs
             )
         except (OSError, AMQPError, ValueError) as exc:
@@ -205,6 +209,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
                 f"cannot connect to RabbitMQ at {redact_url(self.url)} ({reason}); "
                 "check BROKER_URL (host, port, user, password, vhost) and that it is running"
             ) from None  # the original may carry the URL
+        return connection
 
     async def _declare_queues_of(self, channel: AbstractChannel) -> None:
         """Declare (idempotently) and bind every configured queue and its dead letters."""
@@ -225,7 +230,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
 
     async def _declare_queue(self, channel: AbstractChannel, queue: str) -> AbstractQueue:
         prefix = self.options.key_prefix
-        arguments = {
+        arguments: FieldTable = {
             **QUORUM,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": dead_letter_queue_name(prefix, queue),
@@ -312,9 +317,9 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
             await self._ensure_consuming(capacity)
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
-        await self._ensure_consuming(max_messages)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s):  # also while RabbitMQ is unreachable
+                await self._ensure_consuming(max_messages)
                 first = await self._inbox.get()  # cancellation leaves it in the inbox
         except TimeoutError:
             return []
@@ -324,17 +329,18 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         return [AmqpDelivery(self, message, queue) for queue, message in received if _live(message)]
 
     async def _ensure_consuming(self, max_messages: int) -> None:
-        if self._consumers or self._stopped:
+        if self._stopped or len(self._consumers) == len(self.options.listened_queues):
             return
         self._consume_lock = self._consume_lock or asyncio.Lock()
         async with self._consume_lock:
-            if self._consumers or self._stopped:
-                return
             channel = self._reader()
-            # Never prefetch more than the worker can start; the robust channel restores
-            # both prefetch and consumers after a reconnect.
-            await channel.set_qos(prefetch_count=self._capacity or max_messages)
+            if not self._consumers:
+                # Never prefetch more than the worker can start; the robust channel
+                # restores prefetch and consumers after a reconnect.
+                await channel.set_qos(prefetch_count=self._capacity or max_messages)
             for queue in self.options.listened_queues:
+                if queue in self._consumers or self._stopped:
+                    continue  # a start cut short by fetch's timeout resumes here
                 declared = await self._declare_queue(channel, queue)
                 tag = await declared.consume(partial(self._on_message, queue))
                 self._consumers[queue] = (declared, tag)

@@ -34,7 +34,7 @@ class TransportOptions:
     queues: tuple[str, ...] = ("default",)
     default_queue: str = "default"
     consume_queues: tuple[str, ...] = ()  # empty: consume every queue
-    lease_timeout_s: float = 30.0
+    lease_timeout_s: float = 15.0
     max_deliveries: int = 5
     key_prefix: str = "asyncjobs"
 

@@ -9,23 +9,37 @@ group declaration. What we replace, and why (each is a weak spot listed in the R
 - an entry is acknowledged *and deleted* only after its task finished, so the stream
   holds exactly the unfinished work and never needs a lossy ``MAXLEN``;
 - dead letters and hand-backs are atomic moves (MULTI: XADD elsewhere + XACK + XDEL);
-- consumer names are stable and meaningful (``host:pid``), not random UUIDs.
+- consumer names are stable and meaningful (``host:pid``), not random UUIDs;
+- leases: a worker renews what it runs and reclaims what dead workers held, on a timer
+  (see ``redis_leases``); a clean shutdown hands back what it still holds;
+- settling survives a dropped connection: it is retried until the lease would expire.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
 from brokers.base import Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
+from brokers.redis_connection import connection_pool
+from brokers.redis_leases import LeaseKeeper
+
+logger = logging.getLogger("asyncjobs.broker.redis")
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+SHUTDOWN_RELEASE_S = 3.0
 
 # XREADGROUP's reply without decode_responses: [(stream, [(id, {field: value})])]
 StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
@@ -65,10 +79,10 @@ class RedisDelivery(Delivery):
         self.entry_id = entry_id
 
     async def _ack(self) -> None:
-        async with self.broker.redis() as conn, conn.pipeline(transaction=False) as pipe:
-            pipe.xack(self.stream, GROUP, self.entry_id)
-            pipe.xdel(self.stream, self.entry_id)
-            await pipe.execute()
+        await self._settle_with(
+            [("xack", (self.stream, GROUP, self.entry_id)), ("xdel", (self.stream, self.entry_id))],
+            False,
+        )
 
     async def _dead_letter(self, record: DeadLetter) -> None:
         target = dead_letter_key(self.broker.options.key_prefix, self.queue)
@@ -83,11 +97,37 @@ class RedisDelivery(Delivery):
         await self._move(self.stream, {DATA: body, DELIVERIES: 0})
 
     async def _move(self, target: str, fields: dict[bytes, bytes | int]) -> None:
-        async with self.broker.redis() as conn, conn.pipeline(transaction=True) as pipe:
-            pipe.xadd(target, cast(dict[Any, Any], fields))
-            pipe.xack(self.stream, GROUP, self.entry_id)
-            pipe.xdel(self.stream, self.entry_id)
-            await pipe.execute()
+        steps = [
+            ("xadd", (target, cast(dict[Any, Any], fields))),
+            ("xack", (self.stream, GROUP, self.entry_id)),
+            ("xdel", (self.stream, self.entry_id)),
+        ]
+        await self._settle_with(steps, True)
+
+    async def _settle_with(self, steps: list[tuple[str, tuple[Any, ...]]], atomic: bool) -> None:
+        """Run the settlement; through a dropped connection or a Redis restart, retry it
+        until the lease would have expired (after that, the entry is someone else's)."""
+        deadline = time.monotonic() + self.broker.options.lease_timeout_s
+        delay = 0.1
+        try:
+            while True:
+                try:
+                    async with (
+                        self.broker.redis() as conn,
+                        conn.pipeline(transaction=atomic) as pipe,
+                    ):
+                        for name, args in steps:
+                            getattr(pipe, name)(*args)
+                        await pipe.execute()
+                    return
+                except RETRYABLE as exc:
+                    if time.monotonic() + delay > deadline:
+                        raise
+                    logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            self.broker.held.pop((self.stream, self.entry_id), None)
 
 
 class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
@@ -115,8 +155,20 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             xread_block=int(block_s * 1000),
             **self._pool_kwargs,
         )
+        # taskiq-redis built a stock pool: ours sends without losing cancellations.
+        self.connection_pool = connection_pool(url, **self._pool_kwargs)
         self._streams = streams
         self._queue_of_stream = dict(zip(streams, options.listened_queues, strict=True))
+        # Deliveries fetched and not yet settled: their leases are renewed.
+        self.held: dict[tuple[str, bytes], RedisDelivery] = {}
+        self.leases = LeaseKeeper(
+            self.redis,
+            streams,
+            GROUP,
+            self.consumer_name,
+            options.lease_timeout_s,
+            self.held.values,
+        )
 
     def redis(self) -> Redis:
         return Redis(connection_pool=self.connection_pool)
@@ -124,12 +176,22 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     async def connect(self) -> None:
         if self.is_worker_process:
             await self._declare_consumer_group()
+            self.leases.start()
 
     async def disconnect(self) -> None:
+        if self.is_worker_process:
+            await self.leases.stop()
+            try:
+                async with self.redis() as conn:
+                    moved = await asyncio.wait_for(self.leases.release(conn), SHUTDOWN_RELEASE_S)
+                if moved:
+                    logger.info("handed back %d messages this worker had fetched", moved)
+            except Exception as exc:  # their leases expire and they are reclaimed
+                logger.warning("handing back on shutdown failed (%s)", exc)
         await self.connection_pool.disconnect()
 
     def forget_connections(self) -> None:
-        self.connection_pool = BlockingConnectionPool.from_url(self._url, **self._pool_kwargs)
+        self.connection_pool = connection_pool(self._url, **self._pool_kwargs)
         forget = getattr(self.result_backend, "forget_connections", None)
         if forget is not None:
             forget()
@@ -159,7 +221,9 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             stream = raw_stream.decode()
             queue = self._queue_of_stream[stream]
             for entry_id, fields in entries:
-                deliveries.append(RedisDelivery(self, stream, entry_id, fields, queue))
+                delivery = RedisDelivery(self, stream, entry_id, fields, queue)
+                self.held[(stream, entry_id)] = delivery
+                deliveries.append(delivery)
         # Several streams can each answer with up to COUNT entries: give back what we
         # cannot start now instead of hoarding it.
         for extra in deliveries[max_messages:]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend
+
+from brokers.redis_connection import connection_pool
 
 KEY_PREFIX = "asyncjobs:result"
 
@@ -28,7 +29,8 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
             prefix_str=KEY_PREFIX,
             **self._pool_kwargs,
         )
+        self.redis_pool = connection_pool(url, **self._pool_kwargs)
 
     def forget_connections(self) -> None:
         """Drop a pool bound to an event loop that has ended (see ReliableBroker)."""
-        self.redis_pool = BlockingConnectionPool.from_url(self._url, **self._pool_kwargs)
+        self.redis_pool = connection_pool(self._url, **self._pool_kwargs)

@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from brokers.urls import redact_url
 from example.processes import (
     EmbeddedRedis,
     ExampleStack,
@@ -77,14 +79,6 @@ def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
-    return url
-
-
 async def exercise(
     stack: ExampleStack, report: Report, signups: int, timeout_s: float, started: float
 ) -> None:
@@ -92,7 +86,10 @@ async def exercise(
     await stack.wait_web_ready(timeout_s=60)
     log(f"web server ready at {stack.base_url}", started)
     tracked: list[Tracked] = []
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10.0) as client:
+    # At most 20 requests in flight, like a modest load generator; the rest wait their turn.
+    limits = httpx.Limits(max_connections=20)
+    timeout = httpx.Timeout(10.0, pool=120.0)
+    async with httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=timeout) as client:
         run = uuid.uuid4().hex[:6]
         responses = await asyncio.gather(
             *(
@@ -102,7 +99,9 @@ async def exercise(
         )
         for response in responses:
             if response.status_code != 202:
-                raise ProcessError(f"POST /signup answered {response.status_code}: {response.text}")
+                raise ProcessError(
+                    f"POST /signup answered {response.status_code}: {response.text[:300]}"
+                )
             body = response.json()
             report.task_ids += [body["task"], body["score_task"]]
             signup_id = int(body["signup"])
@@ -110,7 +109,9 @@ async def exercise(
             tracked.append(Tracked(body["score_task"], f"compute_score({signup_id})", signup_id))
         response = await client.post("/reports")
         if response.status_code != 202:
-            raise ProcessError(f"POST /reports answered {response.status_code}: {response.text}")
+            raise ProcessError(
+                f"POST /reports answered {response.status_code}: {response.text[:300]}"
+            )
         tracked.append(Tracked(response.json()["task"], "nightly_report() [sync task]"))
         report.task_ids.append(tracked[-1].task_id)
         report.sent = len(tracked)
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         broker_url = broker_url or (redis.url if redis else "")
         if not result_url:
             result_url = redis.url if redis else broker_url
-        log(f"broker {redact(broker_url)}, results in {redact(result_url)}", started)
+        log(f"broker {redact_url(broker_url)}, results in {redact_url(result_url)}", started)
 
         stack = ExampleStack(
             broker_url=broker_url,
@@ -208,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             scheduler = stack.start_scheduler()
             log(f"started taskiq scheduler (pid {scheduler.pid})", started)
         asyncio.run(exercise(stack, report, args.signups, args.timeout, started))
-    except (ProcessError, httpx.HTTPError, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         error = exc
+        if not isinstance(exc, ProcessError | httpx.HTTPError | KeyboardInterrupt):
+            traceback.print_exc()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: bounded, let it finish
         if stack is not None:
@@ -245,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
         return 0
-    if error is not None:
+    if isinstance(error, KeyboardInterrupt):
+        print("\ndemo interrupted", file=sys.stderr)
+    elif error is not None:
         print(f"\ndemo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
     else:
         print("\ndemo FAILED: not every task completed", file=sys.stderr)
@@ -256,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    # Handled like Ctrl-C: asyncio.run cancels the running coroutine cleanly.
+    signal.raise_signal(signal.SIGINT)
 
 
 def _forget_broker_state(

@@ -7,8 +7,9 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -20,6 +21,8 @@ from brokers.amqp import AmqpBroker, dead_letter_queue_name, queue_name
 from brokers.base import Delivery, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
+from brokers.urls import host_port
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -29,7 +32,12 @@ WAIT_S = 10.0
 
 class MakeBroker(Protocol):
     def __call__(
-        self, *, worker: bool = True, capacity: int | None = None, url: str | None = None
+        self,
+        *,
+        worker: bool = True,
+        capacity: int | None = None,
+        url: str | None = None,
+        publish_timeout_s: float = 30.0,
     ) -> Awaitable[AmqpBroker]: ...
 
 
@@ -61,9 +69,13 @@ async def make_broker(
     started: list[AmqpBroker] = []
 
     async def make(
-        *, worker: bool = True, capacity: int | None = None, url: str | None = None
+        *,
+        worker: bool = True,
+        capacity: int | None = None,
+        url: str | None = None,
+        publish_timeout_s: float = 30.0,
     ) -> AmqpBroker:
-        broker = AmqpBroker(url or amqp_url, options)
+        broker = AmqpBroker(url or amqp_url, options, publish_timeout_s=publish_timeout_s)
         broker.is_worker_process = worker
         broker.receiver_attached = True
         started.append(broker)
@@ -82,15 +94,6 @@ def message(body: bytes = b"payload", queue: str | None = None) -> BrokerMessage
     return BrokerMessage(
         task_id=uuid.uuid4().hex, task_name="tests:task", message=body, labels=labels
     )
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def fetch_exactly(broker: AmqpBroker, count: int) -> list[Delivery]:
@@ -136,6 +139,20 @@ async def test_routes_by_queue_label_to_a_queue_published_before_any_consumer(
     assert (delivery.data, delivery.queue) == (b"mail", "emails")
     await delivery.ack()
     assert await worker.queue_depths() == {"default": (0, 1), "emails": (0, 1)}
+
+
+async def test_a_new_event_loop_gets_fresh_connections(make_broker: MakeBroker) -> None:
+    """One ``asyncio.run`` per shell command: the broker must not reuse a dead loop's."""
+    web = await make_broker(worker=False)
+
+    async def in_another_loop() -> None:
+        await web.kick(message(b"from another loop"))
+        assert web.write_conn is not None
+        await web.write_conn.close()  # else aio-pika's tasks die noisily with their loop
+
+    await asyncio.to_thread(asyncio.run, in_another_loop())
+    await web.kick(message(b"back in this loop"))  # forgets the dead loop's connections
+    assert await ready(web) == 2
 
 
 async def test_unroutable_publish_raises(make_broker: MakeBroker) -> None:
@@ -202,13 +219,13 @@ async def test_fetch_honours_prefetch_and_max_messages(make_broker: MakeBroker) 
         await worker.kick(message(b"m%d" % i))
 
     held = await fetch_exactly(worker, 2)
-    await eventually(lambda: _equals(ready(worker), 3), "3 ready messages")
+    await wait_until(lambda: _equals(ready(worker), 3), what="3 ready messages")
     assert await worker.fetch(10, timeout_s=0.3) == []  # prefetch 2: nothing more arrives
     await held[0].ack()
     held[1:] += await fetch_exactly(worker, 1)
 
     await worker.set_capacity(10)  # re-subscribes with the larger prefetch
-    await eventually(lambda: _equals(ready(worker), 0), "everything prefetched")
+    await wait_until(lambda: _equals(ready(worker), 0), what="everything prefetched")
     assert len(await worker.fetch(1, timeout_s=WAIT_S)) == 1
     assert len(await worker.fetch(10, timeout_s=WAIT_S)) == 1
     for delivery in held[1:]:
@@ -218,7 +235,7 @@ async def test_fetch_honours_prefetch_and_max_messages(make_broker: MakeBroker) 
 async def test_cancelled_fetch_loses_nothing(make_broker: MakeBroker) -> None:
     worker = await make_broker(capacity=1)
     waiting = asyncio.create_task(worker.fetch(1, timeout_s=WAIT_S * 3))
-    await eventually(lambda: _equals(_consumers(worker), 2), "consumers")
+    await wait_until(lambda: _equals(_consumers(worker), 2), what="consumers")
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -233,7 +250,7 @@ async def test_disconnect_hands_back_prefetched_and_held_messages(make_broker: M
     for i in range(3):
         await leaving.kick(message(b"m%d" % i))
     await fetch_exactly(leaving, 1)  # one handed out and never settled, two prefetched
-    await eventually(lambda: _equals(ready(leaving), 0), "all prefetched")
+    await wait_until(lambda: _equals(ready(leaving), 0), what="all prefetched")
     await leaving.shutdown()
 
     staying = await make_broker(capacity=3)
@@ -261,26 +278,77 @@ async def test_settling_after_a_reconnect_does_not_raise(
     """Regression: taskiq-aio-pika crashes acking a message of a channel lost in a reconnect."""
     worker = await make_broker(capacity=2)
     await worker.kick(message(b"survives"))
-    [stale] = await fetch_exactly(worker, 1)
-    assert worker.read_conn is not None and worker.read_conn.transport is not None
+    await worker.kick(message(b"prefetched"))
+    [stale] = await fetch_exactly(worker, 1)  # handed out; the other waits in the inbox
+    await wait_until(lambda: _equals(ready(worker), 0), what="both prefetched")
+    assert worker.read_conn is not None
+    assert worker.read_conn.transport is not None
     await worker.read_conn.transport.connection.close(ConnectionResetError("network blip"))
 
-    # The robust connection comes back, consumes again, and RabbitMQ redelivers.
-    [fresh] = await fetch_exactly(worker, 1)
-    assert (fresh.data, fresh.delivery_count) == (b"survives", 2)
+    # The robust connection comes back, consumes again, and RabbitMQ redelivers both;
+    # the stale prefetched copy is never handed out (it would run twice).
+    fresh = await fetch_exactly(worker, 2)
+    assert sorted((d.data, d.delivery_count) for d in fresh) == [
+        (b"prefetched", 2),
+        (b"survives", 2),
+    ]
     with caplog.at_level(logging.WARNING, logger="asyncjobs.broker"):
         await stale.ack()
     assert "channel closed" in caplog.text
     assert "survives" not in caplog.text  # no payload in logs
-    await fresh.ack()
+    for delivery in fresh:
+        await delivery.ack()
     await worker.shutdown()
     assert await ready(await make_broker(worker=False)) == 0
 
 
+async def test_an_outage_neither_crashes_nor_hangs_the_worker(
+    make_broker: MakeBroker, amqp_url: str, free_port: int
+) -> None:
+    outage = Outage(host_port(amqp_url), free_port)
+    await outage.start()
+    worker = await make_broker(capacity=1, url=outage.url(amqp_url), publish_timeout_s=0.5)
+    await worker.kick(message(b"held"))
+    [held] = await fetch_exactly(worker, 1)
+
+    await outage.cut()  # RabbitMQ "dies": every reconnect attempt is refused
+    with pytest.raises(BrokerConnectionError, match="may or may not be stored"):
+        await worker.kick(message(b"unconfirmed"))
+    assert await worker.fetch(1, timeout_s=0.2) == []
+    await held.ack()  # too late: logged, not raised
+    async with asyncio.timeout(3 * amqp.CLOSE_TIMEOUT_S):  # a drain must never hang
+        await worker.shutdown()
+
+    assert await ready(await make_broker(worker=False)) == 1  # "held" was requeued
+
+
+async def test_startup_can_be_retried_once_rabbitmq_is_reachable(
+    amqp_url: str, free_port: int, options: TransportOptions, admin: AbstractChannel
+) -> None:
+    outage = Outage(host_port(amqp_url), free_port)  # not listening yet
+    broker = AmqpBroker(outage.url(amqp_url), options)
+    broker.is_worker_process = broker.receiver_attached = True
+    try:
+        with pytest.raises(BrokerConnectionError):
+            await broker.startup()
+        await outage.start()
+        await broker.startup()
+        await broker.kick(message(b"after retry"))
+        [delivery] = await fetch_exactly(broker, 1)
+        await delivery.ack()
+    finally:
+        await broker.shutdown()
+        await outage.cut()
+
+
 @pytest.mark.parametrize(
     "url",
-    ["amqp://guest:s3cretpw@127.0.0.1:5672/", "amqp://guest:s3cretpw@127.0.0.1:1/"],
-    ids=["wrong-password", "refused"],
+    [
+        "amqp://guest:s3cretpw@127.0.0.1:5672/",
+        "amqp://guest:s3cretpw@127.0.0.1:1/",
+        "amqp://guest:s3cretpw@127.0.0.1:56x72/",
+    ],
+    ids=["wrong-password", "refused", "bad-port"],
 )
 @pytest.mark.parametrize("worker", [False, True], ids=["web", "worker"])
 async def test_connection_errors_never_show_the_password(
@@ -301,14 +369,72 @@ async def test_connection_errors_never_show_the_password(
     assert "guest:***@127.0.0.1" in str(info.value)
 
 
+async def test_a_library_error_quoting_the_url_is_redacted(
+    make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "amqp://guest:s3cret%2Fpw@127.0.0.1:5672/"
+
+    async def leaky_connect(url: str, **kwargs: Any) -> None:
+        raise ConnectionRefusedError(f"cannot reach {url} (password s3cret/pw)")
+
+    monkeypatch.setattr(amqp, "connect_robust", leaky_connect)
+    with pytest.raises(BrokerConnectionError) as info:
+        await make_broker(worker=False, url=url)
+    shown = "".join(traceback.format_exception(info.value))
+    assert "s3cret" not in shown
+    assert "ConnectionRefusedError" in shown
+
+
 def _record_text(record: logging.LogRecord) -> str:
     exc = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else ""
     return f"{record.getMessage()} {record.args!r} {exc}"
 
 
-async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
 
 
 async def _consumers(broker: AmqpBroker) -> int:
     return sum(consumers for _, consumers in (await broker.queue_depths()).values())
+
+
+class Outage:
+    """A TCP proxy to RabbitMQ on a free port; ``cut`` makes the server unreachable."""
+
+    def __init__(self, target: tuple[str, int], port: int) -> None:
+        self._target = target
+        self._port = port
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    def url(self, amqp_url: str) -> str:
+        parts = urlsplit(amqp_url)
+        credentials = parts.netloc.rsplit("@", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{self._port}"))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
+
+    async def cut(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(
+            _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.transport.abort()

