@@ -8,7 +8,7 @@ async def send_welcome_email(user_id: int) -> str: ...
 job = await send_welcome_email.kiq(user.pk)
 """
 
-from asyncjobs.app import configure, current_broker, current_config
+from asyncjobs.app import configure, current_broker, current_config, job
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import Reject
 from asyncjobs.tasks import JobTask, TaskOptions, task
@@ -21,6 +21,7 @@ __all__ = [
     "configure",
     "current_broker",
     "current_config",
+    "job",
     "load_config",
     "task",
 ]

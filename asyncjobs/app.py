@@ -7,8 +7,9 @@ everything else asks ``current_broker()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from taskiq import AsyncBroker
+from taskiq import AsyncBroker, AsyncTaskiqTask
 
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.config import AsyncJobsConfig
@@ -56,6 +57,12 @@ def current_broker() -> AsyncBroker:
 
 def current_config() -> AsyncJobsConfig:
     return current_app().config
+
+
+def job(task_id: str) -> AsyncTaskiqTask[Any]:
+    """The handle of a task sent earlier, by id: ``is_ready()``, ``get_result()``,
+    ``wait_result()`` (e.g. in a view that reports on a task another request sent)."""
+    return AsyncTaskiqTask(task_id, current_broker().result_backend)
 
 
 def check_tasks(config: AsyncJobsConfig) -> None:

@@ -33,5 +33,7 @@ def build_broker(
         broker = AmqpBroker(url, options)
     if result_backend_url:
         transport_for(result_backend_url, "RESULT_BACKEND_URL")
-        broker.with_result_backend(JsonRedisResultBackend(result_backend_url, result_ttl_s))
+        broker.with_result_backend(
+            JsonRedisResultBackend(result_backend_url, result_ttl_s, options.key_prefix)
+        )
     return broker

@@ -6,31 +6,58 @@ code in every process that reads a result. This one only ever decodes JSON.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend
 
 from brokers.redis_connection import connection_pool
 
-KEY_PREFIX = "asyncjobs:result"
+
+def results_prefix(key_prefix: str) -> str:
+    """Results live under ``{KEY_PREFIX}:result:{task_id}``, beside the project's streams."""
+    return f"{key_prefix}:result"
 
 
 class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
     """``RedisAsyncResultBackend`` pinned to JSON, with expiring keys."""
 
-    def __init__(self, url: str, ttl_s: int) -> None:
+    def __init__(self, url: str, ttl_s: int, key_prefix: str = "asyncjobs") -> None:
         self._url = url
         self._pool_kwargs: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 10}
         super().__init__(
             url,
             serializer=JSONSerializer(),
             result_ex_time=ttl_s,
-            prefix_str=KEY_PREFIX,
+            prefix_str=results_prefix(key_prefix),
             **self._pool_kwargs,
         )
         self.redis_pool = connection_pool(url, **self._pool_kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def forget_connections(self) -> None:
         """Drop a pool bound to an event loop that has ended (see ReliableBroker)."""
         self.redis_pool = connection_pool(self._url, **self._pool_kwargs)
+
+    def _on_this_loop(self) -> None:
+        # A pool's connections belong to the loop that opened them: a web process's
+        # first loop may be gone (asyncio.run per shell command) when results are read.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                self.forget_connections()
+            self._loop = loop
+
+    async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
+        self._on_this_loop()
+        await super().set_result(task_id, result)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        self._on_this_loop()
+        return await super().is_result_ready(task_id)
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[Any]:
+        self._on_this_loop()
+        return await super().get_result(task_id, with_logs)

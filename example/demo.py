@@ -277,7 +277,7 @@ def _forget_broker_state(
             else:
                 await delete_redis_prefix(broker_url, key_prefix)
         if result_url and task_ids:
-            await delete_results(result_url, task_ids)
+            await delete_results(result_url, key_prefix or "asyncjobs", task_ids)
 
     if not ((broker_url and key_prefix) or (result_url and task_ids)):
         return

@@ -417,13 +417,13 @@ async def delete_redis_prefix(url: str, prefix: str) -> int:
         await conn.aclose()
 
 
-async def delete_results(url: str, task_ids: Iterable[str]) -> None:
+async def delete_results(url: str, key_prefix: str, task_ids: Iterable[str]) -> None:
     """Delete the stored results of ``task_ids`` from the result backend at ``url``."""
     from redis.asyncio import Redis
 
-    from brokers.results import KEY_PREFIX
+    from brokers.results import results_prefix
 
-    keys = [f"{KEY_PREFIX}:{task_id}" for task_id in task_ids]
+    keys = [f"{results_prefix(key_prefix)}:{task_id}" for task_id in task_ids]
     if not keys:
         return
     conn = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)

@@ -10,9 +10,8 @@ from django.core.validators import validate_email
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from taskiq import AsyncTaskiqTask
 
-from asyncjobs import current_broker
+from asyncjobs import job
 from example.shop.models import Signup
 from example.shop.tasks import compute_score, nightly_report, send_welcome_email
 
@@ -55,10 +54,10 @@ async def report(request: HttpRequest) -> JsonResponse:
 @require_GET
 async def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     """Whether a task finished, and its outcome, from the result backend."""
-    job: AsyncTaskiqTask[Any] = AsyncTaskiqTask(task_id, current_broker().result_backend)
-    if not await job.is_ready():
+    handle = job(task_id)
+    if not await handle.is_ready():
         return JsonResponse({"task": task_id, "ready": False})
-    result = await job.get_result()
+    result = await handle.get_result()
     body: dict[str, Any] = {
         "task": task_id,
         "ready": True,

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from taskiq.result import TaskiqResult
 
-from brokers.results import KEY_PREFIX, JsonRedisResultBackend
+from brokers.results import JsonRedisResultBackend, results_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -23,19 +23,19 @@ class Exploit:
 
 
 async def test_results_round_trip_as_json_with_a_ttl(redis_url: str, prefix: str) -> None:
-    backend = JsonRedisResultBackend(redis_url, ttl_s=60)
+    backend = JsonRedisResultBackend(redis_url, ttl_s=60, key_prefix=prefix)
     task_id = f"{prefix}-ok"
     conn = Redis.from_url(redis_url)
     try:
         await backend.set_result(
             task_id, TaskiqResult(is_err=False, return_value={"a": 1}, execution_time=0.1)
         )
-        raw = await conn.get(f"{KEY_PREFIX}:{task_id}")
+        raw = await conn.get(f"{results_prefix(prefix)}:{task_id}")
         assert raw is not None and raw.startswith(b"{")
-        assert 0 < await conn.ttl(f"{KEY_PREFIX}:{task_id}") <= 60
+        assert 0 < await conn.ttl(f"{results_prefix(prefix)}:{task_id}") <= 60
         assert (await backend.get_result(task_id)).return_value == {"a": 1}
     finally:
-        await conn.delete(f"{KEY_PREFIX}:{task_id}")
+        await conn.delete(f"{results_prefix(prefix)}:{task_id}")
         await conn.aclose()
         await backend.shutdown()
 
@@ -46,13 +46,13 @@ async def test_a_planted_pickle_is_never_unpickled(
     marker = tmp_path / "pwned"
     task_id = f"{prefix}-evil"
     conn = Redis.from_url(redis_url)
-    backend = JsonRedisResultBackend(redis_url, ttl_s=60)
+    backend = JsonRedisResultBackend(redis_url, ttl_s=60, key_prefix=prefix)
     try:
-        await conn.set(f"{KEY_PREFIX}:{task_id}", pickle.dumps(Exploit(marker)))
+        await conn.set(f"{results_prefix(prefix)}:{task_id}", pickle.dumps(Exploit(marker)))
         with pytest.raises(ValueError):  # noqa: PT011 - JSON decoding fails, whatever its wording
             await backend.get_result(task_id)
         assert not marker.exists()
     finally:
-        await conn.delete(f"{KEY_PREFIX}:{task_id}")
+        await conn.delete(f"{results_prefix(prefix)}:{task_id}")
         await conn.aclose()
         await backend.shutdown()

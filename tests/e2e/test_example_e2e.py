@@ -88,7 +88,7 @@ async def client(stack: ExampleStack, redis_url: str) -> AsyncIterator[httpx.Asy
         base_url=stack.base_url, timeout=10.0, event_hooks={"response": [remember]}
     ) as http:
         yield http
-    await delete_results(redis_url, seen)
+    await delete_results(redis_url, stack.key_prefix, seen)
 
 
 async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, Any]:

@@ -210,3 +210,14 @@ async def test_drain_deadline_cuts_off_and_hands_back(start_worker: Callable[...
 
 async def _contains(worker: Worker, event: str) -> bool:
     return event in await worker.ledger()
+
+
+async def test_job_gives_the_handle_of_a_task_sent_earlier(
+    start_worker: Callable[..., object],
+) -> None:
+    from asyncjobs import job
+
+    await start_worker()
+    sent = await tasks.add.kiq(20, 22)
+    result = await job(sent.task_id).wait_result(timeout=10)
+    assert result.return_value == 42
