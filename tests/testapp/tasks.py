@@ -60,3 +60,12 @@ async def sleeps(tag: str, seconds: float) -> str:
         raise
     await record(f"end:{tag}")
     return tag
+
+
+@task
+async def crashes(tag: str) -> None:
+    """Kills its worker process outright (a segfault, an OOM kill): never settles."""
+    import os
+
+    await record(f"crash:{tag}")
+    os._exit(1)
