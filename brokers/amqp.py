@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -50,6 +51,7 @@ from taskiq.message import BrokerMessage
 from taskiq_aio_pika import AioPikaBroker
 from taskiq_aio_pika.exchange import Exchange
 
+from brokers.amqp_dead_letters import AmqpDeadLetters
 from brokers.base import Delivery, ReliableBroker, TransportOptions, logger
 from brokers.dead_letters import DeadLetter
 from brokers.errors import BrokerConnectionError, BrokerError
@@ -111,8 +113,21 @@ class AmqpDelivery(Delivery):
     async def _dead_letter(self, record: DeadLetter) -> None:
         headers = {"reason": str(record.reason), "task_id": record.task_id}
         target = dead_letter_queue_name(self.broker.options.key_prefix, self.queue)
-        await self.broker.send("", target, record.to_json(), headers)  # confirmed first...
+        # The message_id is the dead letter's id (brokers/amqp_dead_letters.py).
+        await self.broker.send(
+            "", target, record.to_json(), headers, message_id=uuid.uuid4().hex
+        )  # confirmed first...
         await self._ack()  # ...then acked: a crash in between duplicates, never loses
+
+    async def _release(self) -> None:
+        # Never started here: it must not count as a delivery. A quorum queue counts
+        # every return (nack, channel close) in x-delivery-count, so instead a copy goes
+        # to the back of the queue carrying the count so far, confirmed, then this one is
+        # acked (a crash in between duplicates, never loses).
+        headers: dict[str, Any] = {k: self.message.headers.get(k, "") for k in TASK_HEADERS}
+        headers[DELIVERIES] = self.delivery_count - 1
+        await self.broker.send(self.broker.exchange_name, self.queue, self.data, headers)
+        await self._ack()
 
     async def _republish(self, body: bytes) -> None:
         # A new attempt of the same task: same ids, delivery count starts again.
@@ -147,7 +162,7 @@ class _AioPikaClient(AioPikaBroker):
         await AsyncBroker.shutdown(self)
 
 
-class AmqpBroker(ReliableBroker, _AioPikaClient):
+class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     """A direct exchange ``{prefix}`` routing each queue name to a quorum queue."""
 
     transport_name = "rabbitmq"
@@ -280,13 +295,21 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         await self.send(self.exchange_name, queue, message.message, headers)
 
     async def send(
-        self, exchange: str, routing_key: str, body: bytes, headers: dict[str, Any]
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any],
+        *,
+        message_id: str | None = None,
     ) -> None:
         """Publish persistently; returns once RabbitMQ confirmed it has the message."""
         if self.write_channel is None:
             raise BrokerError("the RabbitMQ broker is not started: call startup() first")
         target = await self.write_channel.get_exchange(exchange, ensure=False)
-        message = Message(body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT)
+        message = Message(
+            body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT, message_id=message_id
+        )
         where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
         try:
             async with asyncio.timeout(self._publish_timeout_s):

@@ -66,6 +66,11 @@ class Delivery(ABC):
         if self._settle():
             await self._hand_back()
 
+    async def release(self) -> None:
+        """Give back a delivery that was never started, without counting it as one."""
+        if self._settle():
+            await self._release()
+
     async def republish(self, body: bytes) -> None:
         """Atomically replace this delivery by a new message (a retry) in the same queue."""
         if self._settle():
@@ -88,6 +93,10 @@ class Delivery(ABC):
 
     @abstractmethod
     async def _republish(self, body: bytes) -> None: ...
+
+    async def _release(self) -> None:
+        # Transports that cannot preserve the count hand back (conservative: it counts).
+        await self._hand_back()
 
 
 class ReliableBroker(AsyncBroker, ABC):
@@ -194,6 +203,29 @@ class ReliableBroker(AsyncBroker, ABC):
     @abstractmethod
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
         """Up to ``max_messages`` deliveries; an empty list after ``timeout_s`` idle."""
+
+    # -- dead letters (``asyncjobs dlq``) -------------------------------------------
+    @abstractmethod
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters of ``queue``, each with its ``id``."""
+
+    @abstractmethod
+    async def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters ``queue`` holds."""
+
+    @abstractmethod
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+        """Send ``body`` to ``queue`` again, then remove the dead letter (in that order:
+        a crash in between leaves a duplicate, never a loss).
+        Raises ``DeadLetterNotFoundError``."""
+
+    @abstractmethod
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
+        """Remove one dead letter. Raises ``DeadLetterNotFoundError``."""
+
+    @abstractmethod
+    async def purge_dead_letters(self, queue: str) -> int:
+        """Remove every dead letter of ``queue``; how many there were."""
 
     async def set_capacity(self, capacity: int) -> None:
         """How many deliveries the worker can run at once (push transports prefetch this)."""

@@ -34,6 +34,11 @@ def build_broker(
     if result_backend_url:
         transport_for(result_backend_url, "RESULT_BACKEND_URL")
         broker.with_result_backend(
-            JsonRedisResultBackend(result_backend_url, result_ttl_s, options.key_prefix)
+            JsonRedisResultBackend(
+                result_backend_url,
+                result_ttl_s,
+                options.key_prefix,
+                retry_for_s=options.lease_timeout_s,
+            )
         )
     return broker

@@ -10,6 +10,11 @@ hangs. That is how a taskiq worker was seen hanging for minutes after SIGTERM.
 ``CancellationSafe`` sends with ``asyncio.timeout()`` instead, which propagates the
 cancellation. Everything else is redis-py's, including the error translation below,
 copied from ``redis.asyncio.connection.AbstractConnection.send_packed_command``.
+
+A pool built with ``from_url`` also never retries, so after a Redis restart (or a proxy
+closing idle connections) the first command on *each* pooled connection fails with
+"Connection closed by server", although Redis is back: a result was lost, a ``kiq()``
+failed. ``connection_pool`` retries a connection error once, on a fresh connection.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -67,7 +74,9 @@ SAFE_CLASSES: dict[type[Any], type[Any]] = {
 
 
 def connection_pool(url: str, **kwargs: Any) -> BlockingConnectionPool:
-    """``BlockingConnectionPool.from_url`` with cancellation-safe connections."""
+    """``BlockingConnectionPool.from_url`` with cancellation-safe connections that retry
+    a connection error once (a stale connection; a timeout is not retried)."""
+    kwargs.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     pool.connection_class = SAFE_CLASSES.get(pool.connection_class, pool.connection_class)
     return pool

@@ -93,6 +93,7 @@ class LeaseKeeper:
         consumer: str,
         lease_s: float,
         held: Callable[[], Iterable[RedisDelivery]],
+        prune_after_s: float | None = None,
     ) -> None:
         self._redis = redis
         self._streams = tuple(streams)
@@ -101,6 +102,10 @@ class LeaseKeeper:
         self._lease_ms = max(1, int(lease_s * 1000))
         self._period_s = max(0.05, lease_s / 3)
         self._held = held
+        # Consumers idle this long and holding nothing are removed (dead workers' names).
+        self._prune_after_ms = (
+            int(1000 * prune_after_s) if prune_after_s else max(10 * self._lease_ms, 300_000)
+        )
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_prune = 0.0
@@ -135,18 +140,22 @@ class LeaseKeeper:
                 await self.prune(conn)
 
     async def renew(self, conn: Redis) -> None:
-        by_stream: dict[str, list[int | bytes | str | memoryview]] = {}
+        by_stream: dict[str, list[RedisDelivery]] = {}
         for delivery in self._held():
-            by_stream.setdefault(delivery.stream, []).append(delivery.entry_id)
-        for stream, ids in by_stream.items():
+            by_stream.setdefault(delivery.stream, []).append(delivery)
+        for stream, deliveries in by_stream.items():
+            ids: list[int | bytes | str | memoryview] = [d.entry_id for d in deliveries]
             kept = await conn.xclaim(stream, self._group, self._consumer, 0, ids, justid=True)
-            lost = {_as_bytes(i) for i in ids} - {_as_bytes(i) for i in kept}
-            for entry_id in lost:
+            renewed = {_as_bytes(i) for i in kept}
+            for delivery in deliveries:
+                # One settled meanwhile (acked while XCLAIM was under way) is done, not lost.
+                if delivery.settled or _as_bytes(delivery.entry_id) in renewed:
+                    continue
                 logger.warning(
                     "lost the lease on %s %s (the event loop was blocked for longer than the "
                     "lease?): another worker may run it too",
                     stream,
-                    entry_id.decode(),
+                    delivery.entry_id.decode(),
                 )
 
     async def reclaim(self, conn: Redis) -> int:
@@ -163,7 +172,7 @@ class LeaseKeeper:
 
     async def prune(self, conn: Redis) -> None:
         """Remove consumers that hold nothing and have been idle for long."""
-        idle_limit_ms = max(10 * self._lease_ms, 300_000)
+        idle_limit_ms = self._prune_after_ms
         for stream in self._streams:
             for consumer in await conn.xinfo_consumers(stream, self._group):
                 name = _as_str(consumer["name"])

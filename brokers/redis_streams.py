@@ -32,8 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from brokers.base import Delivery, ReliableBroker, TransportOptions
+from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
+from brokers.errors import DeadLetterNotFoundError
 from brokers.redis_connection import connection_pool
 from brokers.redis_leases import LeaseKeeper
 
@@ -42,7 +43,8 @@ RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 SHUTDOWN_RELEASE_S = 3.0
 
 # XREADGROUP's reply without decode_responses: [(stream, [(id, {field: value})])]
-StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+EntryList = list[tuple[bytes, dict[bytes, bytes]]]
+StreamReply = list[tuple[bytes, EntryList]]
 
 GROUP = "asyncjobs"
 DATA = b"data"  # the field taskiq-redis uses, so raw taskiq producers interoperate
@@ -92,6 +94,9 @@ class RedisDelivery(Delivery):
         # A copy at the end of the stream is visible to every consumer at once; the
         # delivery count travels with it so crash loops are still counted.
         await self._move(self.stream, {DATA: self.data, DELIVERIES: self.delivery_count})
+
+    async def _release(self) -> None:
+        await self._move(self.stream, {DATA: self.data, DELIVERIES: self.delivery_count - 1})
 
     async def _republish(self, body: bytes) -> None:
         await self._move(self.stream, {DATA: body, DELIVERIES: 0})
@@ -227,5 +232,52 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         # Several streams can each answer with up to COUNT entries: give back what we
         # cannot start now instead of hoarding it.
         for extra in deliveries[max_messages:]:
-            await extra.hand_back()
+            await extra.release()
         return deliveries[:max_messages]
+
+    # -- dead letters ------------------------------------------------------------
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        async with self.redis() as conn:
+            entries = cast(EntryList, await conn.xrange(self._dead_key(queue), count=limit))
+        return [
+            DeadLetter.from_json(fields[b"record"], _text(entry_id)) for entry_id, fields in entries
+        ]
+
+    async def dead_letter_count(self, queue: str) -> int:
+        async with self.redis() as conn:
+            return int(await conn.xlen(self._dead_key(queue)))
+
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+        key = self._dead_key(queue)
+        async with self.redis() as conn:
+            if not await conn.xrange(key, dead_letter_id, dead_letter_id):
+                raise DeadLetterNotFoundError(
+                    f"no dead letter {dead_letter_id!r} in queue {queue!r}"
+                )
+            async with conn.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream_key(self.options.key_prefix, queue), {DATA: body, DELIVERIES: 0})
+                pipe.xdel(key, dead_letter_id)
+                await pipe.execute()
+
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
+        async with self.redis() as conn:
+            if not await conn.xdel(self._dead_key(queue), dead_letter_id):
+                raise DeadLetterNotFoundError(
+                    f"no dead letter {dead_letter_id!r} in queue {queue!r}"
+                )
+
+    async def purge_dead_letters(self, queue: str) -> int:
+        key = self._dead_key(queue)
+        async with self.redis() as conn, conn.pipeline(transaction=True) as pipe:
+            pipe.xlen(key)
+            pipe.delete(key)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    def _dead_key(self, queue: str) -> str:
+        self.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError for a queue not in QUEUES
+        return dead_letter_key(self.options.key_prefix, queue)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

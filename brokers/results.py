@@ -2,18 +2,27 @@
 
 taskiq-redis's result backend pickles by default: anyone who can write to Redis could run
 code in every process that reads a result. This one only ever decodes JSON.
+
+Storing a result survives a dropped connection or a Redis restart: it is retried for up
+to ``retry_for_s`` (the lease), as acknowledging the message is. Otherwise a task that
+finished during a short outage was acknowledged once Redis was back, its result lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend
 
 from brokers.redis_connection import connection_pool
+
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def results_prefix(key_prefix: str) -> str:
@@ -24,8 +33,11 @@ def results_prefix(key_prefix: str) -> str:
 class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
     """``RedisAsyncResultBackend`` pinned to JSON, with expiring keys."""
 
-    def __init__(self, url: str, ttl_s: int, key_prefix: str = "asyncjobs") -> None:
+    def __init__(
+        self, url: str, ttl_s: int, key_prefix: str = "asyncjobs", *, retry_for_s: float = 15.0
+    ) -> None:
         self._url = url
+        self.retry_for_s = retry_for_s
         self._pool_kwargs: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 10}
         super().__init__(
             url,
@@ -52,7 +64,17 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
 
     async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
         self._on_this_loop()
-        await super().set_result(task_id, result)
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.1
+        while True:
+            try:
+                await super().set_result(task_id, result)
+                return
+            except RETRYABLE:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def is_result_ready(self, task_id: str) -> bool:
         self._on_this_loop()

@@ -112,3 +112,37 @@ async def configured(
         from asyncjobs.tasks import registry
 
         registry.default_broker(previous.broker)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+async def configured_any(
+    request: pytest.FixtureRequest, redis_url: str, prefix: str, redis_cleanup: None
+) -> AsyncIterator[AsyncJobsConfig]:
+    """``configured``, once per transport (RabbitMQ keeps its results in Redis)."""
+    settings: dict[str, object] = {
+        "QUEUES": ["default", "other"],
+        "KEY_PREFIX": prefix,
+        "MAX_ATTEMPTS": 3,
+        "BROKER_URL": redis_url,
+    }
+    if request.param == "rabbitmq":
+        require_server(AMQP_URL, "RabbitMQ")
+        settings |= {"BROKER_URL": AMQP_URL, "RESULT_BACKEND_URL": redis_url}
+    previous = app_state._app
+    config = load_config(settings, environ={})
+    broker = app_state.configure(config)
+    yield config
+    if getattr(broker, "started", False):
+        await broker.shutdown()
+    if request.param == "rabbitmq":
+        from example.processes import delete_amqp_queues
+
+        await delete_amqp_queues(AMQP_URL, prefix, ("default", "other"))
+    app_state._app = previous
+    if previous is not None:
+        from asyncjobs.tasks import registry
+
+        registry.default_broker(previous.broker)
+
+
+from tests.worker_harness import start_any_worker, start_worker  # noqa: E402,F401 - fixtures

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from taskiq import AsyncBroker
@@ -31,6 +32,7 @@ from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.hooks import wrap_task_function
 from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
+from asyncjobs.worker.waiting import backoff_s, first_done
 from brokers.base import Delivery, ReliableBroker
 from brokers.dead_letters import DeadLetter, Reason, excerpt
 
@@ -101,13 +103,13 @@ class AsyncJobsReceiver(Receiver):
                 return True
             except Exception as exc:
                 failures += 1
-                delay = _backoff(failures)
+                delay = backoff_s(failures)
                 logger.warning(
                     "connecting to the broker failed (%s); retrying in %.1f s",
                     _describe(exc),
                     delay,
                 )
-                await _first(asyncio.sleep(delay), self._draining.wait())
+                await first_done(asyncio.sleep(delay), self._draining.wait())
         return False
 
     def request_drain(self, reason: str = "request") -> None:
@@ -135,7 +137,7 @@ class AsyncJobsReceiver(Receiver):
                 free = self.settings.concurrency - len(self._running)
                 if free <= 0:
                     self._slot_freed.clear()
-                    await _first(self._slot_freed.wait(), drain_wait)
+                    await first_done(self._slot_freed.wait(), drain_wait)
                     continue
                 fetch = asyncio.create_task(self.reliable.fetch(free, self.settings.fetch_block_s))
                 await asyncio.wait({fetch, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -146,17 +148,45 @@ class AsyncJobsReceiver(Receiver):
                     deliveries = fetch.result()
                 except Exception as exc:
                     failures += 1
-                    delay = _backoff(failures)
+                    delay = backoff_s(failures)
                     logger.warning(
                         "fetching failed (%s); retrying in %.1f s", _describe(exc), delay
                     )
-                    await _first(asyncio.sleep(delay), drain_wait)
+                    await first_done(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
-                for delivery in deliveries:
-                    self._start(delivery)
+                await self._start_all(deliveries, drain_wait)
         finally:
             drain_wait.cancel()
+
+    async def _start_all(
+        self, deliveries: Sequence[Delivery], drain_wait: asyncio.Task[Any]
+    ) -> None:
+        """Start what was fetched; a redelivered message runs alone.
+
+        A message delivered before was held by a worker that died (or was cut off): it
+        may be the task that killed it. Run with others, a crash would count a delivery
+        against each of them and dead-letter innocent tasks beside the poison one; run
+        alone, a poison message only counts its own deliveries.
+        """
+        suspect = next((d for d in deliveries if d.delivery_count > 1), None)
+        if suspect is None:
+            for delivery in deliveries:
+                self._start(delivery)
+            return
+        for delivery in deliveries:
+            if delivery is not suspect:
+                await self._release_quietly(delivery)
+        while self._running and not self._draining.is_set():
+            self._slot_freed.clear()
+            await first_done(self._slot_freed.wait(), drain_wait)
+        if self._draining.is_set():
+            await self._release_quietly(suspect)
+            return
+        self._start(suspect)
+        while self._running and not self._draining.is_set():
+            self._slot_freed.clear()
+            await first_done(self._slot_freed.wait(), drain_wait)
 
     async def _abandon_fetch(self, fetch: asyncio.Task[Any]) -> None:
         """Cancel an in-flight fetch; anything it still returned was never started."""
@@ -164,7 +194,7 @@ class AsyncJobsReceiver(Receiver):
         results = await asyncio.gather(fetch, return_exceptions=True)
         if results and isinstance(results[0], list):
             for delivery in results[0]:
-                await self._hand_back_quietly(delivery)
+                await self._release_quietly(delivery)
 
     def _start(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._process(delivery))
@@ -321,6 +351,12 @@ class AsyncJobsReceiver(Receiver):
         )
         await delivery.dead_letter(record)
 
+    async def _release_quietly(self, delivery: Delivery) -> None:
+        try:
+            await asyncio.wait_for(delivery.release(), CANCEL_GRACE_S)
+        except Exception as exc:
+            logger.warning("giving a message back failed (%s); it will be redelivered", exc)
+
     async def _hand_back_quietly(self, delivery: Delivery) -> None:
         try:
             await asyncio.shield(asyncio.wait_for(delivery.hand_back(), CANCEL_GRACE_S))
@@ -343,23 +379,8 @@ class AsyncJobsReceiver(Receiver):
         return target
 
 
-def _backoff(failures: int) -> float:
-    return min(30.0, 0.5 * 2.0 ** min(failures - 1, 6))
-
-
 def _describe(error: BaseException | None) -> str:
     if error is None:
         return ""
     text = str(error)
     return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__
-
-
-async def _first(*waitables: Any) -> None:
-    """Wait until the first of ``waitables`` is done; cancel the coroutines we made."""
-    tasks = [w if isinstance(w, asyncio.Future) else asyncio.ensure_future(w) for w in waitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t, w in zip(tasks, waitables, strict=True):
-            if t is not w and not t.done():
-                t.cancel()

@@ -114,23 +114,6 @@ async def test_routes_by_queue_label_and_refuses_unknown_queues(
         await client.kick(message(queue="nope"))
 
 
-async def test_fetch_takes_no_more_than_asked(
-    client: RedisStreamsBroker, redis_url: str, prefix: str
-) -> None:
-    for i in range(10):
-        await client.kick(message(str(i).encode()))
-    first, second = await worker(redis_url, prefix), await worker(redis_url, prefix)
-    second.consumer_name += ":b"
-    try:
-        got = await first.fetch(3, 0.5)
-        assert len(got) == 3
-        rest = await second.fetch(100, 0.5)
-        assert len(rest) == 7  # nothing hoarded by the first worker
-    finally:
-        await first.shutdown()
-        await second.shutdown()
-
-
 async def test_fetch_over_several_streams_hands_back_the_surplus(
     client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
 ) -> None:
@@ -163,50 +146,6 @@ async def test_dead_letter_moves_atomically(
         [(entry_id, fields)] = await conn.xrange(dead_letter_key(prefix, "default"))
         record = DeadLetter.from_json(fields[b"record"], entry_id.decode())
         assert record.body == b"poison" and record.reason is Reason.UNDECODABLE
-    finally:
-        await w.shutdown()
-
-
-async def test_hand_back_is_visible_to_another_worker_at_once(
-    client: RedisStreamsBroker, redis_url: str, prefix: str
-) -> None:
-    await client.kick(message(b"x"))
-    first, second = await worker(redis_url, prefix), await worker(redis_url, prefix)
-    second.consumer_name += ":b"
-    try:
-        [delivery] = await first.fetch(1, 0.5)
-        await delivery.hand_back()
-        [again] = await second.fetch(1, 0.5)
-        assert again.data == b"x" and again.delivery_count == 2
-    finally:
-        await first.shutdown()
-        await second.shutdown()
-
-
-async def test_republish_resets_the_delivery_count(
-    client: RedisStreamsBroker, redis_url: str, prefix: str
-) -> None:
-    await client.kick(message(b"v1"))
-    w = await worker(redis_url, prefix)
-    try:
-        [delivery] = await w.fetch(1, 0.5)
-        await delivery.republish(b"v2")
-        [retry] = await w.fetch(1, 0.5)
-        assert retry.data == b"v2" and retry.delivery_count == 1
-    finally:
-        await w.shutdown()
-
-
-async def test_a_delivery_is_settled_once(
-    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
-) -> None:
-    await client.kick(message(b"x"))
-    w = await worker(redis_url, prefix)
-    try:
-        [delivery] = await w.fetch(1, 0.5)
-        await delivery.ack()
-        await delivery.hand_back()  # ignored: already settled
-        assert await conn.xlen(stream_key(prefix, "default")) == 0
     finally:
         await w.shutdown()
 
@@ -265,3 +204,30 @@ def test_consumer_names_are_stable_and_meaningful() -> None:
     from brokers.redis_streams import consumer_name
 
     assert consumer_name() == consumer_name() == f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def test_dead_consumers_are_pruned_and_a_clean_shutdown_leaves_the_group(
+    client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
+) -> None:
+    from brokers.redis_leases import LeaseKeeper
+
+    stream = stream_key(prefix, "default")
+    await client.kick(message(b"x"))
+    w = await worker(redis_url, prefix)
+    ghost = "ghost-host:1"
+    await conn.xgroup_createconsumer(stream, GROUP, ghost)  # a dead worker's name, holding nothing
+    [delivery] = await w.fetch(1, 0.5)  # ours holds one entry
+    keeper = LeaseKeeper(
+        w.redis, [stream], GROUP, w.consumer_name, 15, lambda: [], prune_after_s=0.01
+    )
+
+    async def ghost_gone() -> bool:
+        await keeper.prune(conn)
+        names = {c["name"] for c in await conn.xinfo_consumers(stream, GROUP)}
+        return ghost.encode() not in names and w.consumer_name.encode() in names
+
+    await wait_until(ghost_gone, what="the idle consumer to be pruned")
+    await w.shutdown()  # hands back what it held, then leaves the group
+    assert await conn.xinfo_consumers(stream, GROUP) == []
+    [(_, fields)] = await conn.xrange(stream)
+    assert fields[b"data"] == b"x" and delivery.data == b"x"

@@ -4,87 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import orjson
 import pytest
-from redis.asyncio import Redis
 
-from asyncjobs import current_broker
-from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.redis_streams import DATA, DELIVERIES, RedisStreamsBroker, dead_letter_key, stream_key
+from brokers.dead_letters import Reason
+from brokers.redis_streams import DATA, DELIVERIES, stream_key
 from tests.helpers import wait_until
 from tests.testapp import tasks
+from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
-
-
-@dataclass
-class Worker:
-    receiver: AsyncJobsReceiver
-    finish: asyncio.Event
-    task: asyncio.Task[None]
-    conn: Redis
-    prefix: str
-
-    async def ledger(self) -> list[str]:
-        return [e.decode() for e in await self.conn.lrange(f"{self.prefix}:ledger", 0, -1)]
-
-    async def dead(self, queue: str = "default") -> list[DeadLetter]:
-        entries = await self.conn.xrange(dead_letter_key(self.prefix, queue))
-        return [DeadLetter.from_json(f[b"record"], i.decode()) for i, f in entries]
-
-    async def stop(self, timeout: float = 15) -> None:
-        self.finish.set()
-        await asyncio.wait_for(self.task, timeout)
-
-
-StartWorker = Callable[..., "asyncio.Future[Worker]"]
-
-
-@pytest.fixture
-async def start_worker(
-    configured: AsyncJobsConfig, redis_url: str
-) -> AsyncIterator[Callable[..., object]]:
-    workers: list[Worker] = []
-    conn = Redis.from_url(redis_url)
-    pool = ThreadPoolExecutor(4)
-
-    async def start(**overrides: object) -> Worker:
-        broker = current_broker()
-        assert isinstance(broker, RedisStreamsBroker)
-        broker.is_worker_process = True
-        settings = WorkerSettings(
-            **{
-                "concurrency": 10,
-                "drain_timeout_s": 5.0,
-                "fetch_block_s": 0.2,
-                "hard_deadline": False,
-                **overrides,
-            }  # type: ignore[arg-type]
-        )
-        receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings)
-        finish = asyncio.Event()
-        worker = Worker(
-            receiver,
-            finish,
-            asyncio.create_task(receiver.listen(finish)),
-            conn,
-            configured.key_prefix,
-        )
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if not worker.task.done():
-            await worker.stop()
-    pool.shutdown(wait=False)
-    await conn.aclose()
 
 
 async def test_runs_tasks_and_deletes_their_entries(start_worker: Callable[..., object]) -> None:

@@ -1,0 +1,181 @@
+"""The ``asyncjobs`` command (also ``python manage.py asyncjobs``).
+
+    asyncjobs dlq list [--queue Q] [--limit N] [--json]
+    asyncjobs dlq show ID [--queue Q] [--json]
+    asyncjobs dlq replay (ID | --all) [--queue Q]
+    asyncjobs dlq purge [--queue Q] --yes
+
+The command runs against the configured broker: Django settings when run through
+``manage.py`` or with ``DJANGO_SETTINGS_MODULE`` set, else ``ASYNCJOBS_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, TextIO
+
+import orjson
+
+from asyncjobs.app import current_broker
+from asyncjobs.dead_letters import DeadLetters
+from asyncjobs.errors import AsyncJobsError
+from brokers.dead_letters import DeadLetter, excerpt
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="asyncjobs", description="asyncjobs operations")
+    commands = root.add_subparsers(dest="command", required=True)
+    dlq = commands.add_parser("dlq", help="dead-letter queues").add_subparsers(
+        dest="action", required=True
+    )
+
+    listing = dlq.add_parser("list", help="list dead letters, oldest first")
+    listing.add_argument("--limit", type=int, default=100)
+    show = dlq.add_parser("show", help="one dead letter, with its original message")
+    show.add_argument("id")
+    replay = dlq.add_parser("replay", help="send dead letters back to their queue")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", nargs="?")
+    target.add_argument("--all", action="store_true")
+    purge = dlq.add_parser("purge", help="delete dead letters for good")
+    purge.add_argument("--yes", action="store_true", help="really delete them")
+    for sub in (listing, show, replay, purge):
+        sub.add_argument("--queue", help="one queue (default: every queue)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    return root
+
+
+def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    """Run a command against the configured broker; the exit status."""
+    args = parser().parse_args(argv)
+    try:
+        return asyncio.run(_dispatch(args, out))
+    except AsyncJobsError as exc:
+        print(f"asyncjobs: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    broker = current_broker()
+    try:
+        letters = DeadLetters.of(broker)
+        return await _dlq(letters, args, out)
+    finally:
+        if getattr(broker, "started", False):
+            await broker.shutdown()
+
+
+async def _dlq(letters: DeadLetters, args: argparse.Namespace, out: TextIO) -> int:
+    await letters.broker.ensure_started()
+    if args.action == "list":
+        found = await letters.list(args.queue, args.limit)
+        _emit(out, args.json, [_as_dict(item, full=False) for item in found], _table(found))
+    elif args.action == "show":
+        letter = await letters.find(args.id, args.queue)
+        _emit(out, args.json, _as_dict(letter, full=True), _details(letter))
+    elif args.action == "replay":
+        if args.all:
+            count = await letters.replay_all(args.queue)
+            _emit(out, args.json, {"replayed": count}, f"replayed {count} dead letters")
+        else:
+            letter = await letters.replay(args.id, args.queue)
+            _emit(
+                out,
+                args.json,
+                {"replayed": 1, "id": letter.id, "queue": letter.queue},
+                f"replayed {letter.id} to queue {letter.queue}",
+            )
+    elif args.action == "purge":
+        if not args.yes:
+            counts = await letters.counts(args.queue)
+            out.write(f"would delete {sum(counts.values())} dead letters {counts}; add --yes\n")
+            return 2
+        counts = await letters.purge(args.queue)
+        _emit(
+            out,
+            args.json,
+            {"purged": counts},
+            f"purged {sum(counts.values())} dead letters {counts}",
+        )
+    return 0
+
+
+def _emit(out: TextIO, as_json: bool, data: Any, text: str) -> None:
+    # One write per output: Django's OutputWrapper adds a newline to each write otherwise.
+    body = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else text
+    out.write(body + "\n")
+
+
+def _as_dict(letter: DeadLetter, *, full: bool) -> dict[str, Any]:
+    data = asdict(letter)
+    body = data.pop("body")
+    if full:
+        try:
+            data["body"] = body.decode()
+        except UnicodeDecodeError:
+            data["body_b64"] = base64.b64encode(body).decode()
+    else:
+        data["excerpt"] = excerpt(body, 60)
+        data.pop("history")
+    return data
+
+
+def _table(letters: list[DeadLetter]) -> str:
+    if not letters:
+        return "no dead letters"
+    rows = [("ID", "QUEUE", "REASON", "TASK", "ATTEMPTS", "DELIVERIES", "AGE", "ERROR")]
+    now = time.time()
+    for item in letters:
+        error = f"{item.error_type}: {item.error_message}" if item.error_type else ""
+        rows.append(
+            (
+                item.id,
+                item.queue,
+                item.reason.value,
+                item.task_name or "?",
+                str(item.attempts),
+                str(item.deliveries),
+                _age(now - item.dead_lettered_at),
+                error[:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _details(letter: DeadLetter) -> str:
+    lines = [
+        f"{key}: {value}"
+        for key, value in _as_dict(letter, full=True).items()
+        if value not in ("", (), None)
+    ]
+    return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point without Django: configured from ``ASYNCJOBS_*`` variables."""
+    from asyncjobs.app import configure
+    from asyncjobs.config import load_config
+
+    try:
+        configure(load_config(None))
+    except AsyncJobsError as exc:
+        print(f"asyncjobs: {exc}", file=sys.stderr)
+        return 78
+    return run(sys.argv[1:] if argv is None else argv)

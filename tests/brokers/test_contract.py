@@ -1,0 +1,236 @@
+"""The transport contract: every transport passes the same tests (Redis Streams, RabbitMQ).
+
+A worker fetches at most what it can start, settles each delivery exactly once, and a
+delivery that a crashed worker never settled comes back to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from taskiq.message import BrokerMessage
+
+from brokers.base import Delivery, ReliableBroker, TransportOptions
+from brokers.dead_letters import DeadLetter, Reason
+from brokers.errors import DeadLetterNotFoundError
+from tests.conftest import require_server
+from tests.helpers import wait_until
+
+LEASE_S = 1.0  # Redis only: a crashed worker's entries come back after this
+
+
+@dataclass
+class Transport:
+    name: str
+    url: str
+    options: TransportOptions
+    crash: Callable[[ReliableBroker], Awaitable[None]]
+    brokers: list[ReliableBroker] = field(default_factory=list)
+
+    def broker(self) -> ReliableBroker:
+        if self.name == "redis":
+            from brokers.redis_streams import RedisStreamsBroker
+
+            broker: ReliableBroker = RedisStreamsBroker(self.url, self.options)
+        else:
+            from brokers.amqp import AmqpBroker
+
+            broker = AmqpBroker(self.url, self.options)
+        self.brokers.append(broker)
+        return broker
+
+    async def worker(self, capacity: int = 10, name: str = "") -> ReliableBroker:
+        broker = self.broker()
+        broker.is_worker_process = True
+        broker.receiver_attached = True
+        if name and hasattr(broker, "consumer_name"):
+            broker.consumer_name += f":{name}"  # two workers in one test process
+        await broker.startup()
+        await broker.set_capacity(capacity)
+        return broker
+
+
+async def crash_redis(broker: ReliableBroker) -> None:
+    """Die like a SIGKILLed worker: no renewals, no hand-back, connections dropped."""
+    await broker.leases.stop()  # type: ignore[attr-defined]
+    broker.forget_connections()
+    broker.brokers_crashed = True  # type: ignore[attr-defined]
+
+
+async def crash_amqp(broker: ReliableBroker) -> None:
+    """Die like a SIGKILLed worker: its connection goes away with deliveries unsettled."""
+    await asyncio.wait_for(broker.read_conn.close(), 5)  # type: ignore[attr-defined]
+    broker.brokers_crashed = True  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+async def transport(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Transport]:
+    from tests.conftest import AMQP_URL, REDIS_URL
+
+    options = TransportOptions(
+        queues=("default", "other"), key_prefix=prefix, lease_timeout_s=LEASE_S, max_deliveries=5
+    )
+    if request.param == "redis":
+        require_server(REDIS_URL, "Redis")
+        t = Transport("redis", REDIS_URL, options, crash_redis)
+    else:
+        require_server(AMQP_URL, "RabbitMQ")
+        t = Transport("rabbitmq", AMQP_URL, options, crash_amqp)
+    yield t
+    for broker in t.brokers:
+        if broker.started and not getattr(broker, "brokers_crashed", False):
+            await asyncio.wait_for(broker.shutdown(), 10)
+    await _forget(t, prefix)
+
+
+async def _forget(t: Transport, prefix: str) -> None:
+    if t.name == "redis":
+        from redis.asyncio import Redis
+
+        conn = Redis.from_url(t.url)
+        keys = [key async for key in conn.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await conn.delete(*keys)
+        await conn.aclose()
+    else:
+        from example.processes import delete_amqp_queues
+
+        await delete_amqp_queues(t.url, prefix, ("default", "other"))
+
+
+def message(body: bytes, queue: str | None = None) -> BrokerMessage:
+    labels = {"queue_name": queue} if queue else {}
+    return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=body, labels=labels)
+
+
+async def fetch_one(broker: ReliableBroker, timeout: float = 10.0) -> Delivery:
+    async def probe() -> list[Delivery]:
+        return list(await broker.fetch(1, 0.2))
+
+    [delivery] = await wait_until(probe, timeout=timeout, what="a delivery")
+    return delivery
+
+
+async def test_delivers_and_forgets_what_was_acked(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"hello"))
+    delivery = await fetch_one(worker)
+    assert (delivery.data, delivery.queue, delivery.delivery_count) == (b"hello", "default", 1)
+    await delivery.ack()
+    other = await transport.worker(name="b")
+    assert await other.fetch(10, 0.5) == []
+    assert await worker.fetch(10, 0.5) == []
+
+
+async def test_routes_to_the_named_queue(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"o", queue="other"))
+    delivery = await fetch_one(worker)
+    assert delivery.queue == "other"
+    await delivery.ack()
+
+
+async def test_a_crashed_workers_delivery_comes_back(transport: Transport) -> None:
+    client, doomed = transport.broker(), await transport.worker(name="doomed")
+    await client.kick(message(b"work"))
+    await fetch_one(doomed)  # fetched, never settled
+    await transport.crash(doomed)
+    survivor = await transport.worker(name="survivor")
+    again = await fetch_one(survivor, timeout=LEASE_S + 10)
+    assert again.data == b"work"
+    assert again.delivery_count == 2
+    await again.ack()
+
+
+async def test_hand_back_is_immediate(transport: Transport) -> None:
+    client = transport.broker()
+    first, second = await transport.worker(name="a"), await transport.worker(name="b")
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(first)
+    assert await second.fetch(1, 0.1) == []  # consuming (RabbitMQ subscribes on first fetch)
+    await first.stop_consuming()  # as a draining worker does before it hands back
+    await delivery.hand_back()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    again = await fetch_one(second)
+    assert loop.time() - began < LEASE_S  # not after a lease: at once
+    assert again.data == b"x" and again.delivery_count == 2
+    await again.ack()
+
+
+async def test_fetches_no_more_than_its_capacity(transport: Transport) -> None:
+    client = transport.broker()
+    for i in range(6):
+        await client.kick(message(str(i).encode()))
+    small = await transport.worker(capacity=2, name="small")
+    got = list(await small.fetch(2, 1.0))
+    assert len(got) == 2
+    other = await transport.worker(name="other")
+
+    async def rest() -> bool:
+        taken = list(await other.fetch(10, 0.2))
+        for delivery in taken:
+            await delivery.ack()
+        rest.count += len(taken)  # type: ignore[attr-defined]
+        return rest.count >= 4  # type: ignore[attr-defined]
+
+    rest.count = 0  # type: ignore[attr-defined]
+    await wait_until(rest, what="the other worker to take the other four")
+    for delivery in got:
+        await delivery.ack()
+
+
+async def test_release_gives_back_without_counting(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    await (await fetch_one(worker)).release()  # fetched, never started
+    again = await fetch_one(worker)
+    assert (again.data, again.delivery_count) == (b"x", 1)
+    await again.ack()
+
+
+async def test_republish_replaces_the_delivery(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"v1"))
+    await (await fetch_one(worker)).republish(b"v2")
+    retry = await fetch_one(worker)
+    assert (retry.data, retry.delivery_count) == (b"v2", 1)
+    await retry.ack()
+
+
+async def test_dead_letters_are_kept_listed_replayed_and_purged(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    for body in (b"one", b"two"):
+        await client.kick(message(body))
+        delivery = await fetch_one(worker)
+        record = DeadLetter(
+            body=delivery.data, queue="default", reason=Reason.REJECTED, task_name="t"
+        )
+        await delivery.dead_letter(record)
+    assert await worker.dead_letter_count("default") == 2
+    letters = await worker.dead_letters("default")
+    assert [d.body for d in letters] == [b"one", b"two"]
+    assert [d.id for d in await worker.dead_letters("default")] == [d.id for d in letters]
+    await worker.replay_dead_letter("default", letters[0].id, b"one-again")
+    replayed = await fetch_one(worker)
+    assert (replayed.data, replayed.delivery_count) == (b"one-again", 1)
+    await replayed.ack()
+    with pytest.raises(DeadLetterNotFoundError):
+        await worker.replay_dead_letter("default", letters[0].id, b"x")
+    assert await worker.purge_dead_letters("default") == 1
+    assert await worker.dead_letters("default") == []
+
+
+async def test_a_delivery_is_settled_only_once(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(worker)
+    await delivery.ack()
+    await delivery.hand_back()  # ignored
+    await delivery.dead_letter(DeadLetter(body=b"x", queue="default", reason=Reason.REJECTED))
+    assert await worker.fetch(10, 0.5) == []
+    assert await worker.dead_letter_count("default") == 0
