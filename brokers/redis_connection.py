@@ -20,8 +20,9 @@ failed. ``connection_pool`` retries a connection error once, on a fresh connecti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
@@ -66,6 +67,8 @@ class CancellationSafeUnix(CancellationSafe, UnixDomainSocketConnection):
     pass
 
 
+T = TypeVar("T")
+
 SAFE_CLASSES: dict[type[Any], type[Any]] = {
     Connection: CancellationSafe,
     SSLConnection: CancellationSafeSSL,
@@ -80,3 +83,27 @@ def connection_pool(url: str, **kwargs: Any) -> BlockingConnectionPool:
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     pool.connection_class = SAFE_CLASSES.get(pool.connection_class, pool.connection_class)
     return pool
+
+
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    for_s: float,
+    on_retry: Callable[[Exception], None] | None = None,
+) -> T:
+    """``operation()``, retried through dropped connections and restarts for ``for_s``
+    seconds (backoff 0.1 s doubling to 2 s); the last error after that."""
+    deadline = time.monotonic() + for_s
+    delay = 0.1
+    while True:
+        try:
+            return await operation()
+        except RETRYABLE as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

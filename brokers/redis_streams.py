@@ -21,25 +21,21 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
 from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
 from brokers.errors import DeadLetterNotFoundError
-from brokers.redis_connection import connection_pool
+from brokers.redis_connection import connection_pool, retrying
 from brokers.redis_leases import LeaseKeeper
 
 logger = logging.getLogger("asyncjobs.broker.redis")
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 SHUTDOWN_RELEASE_S = 3.0
 
 # XREADGROUP's reply without decode_responses: [(stream, [(id, {field: value})])]
@@ -112,25 +108,18 @@ class RedisDelivery(Delivery):
     async def _settle_with(self, steps: list[tuple[str, tuple[Any, ...]]], atomic: bool) -> None:
         """Run the settlement; through a dropped connection or a Redis restart, retry it
         until the lease would have expired (after that, the entry is someone else's)."""
-        deadline = time.monotonic() + self.broker.options.lease_timeout_s
-        delay = 0.1
+
+        async def settle() -> None:
+            async with self.broker.redis() as conn, conn.pipeline(transaction=atomic) as pipe:
+                for name, args in steps:
+                    getattr(pipe, name)(*args)
+                await pipe.execute()
+
+        def warn(exc: Exception) -> None:
+            logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
+
         try:
-            while True:
-                try:
-                    async with (
-                        self.broker.redis() as conn,
-                        conn.pipeline(transaction=atomic) as pipe,
-                    ):
-                        for name, args in steps:
-                            getattr(pipe, name)(*args)
-                        await pipe.execute()
-                    return
-                except RETRYABLE as exc:
-                    if time.monotonic() + delay > deadline:
-                        raise
-                    logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            await retrying(settle, self.broker.options.lease_timeout_s, warn)
         finally:
             self.broker.held.pop((self.stream, self.entry_id), None)
 

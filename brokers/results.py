@@ -11,18 +11,13 @@ finished during a short outage was acknowledged once Redis was back, its result 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend
 
-from brokers.redis_connection import connection_pool
-
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+from brokers.redis_connection import connection_pool, retrying
 
 
 def results_prefix(key_prefix: str) -> str:
@@ -64,17 +59,10 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
 
     async def set_result(self, task_id: str, result: TaskiqResult[Any]) -> None:
         self._on_this_loop()
-        deadline = time.monotonic() + self.retry_for_s
-        delay = 0.1
-        while True:
-            try:
-                await super().set_result(task_id, result)
-                return
-            except RETRYABLE:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        await retrying(
+            lambda: super(JsonRedisResultBackend, self).set_result(task_id, result),
+            self.retry_for_s,
+        )
 
     async def is_result_ready(self, task_id: str) -> bool:
         self._on_this_loop()

@@ -31,10 +31,10 @@ from asyncjobs import current_broker
 from asyncjobs.config import AsyncJobsConfig, load_config
 from brokers.base import TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
+from brokers.redis_connection import RETRYABLE
 from brokers.redis_leases import LeaseKeeper
 from brokers.redis_streams import (
     GROUP,
-    RETRYABLE,
     RedisDelivery,
     RedisStreamsBroker,
     dead_letter_key,
