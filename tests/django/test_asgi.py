@@ -1,0 +1,34 @@
+"""The ASGI wrapper closes this process's broker client when the server shuts down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asyncjobs import current_broker
+from asyncjobs.config import AsyncJobsConfig
+from brokers.base import ReliableBroker
+from django_integration.asgi import get_asgi_application
+from tests.testapp import tasks
+
+
+@pytest.mark.redis
+async def test_lifespan_shutdown_closes_the_lazily_started_client(
+    configured: AsyncJobsConfig,
+) -> None:
+    await tasks.add.kiq(1, 1)  # the web process's first kiq starts the client
+    broker = current_broker()
+    assert isinstance(broker, ReliableBroker) and broker.started
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return events.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await get_asgi_application()({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert not broker.started
