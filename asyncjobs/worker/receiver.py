@@ -75,10 +75,11 @@ class AsyncJobsReceiver(Receiver):
             remove_signal_handlers(loop)
             return
         logger.info(
-            "worker ready: queues %s, concurrency %d, drain timeout %.0f s",
+            "worker ready: queues %s, concurrency %d, drain timeout %.0f s, loop %s",
             ",".join(self.reliable.options.listened_queues),
             self.settings.concurrency,
             self.settings.drain_timeout_s,
+            type(loop).__module__.split(".")[0],
         )
         try:
             await self._consume()
