@@ -8,19 +8,24 @@ async def send_welcome_email(user_id: int) -> str: ...
 job = await send_welcome_email.kiq(user.pk)
 """
 
-from asyncjobs.app import configure, current_broker, current_config, job
+from asyncjobs.app import configure, current_broker, current_config, failed_attempts, job
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import Reject
+from asyncjobs.retries import Backoff, RetryPolicy, current_attempt
 from asyncjobs.tasks import JobTask, TaskOptions, task
 
 __all__ = [
     "AsyncJobsConfig",
+    "Backoff",
     "JobTask",
     "Reject",
+    "RetryPolicy",
     "TaskOptions",
     "configure",
+    "current_attempt",
     "current_broker",
     "current_config",
+    "failed_attempts",
     "job",
     "load_config",
     "task",

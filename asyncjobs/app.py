@@ -65,6 +65,17 @@ def job(task_id: str) -> AsyncTaskiqTask[Any]:
     return AsyncTaskiqTask(task_id, current_broker().result_backend)
 
 
+async def failed_attempts(task_id: str) -> list[dict[str, Any]]:
+    """The failed attempts of a task so far, oldest first: ``attempt``, ``error_type``,
+    ``error_message``, ``at`` (unix seconds). Empty when none failed, or when no result
+    backend is configured (the worker's log has the same lines)."""
+    attempts = getattr(current_broker().result_backend, "attempts", None)
+    if attempts is None:
+        return []
+    found: list[dict[str, Any]] = await attempts(task_id)
+    return found
+
+
 def check_tasks(config: AsyncJobsConfig) -> None:
     """Fail at start-up when a task is routed to a queue that is not configured."""
     problems = [

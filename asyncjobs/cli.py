@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -156,9 +157,24 @@ def _details(letter: DeadLetter) -> str:
     lines = [
         f"{key}: {value}"
         for key, value in _as_dict(letter, full=True).items()
-        if value not in ("", (), None)
+        if value not in ("", (), None) and key != "history"
     ]
+    if letter.history:
+        lines.append("history:")
+        lines += [f"  {_failure(entry)}" for entry in letter.history]
     return "\n".join(lines)
+
+
+def _failure(entry: dict[str, Any]) -> str:
+    at = entry.get("at")
+    when = (
+        datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+        if isinstance(at, int | float)
+        else "?"
+    )
+    message = entry.get("error_message") or ""
+    error = f"{entry.get('error_type', '?')}: {message}" if message else entry.get("error_type")
+    return f"attempt {entry.get('attempt', '?')} at {when}: {error}"
 
 
 def _age(seconds: float) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from asyncjobs.retries import Backoff
 from brokers.base import TransportOptions
 from brokers.errors import ConfigurationError
 from brokers.urls import Transport, redact_url, transport_for
@@ -27,6 +28,35 @@ URL_KEYS = frozenset({"BROKER_URL", "RESULT_BACKEND_URL", "SCHEDULE_STORE_URL"})
 
 def _seconds(value: Any) -> Any:
     return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+class BackoffSettings(BaseModel):
+    """``RETRY_BACKOFF``: ``{"BASE": 1, "FACTOR": 2, "MAX": 300, "JITTER": 1.0}`` (any
+    subset; keys in either case; BASE and MAX in seconds or timedelta). The wait before
+    attempt n + 1 is uniform in [(1 - JITTER) * c, c], c = min(MAX, BASE * FACTOR**(n-1))."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=True
+    )
+
+    base: float = Field(default=1.0, gt=0, le=86_400)
+    factor: float = Field(default=2.0, ge=1, le=100)
+    max: float = Field(default=300.0, gt=0, le=7 * 86_400)
+    jitter: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("base", "max", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return _seconds(value)
+
+    @model_validator(mode="after")
+    def _capped_above_base(self) -> BackoffSettings:
+        if self.max < self.base:
+            raise ValueError(f"MAX ({self.max} s) must be >= BASE ({self.base} s)")
+        return self
+
+    def backoff(self) -> Backoff:
+        return Backoff(base_s=self.base, factor=self.factor, max_s=self.max, jitter=self.jitter)
 
 
 class AsyncJobsConfig(BaseModel):
@@ -44,6 +74,7 @@ class AsyncJobsConfig(BaseModel):
     worker_concurrency: int = Field(default=500, ge=1, le=100_000)
     max_attempts: int = Field(default=3, ge=1, le=1000)
     max_deliveries: int = Field(default=5, ge=1, le=1000)
+    retry_backoff: BackoffSettings = BackoffSettings()
     lease_timeout_s: float = Field(default=15.0, gt=0, alias="LEASE_TIMEOUT")
     drain_timeout_s: float = Field(default=25.0, gt=0, alias="DRAIN_TIMEOUT")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -192,6 +223,9 @@ def _describe(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[s
         key = KEY_OF.get(str(loc), str(loc).upper())
         where = origin.get(key, "ASYNCJOBS")
         message = str(error.get("ctx", {}).get("error") or error["msg"])
+        inner = [str(part).upper() for part in error["loc"][1:]]  # RETRY_BACKOFF.JITTER
+        if inner:
+            message = f"{'.'.join(inner)}: {message}"
         if key and key in merged:
             value = merged[key]
             shown = redact_url(value) if key in URL_KEYS and isinstance(value, str) else value

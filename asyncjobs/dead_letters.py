@@ -8,7 +8,7 @@ from taskiq import AsyncBroker
 
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.errors import BrokerError, DeadLetterNotFoundError
-from asyncjobs.worker.receiver import ATTEMPT_LABEL
+from asyncjobs.retries import ATTEMPT_LABEL, HISTORY_LABEL
 from brokers.base import ReliableBroker
 from brokers.dead_letters import DeadLetter
 
@@ -80,7 +80,8 @@ def fresh_attempts(body: bytes) -> bytes:
         message = codec.loads(body)
     except ValueError:
         return body
-    message.labels.pop(ATTEMPT_LABEL, None)
-    if message.labels_types:
-        message.labels_types.pop(ATTEMPT_LABEL, None)
+    for label in (ATTEMPT_LABEL, HISTORY_LABEL):  # the dead letter keeps the history
+        message.labels.pop(label, None)
+        if message.labels_types:
+            message.labels_types.pop(label, None)
     return codec.dumps(message).message

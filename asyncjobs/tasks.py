@@ -7,7 +7,7 @@ while settings may still be loading); ``kiq()`` resolves the configured broker t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -16,6 +16,7 @@ from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
 from taskiq.kicker import AsyncKicker
 
 from asyncjobs.config import QUEUE_NAME
+from asyncjobs.retries import Backoff, exception_types
 from brokers.base import QUEUE_LABEL
 from brokers.errors import ConfigurationError
 
@@ -34,6 +35,10 @@ class TaskOptions:
     max_attempts: int | None = None
     timeout_s: float | None = None
     task_name: str | None = None
+    # Worker-side only (not sent with the message): the worker's own task definition.
+    retry_on: tuple[type[BaseException], ...] | None = None  # None: any Exception
+    no_retry_on: tuple[type[BaseException], ...] | None = None  # wins over retry_on
+    backoff: Backoff | None = None  # None: RETRY_BACKOFF
 
     def validate(self, where: str) -> None:
         if self.queue is not None and not QUEUE_NAME.match(self.queue):
@@ -96,6 +101,9 @@ def task(
     max_attempts: int | None = None,
     timeout: float | timedelta | None = None,
     task_name: str | None = None,
+    retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
+    no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
+    backoff: Backoff | None = None,
 ) -> Callable[[Callable[P, R]], JobTask[P, R]]: ...
 
 
@@ -107,15 +115,31 @@ def task(
     max_attempts: int | None = None,
     timeout: float | timedelta | None = None,
     task_name: str | None = None,
+    retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
+    no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
+    backoff: Backoff | None = None,
 ) -> JobTask[P, R] | Callable[[Callable[P, R]], JobTask[P, R]]:
     """Register an ``async def`` (or plain ``def``) function as a task.
 
     ``queue`` routes it (one of ``QUEUES``), ``max_attempts`` overrides ``MAX_ATTEMPTS``,
-    ``timeout`` (seconds or timedelta) cancels an async task at the deadline.
+    ``timeout`` (seconds or timedelta) cancels an async task at the deadline (a sync
+    task's thread cannot be killed: its late result is ignored). A failure is retried
+    when it is an instance of ``retry_on`` (default: any ``Exception``) and not of
+    ``no_retry_on`` (``Reject`` never is), after a ``backoff`` (default:
+    ``RETRY_BACKOFF``); otherwise it is dead-lettered. ``current_attempt()`` tells the
+    task which attempt it is on.
     """
     timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise ConfigurationError(f"@task: backoff must be an asyncjobs.Backoff, got {backoff!r}")
     options = TaskOptions(
-        queue, max_attempts, None if timeout_s is None else float(timeout_s), task_name
+        queue,
+        max_attempts,
+        None if timeout_s is None else float(timeout_s),
+        task_name,
+        exception_types(retry_on, "@task"),
+        exception_types(no_retry_on, "@task", allow_empty=True),
+        backoff,
     )
 
     def register(fn: Callable[P, R]) -> JobTask[P, R]:

@@ -16,7 +16,9 @@ and why (each is a weak spot listed in the README):
   is acknowledged;
 - settling a delivery whose channel died in a reconnect logs a warning instead of
   crashing the worker: RabbitMQ has already requeued the message;
-- connection errors never carry the password.
+- connection errors never carry the password;
+- delayed messages (``kiq`` with a delay, scheduled retries) wait in per-delay TTL queues
+  that dead-letter back into their queue (see ``amqp_delay``; no plugin needed).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from taskiq_aio_pika import AioPikaBroker
 from taskiq_aio_pika.exchange import Exchange
 
 from brokers.amqp_dead_letters import AmqpDeadLetters
+from brokers.amqp_delay import DeclaredDelayQueues, send_delayed
 from brokers.base import Delivery, ReliableBroker, TransportOptions, logger
 from brokers.dead_letters import DeadLetter
 from brokers.errors import BrokerConnectionError, BrokerError
@@ -136,6 +139,13 @@ class AmqpDelivery(Delivery):
         await self.broker.send(self.broker.exchange_name, self.queue, body, headers)
         await self._ack()
 
+    async def _retry_at(self, body: bytes, due_unix_s: float) -> None:
+        # Confirmed in its delay queue first, then acked: a crash in between duplicates.
+        headers: dict[str, Any] = {k: self.message.headers.get(k, "") for k in TASK_HEADERS}
+        headers[DELIVERIES] = 0
+        await send_delayed(self.broker, self.queue, body, headers, due_unix_s)
+        await self._ack()
+
     async def _on_channel(self, action: str, settle: Callable[[], Awaitable[None]]) -> None:
         try:
             await settle()
@@ -185,6 +195,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         self.url: str = url
         self._publish_timeout_s = publish_timeout_s
         self._capacity = 0  # 0: not set, the first fetch's max_messages is used
+        self.delay_queues = DeclaredDelayQueues()
         self._reset_consumer_state()
 
     @property
@@ -287,12 +298,17 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     def _drop_handles(self) -> None:
         self.write_conn = self.read_conn = None
         self.write_channel = self.read_channel = None
+        self.delay_queues.forget()
         self._reset_consumer_state()
 
     # -- publishing --------------------------------------------------------------
     async def publish(self, queue: str, message: BrokerMessage) -> None:
         headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
         await self.send(self.exchange_name, queue, message.message, headers)
+
+    async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
+        headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
+        await send_delayed(self, queue, message.message, headers, due_unix_s)
 
     async def send(
         self,

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     UNKNOWN_TASK = "unknown_task"
     INVALID_ARGUMENTS = "invalid_arguments"
     REJECTED = "rejected"
+    NOT_RETRYABLE = "not_retryable"  # failed with an error outside the task's retry_on
     MAX_ATTEMPTS = "max_attempts"
     MAX_DELIVERIES = "max_deliveries"
 

@@ -12,7 +12,9 @@ group declaration. What we replace, and why (each is a weak spot listed in the R
 - consumer names are stable and meaningful (``host:pid``), not random UUIDs;
 - leases: a worker renews what it runs and reclaims what dead workers held, on a timer
   (see ``redis_leases``); a clean shutdown hands back what it still holds;
-- settling survives a dropped connection: it is retried until the lease would expire.
+- settling survives a dropped connection: it is retried until the lease would expire;
+- delayed messages (``kiq`` with a delay, scheduled retries) wait in a sorted set per
+  queue and are moved to the stream when due by every worker (see ``redis_delayed``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
 from brokers.errors import DeadLetterNotFoundError
 from brokers.redis_connection import connection_pool, retrying
+from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
 from brokers.redis_leases import LeaseKeeper
 
 logger = logging.getLogger("asyncjobs.broker.redis")
@@ -96,6 +99,17 @@ class RedisDelivery(Delivery):
 
     async def _republish(self, body: bytes) -> None:
         await self._move(self.stream, {DATA: body, DELIVERIES: 0})
+
+    async def _retry_at(self, body: bytes, due_unix_s: float) -> None:
+        key = delayed_key(self.broker.options.key_prefix, self.queue)
+        member = delayed_member(body)  # built once: a retried ZADD adds nothing twice
+        steps = [
+            ("zadd", (key, {member: due_score(due_unix_s)})),
+            ("xack", (self.stream, GROUP, self.entry_id)),
+            ("xdel", (self.stream, self.entry_id)),
+        ]
+        await self._settle_with(steps, True)
+        self.broker.delayed.wake()
 
     async def _move(self, target: str, fields: dict[bytes, bytes | int]) -> None:
         steps = [
@@ -163,6 +177,13 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             options.lease_timeout_s,
             self.held.values,
         )
+        self.delayed = DelayedPromoter(
+            self.redis,
+            [
+                (delayed_key(options.key_prefix, q), stream_key(options.key_prefix, q))
+                for q in options.listened_queues
+            ],
+        )
 
     def redis(self) -> Redis:
         return Redis(connection_pool=self.connection_pool)
@@ -171,9 +192,11 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         if self.is_worker_process:
             await self._declare_consumer_group()
             self.leases.start()
+            self.delayed.start()
 
     async def disconnect(self) -> None:
         if self.is_worker_process:
+            await self.delayed.stop()
             await self.leases.stop()
             try:
                 async with self.redis() as conn:
@@ -193,6 +216,13 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     async def publish(self, queue: str, message: BrokerMessage) -> None:
         async with self.redis() as conn:
             await conn.xadd(stream_key(self.options.key_prefix, queue), {DATA: message.message})
+
+    async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
+        key = delayed_key(self.options.key_prefix, queue)
+        async with self.redis() as conn:
+            await conn.zadd(key, {delayed_member(message.message): due_score(due_unix_s)})
+        if self.is_worker_process:
+            self.delayed.wake()
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
         async with self.redis() as conn:

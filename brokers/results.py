@@ -1,7 +1,8 @@
 """Task results in Redis as JSON with a TTL.
 
 taskiq-redis's result backend pickles by default: anyone who can write to Redis could run
-code in every process that reads a result. This one only ever decodes JSON.
+code in every process that reads a result. This one only ever decodes JSON. Beside each
+result, ``{KEY_PREFIX}:result:{task_id}:attempts`` lists the task's failed attempts.
 
 Storing a result survives a dropped connection or a Redis restart: it is retried for up
 to ``retry_for_s`` (the lease), as acknowledging the message is. Otherwise a task that
@@ -13,11 +14,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+from redis.asyncio import Redis
 from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend
 
 from brokers.redis_connection import connection_pool, retrying
+
+MAX_ATTEMPT_RECORDS = 100  # a task retried more often keeps its last 100 failures
 
 
 def results_prefix(key_prefix: str) -> str:
@@ -63,6 +68,32 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
             lambda: super(JsonRedisResultBackend, self).set_result(task_id, result),
             self.retry_for_s,
         )
+
+    def attempts_key(self, task_id: str) -> str:
+        return f"{self._task_name(task_id)}:attempts"
+
+    async def record_attempt(self, task_id: str, entry: dict[str, Any]) -> None:
+        """Append a failed attempt (``{"attempt", "error_type", "error_message", "at"}``) to
+        the task's attempt record, kept as long as results; once, not retried (the worker
+        is about to schedule the next attempt and must not wait for this)."""
+        self._on_this_loop()
+        key = self.attempts_key(task_id)
+        async with (
+            Redis(connection_pool=self.redis_pool) as conn,
+            conn.pipeline(transaction=True) as pipe,
+        ):
+            pipe.rpush(key, orjson.dumps(entry))
+            pipe.ltrim(key, -MAX_ATTEMPT_RECORDS, -1)
+            if self.result_ex_time:
+                pipe.expire(key, self.result_ex_time)
+            await pipe.execute()
+
+    async def attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's failed attempts so far, oldest first (empty when none failed)."""
+        self._on_this_loop()
+        async with Redis(connection_pool=self.redis_pool) as conn:
+            raw = await conn.lrange(self.attempts_key(task_id), 0, -1)
+        return [entry for entry in map(orjson.loads, raw) if isinstance(entry, dict)]
 
     async def is_result_ready(self, task_id: str) -> bool:
         self._on_this_loop()

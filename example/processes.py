@@ -434,12 +434,14 @@ async def delete_results(url: str, key_prefix: str, task_ids: Iterable[str]) -> 
 
 
 async def delete_amqp_queues(
-    url: str, prefix: str, queues: Iterable[str] = EXAMPLE_QUEUES
+    url: str, prefix: str, queues: Iterable[str] = EXAMPLE_QUEUES, also: Iterable[str] = ()
 ) -> list[str]:
-    """Delete a run's RabbitMQ queues, dead-letter queues and exchange (``prefix``).
+    """Delete a run's RabbitMQ queues, dead-letter queues and exchange (``prefix``), and the
+    queues named in ``also`` (e.g. the delay queues a broker declared).
 
     RabbitMQ cannot list queues over AMQP, so the names come from the transport's naming
     rules and the example's ``QUEUES``. Returns the queues that held messages.
+    Delay queues nobody names here expire by themselves (``brokers.amqp_delay``).
     """
     import aio_pika
     from aiormq.exceptions import ChannelNotFoundEntity
@@ -451,6 +453,7 @@ async def delete_amqp_queues(
         for queue in queues
         for name in (queue_name(prefix, queue), dead_letter_queue_name(prefix, queue))
     ]
+    names += also
     leftovers: list[str] = []
     connection = await aio_pika.connect(url, timeout=10)
     try:

@@ -137,7 +137,8 @@ async def configured_any(
     if request.param == "rabbitmq":
         from example.processes import delete_amqp_queues
 
-        await delete_amqp_queues(AMQP_URL, prefix, ("default", "other"))
+        delay_queues = broker.delay_queues.names  # type: ignore[attr-defined]
+        await delete_amqp_queues(AMQP_URL, prefix, ("default", "other"), also=delay_queues)
     app_state._app = previous
     if previous is not None:
         from asyncjobs.tasks import registry

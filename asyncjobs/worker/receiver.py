@@ -8,7 +8,10 @@ Replaced, because taskiq's loses or hangs:
   stops fetching at once, lets running tasks finish until DRAIN_TIMEOUT, then cancels the
   rest *without acknowledging them* and hands them back (taskiq waits forever);
 - the per-message pipeline dead-letters undecodable messages, unknown task names and
-  invalid arguments with a reason (taskiq acks and drops them, logging the raw payload).
+  invalid arguments with a reason (taskiq acks and drops them, logging the raw payload);
+- a failed attempt is retried per the task's ``RetryPolicy`` (``asyncjobs.retries``): the
+  next attempt is scheduled on the broker after a backoff (``Delivery.retry_at``), with
+  the failure history in a label; a final failure is dead-lettered with that history.
 """
 
 from __future__ import annotations
@@ -26,19 +29,28 @@ from taskiq.receiver import Receiver
 from taskiq.result import TaskiqResult
 from taskiq.utils import maybe_awaitable
 
-from asyncjobs.errors import ConfigurationError, Reject
+from asyncjobs.errors import ConfigurationError
+from asyncjobs.retries import (
+    ATTEMPT_LABEL,
+    HISTORY_LABEL,
+    attempt_of,
+    history_with,
+    policy_for,
+    running_attempt,
+)
 from asyncjobs.tasks import ATTEMPTS_LABEL
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.hooks import wrap_task_function
+from asyncjobs.worker.outcomes import dead_letter_record, describe, record_attempt
 from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
 from asyncjobs.worker.waiting import backoff_s, first_done
 from brokers.base import Delivery, ReliableBroker
-from brokers.dead_letters import DeadLetter, Reason, excerpt
+from brokers.dead_letters import Reason, excerpt
 
 logger = logging.getLogger("asyncjobs.worker")
 
-ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt this message is (1-based)
+__all__ = ["ATTEMPT_LABEL", "AsyncJobsReceiver"]
 
 
 class AsyncJobsReceiver(Receiver):
@@ -107,7 +119,7 @@ class AsyncJobsReceiver(Receiver):
                 delay = backoff_s(failures)
                 logger.warning(
                     "connecting to the broker failed (%s); retrying in %.1f s",
-                    _describe(exc),
+                    describe(exc),
                     delay,
                 )
                 await first_done(asyncio.sleep(delay), self._draining.wait())
@@ -150,9 +162,7 @@ class AsyncJobsReceiver(Receiver):
                 except Exception as exc:
                     failures += 1
                     delay = backoff_s(failures)
-                    logger.warning(
-                        "fetching failed (%s); retrying in %.1f s", _describe(exc), delay
-                    )
+                    logger.warning("fetching failed (%s); retrying in %.1f s", describe(exc), delay)
                     await first_done(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
@@ -271,7 +281,8 @@ class AsyncJobsReceiver(Receiver):
         for middleware in self.broker.middlewares:
             if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
                 message = await maybe_awaitable(middleware.pre_execute(message))
-        result = await self.run_task(target=target, message=message)
+        with running_attempt(attempt_of(message.labels)):
+            result = await self.run_task(target=target, message=message)
         for middleware in reversed(self.broker.middlewares):
             if type(middleware).post_execute is not TaskiqMiddleware.post_execute:
                 await maybe_awaitable(middleware.post_execute(message, result))
@@ -288,26 +299,36 @@ class AsyncJobsReceiver(Receiver):
     async def _failed(
         self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]
     ) -> None:
-        error = result.error
-        attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
-        max_attempts = int(message.labels.get(ATTEMPTS_LABEL) or self.settings.max_attempts)
+        error, attempt = result.error, attempt_of(message.labels)
+        policy = policy_for(
+            self.broker.find_task(message.task_name),
+            int(message.labels.get(ATTEMPTS_LABEL) or self.settings.max_attempts),
+            self.settings.backoff,
+        )
+        history = history_with(message.labels, error, attempt)
+        decision = policy.decide(error, attempt)
         logger.warning(
-            "task %s [%s] failed on attempt %d/%d: %s",
+            "task %s [%s] failed on attempt %d/%d: %s; %s",
             message.task_name,
             message.task_id,
             attempt,
-            max_attempts,
-            _describe(error),
+            policy.max_attempts,
+            describe(error),
+            decision.describe(),
         )
-        if isinstance(error, Reject):
+        await record_attempt(self.broker.result_backend, message.task_id, history[-1])
+        message.labels[HISTORY_LABEL] = list(history)
+        if result.labels is not message.labels:  # the final result shows the history too
+            result.labels[HISTORY_LABEL] = list(history)
+        if decision.give_up is not None:
             await self._save(message, result)
-            await self._dead_letter(delivery, message, Reason.REJECTED, error, attempts=attempt)
-        elif attempt >= max_attempts:
-            await self._save(message, result)
-            await self._dead_letter(delivery, message, Reason.MAX_ATTEMPTS, error, attempts=attempt)
-        else:
-            message.labels[ATTEMPT_LABEL] = attempt + 1
-            await delivery.republish(self.broker.formatter.dumps(message).message)
+            await self._dead_letter(
+                delivery, message, decision.give_up, error, attempts=attempt, history=history
+            )
+            return
+        message.labels[ATTEMPT_LABEL] = attempt + 1
+        body = self.broker.formatter.dumps(message).message
+        await delivery.retry_at(body, time.time() + decision.delay_s)
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         try:
@@ -328,26 +349,16 @@ class AsyncJobsReceiver(Receiver):
         reason: Reason,
         error: BaseException | None,
         attempts: int = 0,
+        history: tuple[dict[str, Any], ...] = (),
     ) -> None:
-        record = DeadLetter(
-            body=delivery.data,
-            queue=delivery.queue,
-            reason=reason,
-            error_type=type(error).__qualname__ if error is not None else "",
-            error_message=str(error)[:2000] if error is not None else "",
-            task_id=message.task_id if message else "",
-            task_name=message.task_name if message else "",
-            attempts=attempts,
-            deliveries=delivery.delivery_count,
-            dead_lettered_at=time.time(),
-        )
+        record = dead_letter_record(delivery, message, reason, error, attempts, history)
         logger.warning(
             "dead-lettered %s [%s] from queue %s: %s%s; payload starts %r",
             record.task_name or "a message",
             record.task_id or "no id",
             delivery.queue,
             reason.value,
-            f" ({_describe(error)})" if error is not None else "",
+            f" ({describe(error)})" if error is not None else "",
             excerpt(delivery.data),
         )
         await delivery.dead_letter(record)
@@ -378,10 +389,3 @@ class AsyncJobsReceiver(Receiver):
                 self._prepare_task(name, func)
             target = self._targets[name] = wrap_task_function(func)
         return target
-
-
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return ""
-    text = str(error)
-    return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from asyncjobs.retries import Backoff
 
 # The drain deadline is DRAIN_TIMEOUT + this margin: cancelling cut-off tasks, handing
 # their messages back and closing connections must fit in it. Kubernetes'
@@ -20,6 +22,7 @@ class WorkerSettings:
     max_attempts: int = 3
     max_deliveries: int = 5
     fetch_block_s: float = 2.0
+    backoff: Backoff = field(default_factory=Backoff)  # RETRY_BACKOFF; @task(backoff=) wins
     # End the process with os._exit when the drain overruns (off for in-process tests).
     hard_deadline: bool = True
 
@@ -38,4 +41,5 @@ class WorkerSettings:
             drain_timeout_s=config.drain_timeout_s,
             max_attempts=config.max_attempts,
             max_deliveries=config.max_deliveries,
+            backoff=config.retry_backoff.backoff(),
         )

@@ -57,6 +57,7 @@ class Transport:
 async def crash_redis(broker: ReliableBroker) -> None:
     """Die like a SIGKILLed worker: no renewals, no hand-back, connections dropped."""
     await broker.leases.stop()  # type: ignore[attr-defined]
+    await broker.delayed.stop()  # type: ignore[attr-defined]
     broker.forget_connections()
     broker.brokers_crashed = True  # type: ignore[attr-defined]
 

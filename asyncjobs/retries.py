@@ -1,0 +1,187 @@
+"""Retry policy: which failures are retried, when, and what each attempt left behind.
+
+A failed attempt is retried by scheduling the next one on the broker
+(``Delivery.retry_at``), never by sleeping in the worker: a worker that dies during the
+backoff loses nothing, and a draining worker has nothing to wait for.
+
+- ``Backoff``: exponential with jitter and a cap. Before attempt ``n + 1`` the worker waits
+  up to ``ceiling(n) = min(max_s, base_s * factor ** (n - 1))``; with ``jitter`` ``j`` the
+  wait is uniform in ``[(1 - j) * ceiling, ceiling]`` (``j = 1``, the default, is "full
+  jitter": spreads a burst of failures best; ``j = 0`` is no jitter).
+- ``RetryPolicy``: ``Reject`` is never retried; an error that is an instance of
+  ``no_retry_on``, or not of ``retry_on``, is dead-lettered as ``not_retryable``; the last
+  attempt as ``max_attempts``.
+- Every failure is appended to a history that travels with the message (the
+  ``asyncjobs_history`` label, the last ``MAX_HISTORY`` entries) and ends up in the
+  dead letter's ``history``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncjobs.errors import ConfigurationError, Reject
+from brokers.dead_letters import Reason
+
+ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt a message is (1-based; absent: 1)
+HISTORY_LABEL = "asyncjobs_history"
+MAX_HISTORY = 25
+MAX_ERROR_CHARS = 500
+
+_attempt: ContextVar[int] = ContextVar("asyncjobs_attempt", default=0)
+
+
+def current_attempt() -> int:
+    """The attempt the running task is on (1 for the first run); 0 outside a task."""
+    return _attempt.get()
+
+
+def attempt_of(labels: Mapping[str, Any]) -> int:
+    try:
+        return max(1, int(labels.get(ATTEMPT_LABEL, 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+@contextmanager
+def running_attempt(attempt: int) -> Iterator[None]:
+    """Make ``current_attempt()`` return ``attempt`` inside (the worker, around a task)."""
+    token = _attempt.set(attempt)
+    try:
+        yield
+    finally:
+        _attempt.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter and a cap (seconds)."""
+
+    base_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 300.0
+    jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.base_s > 0 and math.isfinite(self.base_s)):
+            raise ConfigurationError(f"backoff base must be > 0 seconds, got {self.base_s}")
+        if not (1 <= self.factor <= 100):
+            raise ConfigurationError(f"backoff factor must be in [1, 100], got {self.factor}")
+        if not (self.max_s >= self.base_s and math.isfinite(self.max_s)):
+            raise ConfigurationError(
+                f"backoff max ({self.max_s} s) must be finite and >= its base ({self.base_s} s)"
+            )
+        if not (0 <= self.jitter <= 1):
+            raise ConfigurationError(f"backoff jitter must be in [0, 1], got {self.jitter}")
+
+    def ceiling_s(self, failed_attempt: int) -> float:
+        """The longest wait after attempt ``failed_attempt`` (1-based) failed."""
+        exponent = max(0, failed_attempt - 1)
+        if exponent * math.log(max(self.factor, 1.0)) > math.log(self.max_s / self.base_s):
+            return self.max_s  # also avoids float overflow for huge attempt numbers
+        return min(self.max_s, self.base_s * self.factor**exponent)
+
+    def bounds_s(self, failed_attempt: int) -> tuple[float, float]:
+        ceiling = self.ceiling_s(failed_attempt)
+        return (1 - self.jitter) * ceiling, ceiling
+
+    def delay_s(self, failed_attempt: int, rng: random.Random | None = None) -> float:
+        low, high = self.bounds_s(failed_attempt)
+        return (rng or _rng).uniform(low, high)
+
+
+_rng = random.Random()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a failed attempt: retry after ``delay_s``, or dead-letter."""
+
+    give_up: Reason | None
+    delay_s: float = 0.0
+
+    def describe(self) -> str:
+        if self.give_up is None:
+            return f"retrying in {self.delay_s:.2f} s"
+        return f"giving up ({self.give_up.value})"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    no_retry_on: tuple[type[BaseException], ...] = ()
+
+    def decide(self, error: BaseException | None, attempt: int) -> Decision:
+        if isinstance(error, Reject):
+            return Decision(Reason.REJECTED)
+        if error is not None and (
+            isinstance(error, self.no_retry_on) or not isinstance(error, self.retry_on)
+        ):
+            return Decision(Reason.NOT_RETRYABLE)
+        if attempt >= self.max_attempts:
+            return Decision(Reason.MAX_ATTEMPTS)
+        return Decision(None, self.backoff.delay_s(attempt))
+
+
+def policy_for(task: Any, max_attempts: int, default_backoff: Backoff) -> RetryPolicy:
+    """The policy for a failed attempt of ``task`` (a registered ``JobTask``, or anything
+    without ``options``: the defaults)."""
+    options = getattr(task, "options", None)
+    backoff = getattr(options, "backoff", None)
+    retry_on = getattr(options, "retry_on", None)
+    no_retry_on = getattr(options, "no_retry_on", None)
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        backoff=backoff if isinstance(backoff, Backoff) else default_backoff,
+        retry_on=retry_on or (Exception,),
+        no_retry_on=no_retry_on or (),
+    )
+
+
+def exception_types(
+    value: type[BaseException] | Iterable[type[BaseException]] | None,
+    where: str,
+    *,
+    allow_empty: bool = False,
+) -> tuple[type[BaseException], ...] | None:
+    """``retry_on=`` / ``no_retry_on=`` as a tuple of exception classes (validated);
+    None stays None."""
+    if value is None:
+        return None
+    types = (value,) if isinstance(value, type) else tuple(value)
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigurationError(
+                f"{where}: retry_on/no_retry_on take exception classes, got {kind!r}"
+            )
+    if not types and not allow_empty:
+        raise ConfigurationError(f"{where}: retry_on is empty; use max_attempts=1 for no retries")
+    return types
+
+
+def failure_entry(error: BaseException | None, attempt: int) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "error_type": type(error).__qualname__ if error is not None else "",
+        "error_message": str(error)[:MAX_ERROR_CHARS] if error is not None else "",
+        "at": round(time.time(), 3),
+    }
+
+
+def history_with(
+    labels: Mapping[str, Any], error: BaseException | None, attempt: int
+) -> tuple[dict[str, Any], ...]:
+    """The message's failure history plus this failure (the last ``MAX_HISTORY``)."""
+    earlier = labels.get(HISTORY_LABEL)
+    entries = [e for e in earlier if isinstance(e, dict)] if isinstance(earlier, list) else []
+    entries.append(failure_entry(error, attempt))
+    return tuple(entries[-MAX_HISTORY:])

@@ -1,0 +1,64 @@
+"""What the worker writes down about a failed attempt: the log line, the attempt record in
+the result backend, the dead letter."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from taskiq.abc.result_backend import AsyncResultBackend
+from taskiq.message import TaskiqMessage
+
+from brokers.base import Delivery
+from brokers.dead_letters import DeadLetter, Reason
+
+logger = logging.getLogger("asyncjobs.worker")
+
+MAX_ERROR_MESSAGE_CHARS = 2000
+
+
+def describe(error: BaseException | None) -> str:
+    """``Type: message`` for logs, the message cut to 300 characters."""
+    if error is None:
+        return ""
+    text = str(error)
+    return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__
+
+
+async def record_attempt(
+    backend: AsyncResultBackend[Any], task_id: str, entry: dict[str, Any]
+) -> None:
+    """Append a failed attempt to the task's attempt record, when the result backend keeps
+    one (``JsonRedisResultBackend.record_attempt``). Best effort: a retry must not wait
+    for, or fail with, a result backend that is down; the log line has the same facts."""
+    record = getattr(backend, "record_attempt", None)
+    if record is None:
+        return
+    try:
+        await record(task_id, entry)
+    except Exception as exc:
+        logger.warning("recording the failed attempt of [%s] failed: %s", task_id, exc)
+
+
+def dead_letter_record(
+    delivery: Delivery,
+    message: TaskiqMessage | None,
+    reason: Reason,
+    error: BaseException | None,
+    attempts: int = 0,
+    history: tuple[dict[str, Any], ...] = (),
+) -> DeadLetter:
+    return DeadLetter(
+        body=delivery.data,
+        queue=delivery.queue,
+        reason=reason,
+        error_type=type(error).__qualname__ if error is not None else "",
+        error_message=str(error)[:MAX_ERROR_MESSAGE_CHARS] if error is not None else "",
+        task_id=message.task_id if message else "",
+        task_name=message.task_name if message else "",
+        attempts=attempts,
+        deliveries=delivery.delivery_count,
+        history=history,
+        dead_lettered_at=time.time(),
+    )
