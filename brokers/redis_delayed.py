@@ -23,6 +23,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from brokers.background import BackgroundLoop
+
 logger = logging.getLogger("asyncjobs.broker.redis")
 
 # KEYS[1] delayed set, KEYS[2] stream. ARGV: batch size.
@@ -47,7 +49,6 @@ return {#due, tostring(earliest), tostring(now_ms)}
 
 PROMOTE_BATCH = 500
 MIN_SLEEP_S = 0.005
-STOP_TIMEOUT_S = 2.0
 
 
 def delayed_key(prefix: str, queue: str) -> str:
@@ -63,7 +64,9 @@ def due_score(due_unix_s: float) -> int:
     return int(due_unix_s * 1000)
 
 
-class DelayedPromoter:
+class DelayedPromoter(BackgroundLoop):
+    task_name = "asyncjobs-delayed"
+
     """A worker's loop that moves due delayed messages into their streams."""
 
     def __init__(
@@ -72,25 +75,14 @@ class DelayedPromoter:
         pairs: Iterable[tuple[str, str]],  # (delayed set, stream)
         poll_s: float = 0.2,
     ) -> None:
+        super().__init__()
         self._redis = redis
         self._pairs = tuple(pairs)
         self._poll_s = poll_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
 
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._stopping = False
-            self._wake = asyncio.Event()
-            self._task = asyncio.create_task(self._run(), name="asyncjobs-delayed")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
-            self._task = None
+    def _starting(self) -> None:
+        self._wake = asyncio.Event()  # an Event belongs to the loop it is used in
 
     def wake(self) -> None:
         """Something was scheduled by this process: look again now, not at the next poll."""

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from brokers.background import BackgroundLoop
+
 if TYPE_CHECKING:
     from brokers.redis_streams import RedisDelivery
 
@@ -79,11 +81,12 @@ return moved
 
 RECLAIM_BATCH = 100
 PRUNE_EVERY_S = 60.0
-STOP_TIMEOUT_S = 2.0
 
 
-class LeaseKeeper:
+class LeaseKeeper(BackgroundLoop):
     """The background loop of a Redis worker: renew, reclaim, prune."""
+
+    task_name = "asyncjobs-leases"
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class LeaseKeeper:
         held: Callable[[], Iterable[RedisDelivery]],
         prune_after_s: float | None = None,
     ) -> None:
+        super().__init__()
         self._redis = redis
         self._streams = tuple(streams)
         self._group = group
@@ -106,22 +110,7 @@ class LeaseKeeper:
         self._prune_after_ms = (
             int(1000 * prune_after_s) if prune_after_s else max(10 * self._lease_ms, 300_000)
         )
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._last_prune = 0.0
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="asyncjobs-leases")
-
-    async def stop(self) -> None:
-        """Stop the loop; bounded even if a library swallows the cancellation."""
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
-            self._task = None
 
     async def _run(self) -> None:
         while not self._stopping:
