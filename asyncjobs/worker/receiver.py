@@ -41,6 +41,7 @@ from asyncjobs.retries import (
 from asyncjobs.tasks import ATTEMPTS_LABEL
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
+from asyncjobs.worker.events import Outcome, WorkerEvents
 from asyncjobs.worker.hooks import wrap_task_function
 from asyncjobs.worker.outcomes import dead_letter_record, describe, record_attempt
 from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
@@ -76,6 +77,7 @@ class AsyncJobsReceiver(Receiver):
         self._watchdog: Watchdog | None = None
         self._targets: dict[str, Any] = {}
         self._validators: dict[str, ArgumentValidator] = {}
+        self.events = WorkerEvents(self.settings.observers)
 
     # -- the consume loop --------------------------------------------------------
     async def listen(self, finish_event: asyncio.Event) -> None:
@@ -86,6 +88,7 @@ class AsyncJobsReceiver(Receiver):
             finish_watch.cancel()
             remove_signal_handlers(loop)
             return
+        self.events.ready()
         logger.info(
             "worker ready: queues %s, concurrency %d, drain timeout %.0f s, loop %s",
             ",".join(self.reliable.options.listened_queues),
@@ -98,6 +101,7 @@ class AsyncJobsReceiver(Receiver):
         finally:
             finish_watch.cancel()
             await self._drain_running()
+            self.events.stopped()
             remove_signal_handlers(loop)
             # The watchdog stays armed: taskiq closes the broker after we return, and
             # that is where a broker that stopped answering hangs.
@@ -137,6 +141,7 @@ class AsyncJobsReceiver(Receiver):
             self._watchdog = Watchdog(deadline)
             self._watchdog.start()
         self._draining.set()
+        self.events.draining()
 
     async def _drain_on(self, finish_event: asyncio.Event) -> None:
         await finish_event.wait()  # taskiq's own handlers (SIGHUP) or a test
@@ -160,12 +165,14 @@ class AsyncJobsReceiver(Receiver):
                 try:
                     deliveries = fetch.result()
                 except Exception as exc:
+                    self.events.fetch_failed(exc)
                     failures += 1
                     delay = backoff_s(failures)
                     logger.warning("fetching failed (%s); retrying in %.1f s", describe(exc), delay)
                     await first_done(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
+                self.events.fetched(len(deliveries))
                 await self._start_all(deliveries, drain_wait)
         finally:
             drain_wait.cancel()
@@ -281,24 +288,29 @@ class AsyncJobsReceiver(Receiver):
         for middleware in self.broker.middlewares:
             if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
                 message = await maybe_awaitable(middleware.pre_execute(message))
+        self.events.task_started(delivery, message)
+        began = time.monotonic()
         with running_attempt(attempt_of(message.labels)):
             result = await self.run_task(target=target, message=message)
+        duration_s = time.monotonic() - began
         for middleware in reversed(self.broker.middlewares):
             if type(middleware).post_execute is not TaskiqMiddleware.post_execute:
                 await maybe_awaitable(middleware.post_execute(message, result))
         current = asyncio.current_task()
         if current in self._cut_off:
             await delivery.hand_back()
-            return
-        if result.is_err:
-            await self._failed(delivery, message, result)
-            return
-        await self._save(message, result)
-        await delivery.ack()
+            outcome = Outcome.CUT_OFF
+        elif result.is_err:
+            outcome = await self._failed(delivery, message, result)
+        else:
+            await self._save(message, result)
+            await delivery.ack()
+            outcome = Outcome.SUCCEEDED
+        self.events.task_finished(delivery, message, outcome, duration_s)
 
     async def _failed(
         self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]
-    ) -> None:
+    ) -> Outcome:
         error, attempt = result.error, attempt_of(message.labels)
         policy = policy_for(
             self.broker.find_task(message.task_name),
@@ -325,10 +337,11 @@ class AsyncJobsReceiver(Receiver):
             await self._dead_letter(
                 delivery, message, decision.give_up, error, attempts=attempt, history=history
             )
-            return
+            return Outcome.FAILED
         message.labels[ATTEMPT_LABEL] = attempt + 1
         body = self.broker.formatter.dumps(message).message
         await delivery.retry_at(body, time.time() + decision.delay_s)
+        return Outcome.RETRIED
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         try:
@@ -362,6 +375,7 @@ class AsyncJobsReceiver(Receiver):
             excerpt(delivery.data),
         )
         await delivery.dead_letter(record)
+        self.events.dead_lettered(delivery, record.task_name, reason)
 
     async def _release_quietly(self, delivery: Delivery) -> None:
         try:

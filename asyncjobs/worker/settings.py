@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field
 
 from asyncjobs.retries import Backoff
+from asyncjobs.worker.events import WorkerObserver
 
 # The drain deadline is DRAIN_TIMEOUT + this margin: cancelling cut-off tasks, handing
 # their messages back and closing connections must fit in it. Kubernetes'
@@ -25,11 +26,13 @@ class WorkerSettings:
     backoff: Backoff = field(default_factory=Backoff)  # RETRY_BACKOFF; @task(backoff=) wins
     # End the process with os._exit when the drain overruns (off for in-process tests).
     hard_deadline: bool = True
+    observers: tuple[WorkerObserver, ...] = ()  # health probes, metrics
 
     @classmethod
     def for_process(cls, cli_max_async_tasks: int | None) -> WorkerSettings:
         """From the configured app; ``--max-async-tasks`` wins when given explicitly."""
         from asyncjobs.app import _app
+        from asyncjobs.worker.observers import observers_for
 
         if _app is None:
             return cls(concurrency=cli_max_async_tasks or DEFAULT_CONCURRENCY)
@@ -42,4 +45,5 @@ class WorkerSettings:
             max_attempts=config.max_attempts,
             max_deliveries=config.max_deliveries,
             backoff=config.retry_backoff.backoff(),
+            observers=observers_for(config),
         )
