@@ -23,7 +23,9 @@ from brokers.urls import Transport, redact_url, transport_for
 
 ENV_PREFIX = "ASYNCJOBS_"
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-URL_KEYS = frozenset({"BROKER_URL", "RESULT_BACKEND_URL", "SCHEDULE_STORE_URL"})
+URL_KEYS = frozenset(
+    {"BROKER_URL", "RESULT_BACKEND_URL", "SCHEDULE_STORE_URL", "AMQP_MANAGEMENT_URL"}
+)
 
 
 def _seconds(value: Any) -> Any:
@@ -82,8 +84,31 @@ class AsyncJobsConfig(BaseModel):
     key_prefix: str = Field(default="asyncjobs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
     schedules: tuple[Any, ...] = ()
     tracing: bool | dict[str, Any] = False
+    # Worker probes and metrics (see README, "Health, metrics and inspection").
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+    liveness_timeout_s: float = Field(default=10.0, gt=0, alias="LIVENESS_TIMEOUT")
+    prometheus: bool = False
+    # Queue inspection: RabbitMQ's management API (for in-flight counts) and the
+    # thresholds above which the health view answers 503.
+    amqp_management_url: str | None = Field(default=None, repr=False)
+    health_max_backlog: int | None = Field(default=None, ge=0)
+    health_max_wait_s: float | None = Field(default=None, gt=0, alias="HEALTH_MAX_WAIT")
+    health_max_dead_letters: int | None = Field(default=None, ge=0)
 
-    @field_validator("lease_timeout_s", "drain_timeout_s", mode="before")
+    @field_validator("amqp_management_url")
+    @classmethod
+    def _management_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {redact_url(value)!r}")
+        return value or None
+
+    @field_validator(
+        "lease_timeout_s",
+        "drain_timeout_s",
+        "liveness_timeout_s",
+        "health_max_wait_s",
+        mode="before",
+    )
     @classmethod
     def _durations(cls, value: Any) -> Any:
         return _seconds(value)

@@ -9,7 +9,7 @@ All calls come from the worker's event loop and must not block.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 from taskiq.message import TaskiqMessage
@@ -35,7 +35,7 @@ class WorkerObserver:
     def ready(self) -> None:
         """Connected to the broker; about to consume."""
 
-    def fetched(self, deliveries: int) -> None:
+    def fetched(self, deliveries: Sequence[Delivery]) -> None:
         """A fetch returned (possibly nothing, after its wait): the broker answers."""
 
     def fetch_failed(self, error: BaseException) -> None:
@@ -71,7 +71,7 @@ class WorkerEvents:
     def ready(self) -> None:
         self._each("ready")
 
-    def fetched(self, deliveries: int) -> None:
+    def fetched(self, deliveries: Sequence[Delivery]) -> None:
         self._each("fetched", deliveries)
 
     def fetch_failed(self, error: BaseException) -> None:

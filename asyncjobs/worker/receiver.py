@@ -172,7 +172,7 @@ class AsyncJobsReceiver(Receiver):
                     await first_done(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
-                self.events.fetched(len(deliveries))
+                self.events.fetched(deliveries)
                 await self._start_all(deliveries, drain_wait)
         finally:
             drain_wait.cancel()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from taskiq.message import TaskiqMessage
@@ -24,7 +24,7 @@ class Recorder(WorkerObserver):
     def ready(self) -> None:
         self.events.append(("ready",))
 
-    def fetched(self, deliveries: int) -> None:
+    def fetched(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries:
             self.events.append(("fetched",))
 
