@@ -102,6 +102,13 @@ async def stamp(tag: str) -> float:
     return now
 
 
+@task(max_attempts=1)
+async def blocks_loop(tag: str, seconds: float) -> None:
+    """A bug: ``time.sleep`` in ``async def`` blocks the worker's event loop."""
+    await record(f"block-start:{tag}")
+    time.sleep(seconds)  # noqa: ASYNC251 - the point of this task
+
+
 @task(max_attempts=5, backoff=FLAKY_BACKOFF)
 async def flaky(tag: str, failures: int) -> int:
     """Fails its first ``failures`` attempts; records each attempt and when it started."""
