@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -63,6 +65,7 @@ from brokers.urls import redact_url
 DELIVERIES = "x-asyncjobs-deliveries"  # deliveries before this message was (re)published
 TASK_HEADERS = ("task_id", "task_name")  # taskiq-aio-pika's
 RABBIT_DELIVERIES = "x-delivery-count"  # set by quorum queues on each redelivery
+SUSPECT = "x-asyncjobs-suspect"  # a crash suspect given back unstarted stays one
 QUORUM: FieldTable = {"x-queue-type": "quorum"}
 CLOSE_TIMEOUT_S = 5.0
 # Raised by settling on a channel that closed (reconnect, broker restart).
@@ -84,6 +87,26 @@ def _count(headers: Mapping[str, Any], key: str) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+def _enqueued_at(message: AbstractIncomingMessage) -> float | None:
+    """When the message became deliverable here (unix seconds, whole seconds): back from
+    a delay queue, when that queue dead-lettered it (the newest ``x-death`` entry); else
+    its AMQP timestamp, set by ``send`` (a raw taskiq-aio-pika producer sets none)."""
+    deaths = message.headers.get("x-death")
+    if isinstance(deaths, list):
+        times = [d["time"] for d in deaths if isinstance(d, dict) and "time" in d]
+        moments = [t for t in times if isinstance(t, datetime)]
+        if moments:
+            return _unix(max(moments, key=_unix))
+    timestamp = message.timestamp
+    return _unix(timestamp) if isinstance(timestamp, datetime) else None
+
+
+def _unix(moment: datetime) -> float:
+    if moment.tzinfo is None:  # AMQP timestamps are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def _scrub(text: str, url: str) -> str:
     """``text`` without the URL's password, however a library chose to quote it."""
     try:
@@ -100,8 +123,10 @@ class AmqpDelivery(Delivery):
 
     def __init__(self, broker: AmqpBroker, message: AbstractIncomingMessage, queue: str) -> None:
         headers = message.headers
-        prior = _count(headers, RABBIT_DELIVERIES) + _count(headers, DELIVERIES)
-        super().__init__(message.body, queue, 1 + prior)
+        returned = _count(headers, RABBIT_DELIVERIES)  # by RabbitMQ: a consumer died
+        prior = returned + _count(headers, DELIVERIES)
+        suspect = returned > 0 or _count(headers, SUSPECT) > 0
+        super().__init__(message.body, queue, 1 + prior, _enqueued_at(message), suspect=suspect)
         self.broker = broker
         self.message = message
 
@@ -109,9 +134,10 @@ class AmqpDelivery(Delivery):
         await self._on_channel("ack", self.message.ack)
 
     async def _hand_back(self) -> None:
-        # RabbitMQ puts it back at the head of the queue for any consumer at once, and
-        # counts the return in x-delivery-count.
-        await self._on_channel("hand back", partial(self.message.nack, requeue=True))
+        # Not a nack: RabbitMQ counts a nack in x-delivery-count exactly like a crash, and
+        # the next worker would run it alone as a crash suspect. A copy carrying the count
+        # (confirmed), then the ack: other workers can take it at once.
+        await self._requeue_copy(self.delivery_count, suspect=False)
 
     async def _dead_letter(self, record: DeadLetter) -> None:
         headers = {"reason": str(record.reason), "task_id": record.task_id}
@@ -127,10 +153,15 @@ class AmqpDelivery(Delivery):
         # every return (nack, channel close) in x-delivery-count, so instead a copy goes
         # to the back of the queue carrying the count so far, confirmed, then this one is
         # acked (a crash in between duplicates, never loses).
+        await self._requeue_copy(self.delivery_count - 1, suspect=self.suspect)
+
+    async def _requeue_copy(self, deliveries: int, *, suspect: bool) -> None:
         headers: dict[str, Any] = {k: self.message.headers.get(k, "") for k in TASK_HEADERS}
-        headers[DELIVERIES] = self.delivery_count - 1
+        headers[DELIVERIES] = deliveries
+        if suspect:
+            headers[SUSPECT] = 1
         await self.broker.send(self.broker.exchange_name, self.queue, self.data, headers)
-        await self._ack()
+        await self._ack()  # a crash in between duplicates, never loses
 
     async def _republish(self, body: bytes) -> None:
         # A new attempt of the same task: same ids, delivery count starts again.
@@ -286,7 +317,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         while not self._inbox.empty():
             queue, message = self._inbox.get_nowait()
             if _live(message):
-                await AmqpDelivery(self, message, queue).hand_back()
+                await AmqpDelivery(self, message, queue).release()
 
     def forget_connections(self) -> None:
         # Objects bound to a dead loop can be neither used nor closed from this one.
@@ -324,7 +355,11 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             raise BrokerError("the RabbitMQ broker is not started: call startup() first")
         target = await self.write_channel.get_exchange(exchange, ensure=False)
         message = Message(
-            body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT, message_id=message_id
+            body,
+            headers=headers,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            timestamp=time.time(),  # read back as Delivery.enqueued_at (whole seconds)
         )
         where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
         try:

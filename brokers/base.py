@@ -91,12 +91,29 @@ class TransportOptions:
 class Delivery(ABC):
     """One received message, to be settled exactly once."""
 
-    __slots__ = ("data", "delivery_count", "queue", "settled")
+    __slots__ = ("data", "delivery_count", "enqueued_at", "queue", "settled", "suspect")
 
-    def __init__(self, data: bytes, queue: str, delivery_count: int) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        queue: str,
+        delivery_count: int,
+        enqueued_at: float | None = None,
+        *,
+        suspect: bool | None = None,
+    ) -> None:
         self.data = data
         self.queue = queue
         self.delivery_count = delivery_count  # 1 on the first delivery
+        # When this message became deliverable in its queue (unix seconds): sent, or due
+        # after a delay; None when the transport cannot tell. Redis: the stream entry's id
+        # (Redis's clock, 1 ms); RabbitMQ: the AMQP timestamp, or when the delay queue
+        # dead-lettered it (whole seconds: AMQP timestamps have no fraction).
+        self.enqueued_at = enqueued_at
+        # A crash suspect: its last delivery ended without a live worker settling it (the
+        # worker died, or lost its connection), so it may be what killed that worker. A
+        # message handed back by a draining worker has a count > 1 but is no suspect.
+        self.suspect = delivery_count > 1 if suspect is None else suspect
         self.settled = False
 
     async def ack(self) -> None:

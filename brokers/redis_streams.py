@@ -48,6 +48,7 @@ StreamReply = list[tuple[bytes, EntryList]]
 GROUP = "asyncjobs"
 DATA = b"data"  # the field taskiq-redis uses, so raw taskiq producers interoperate
 DELIVERIES = b"deliveries"  # deliveries before this entry was (re)added
+HANDED_BACK = b"handed_back"  # set when a live worker gave it back (not a crash suspect)
 
 
 def stream_key(prefix: str, queue: str) -> str:
@@ -74,7 +75,14 @@ class RedisDelivery(Delivery):
         fields: dict[bytes, bytes],
         queue: str,
     ) -> None:
-        super().__init__(fields.get(DATA, b""), queue, 1 + int(fields.get(DELIVERIES, 0)))
+        super().__init__(
+            fields.get(DATA, b""),
+            queue,
+            1 + int(fields.get(DELIVERIES, 0)),
+            _entry_time(entry_id),
+            # The lease reclaim re-adds entries with data and count only: no flag.
+            suspect=int(fields.get(DELIVERIES, 0)) > 0 and fields.get(HANDED_BACK) != b"1",
+        )
         self.broker = broker
         self.stream = stream
         self.entry_id = entry_id
@@ -92,10 +100,15 @@ class RedisDelivery(Delivery):
     async def _hand_back(self) -> None:
         # A copy at the end of the stream is visible to every consumer at once; the
         # delivery count travels with it so crash loops are still counted.
-        await self._move(self.stream, {DATA: self.data, DELIVERIES: self.delivery_count})
+        await self._move(
+            self.stream, {DATA: self.data, DELIVERIES: self.delivery_count, HANDED_BACK: 1}
+        )
 
     async def _release(self) -> None:
-        await self._move(self.stream, {DATA: self.data, DELIVERIES: self.delivery_count - 1})
+        fields: dict[bytes, bytes | int] = {DATA: self.data, DELIVERIES: self.delivery_count - 1}
+        if not self.suspect:  # still no suspect when it comes back
+            fields[HANDED_BACK] = 1
+        await self._move(self.stream, fields)
 
     async def _republish(self, body: bytes) -> None:
         await self._move(self.stream, {DATA: body, DELIVERIES: 0})
@@ -296,6 +309,15 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     def _dead_key(self, queue: str) -> str:
         self.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError for a queue not in QUEUES
         return dead_letter_key(self.options.key_prefix, queue)
+
+
+def _entry_time(entry_id: bytes) -> float | None:
+    """When the entry was added (unix seconds): an auto id is ``<ms>-<seq>``. A message
+    moved in from the delayed set was added when it became due."""
+    try:
+        return int(entry_id.split(b"-", 1)[0]) / 1000
+    except ValueError:
+        return None
 
 
 def _text(value: bytes | str) -> str:

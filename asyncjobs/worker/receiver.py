@@ -180,14 +180,15 @@ class AsyncJobsReceiver(Receiver):
     async def _start_all(
         self, deliveries: Sequence[Delivery], drain_wait: asyncio.Task[Any]
     ) -> None:
-        """Start what was fetched; a redelivered message runs alone.
+        """Start what was fetched; a crash suspect runs alone.
 
-        A message delivered before was held by a worker that died (or was cut off): it
-        may be the task that killed it. Run with others, a crash would count a delivery
-        against each of them and dead-letter innocent tasks beside the poison one; run
-        alone, a poison message only counts its own deliveries.
+        A suspect was held by a worker that died (or lost its connection): it may be the
+        task that killed it. Run with others, a crash would count a delivery against each
+        of them and dead-letter innocent tasks beside the poison one; run alone, a poison
+        message only counts its own deliveries. A message a draining worker handed back
+        is no suspect: it runs beside others.
         """
-        suspect = next((d for d in deliveries if d.delivery_count > 1), None)
+        suspect = next((d for d in deliveries if d.suspect), None)
         if suspect is None:
             for delivery in deliveries:
                 self._start(delivery)

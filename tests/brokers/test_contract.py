@@ -143,7 +143,7 @@ async def test_a_crashed_workers_delivery_comes_back(transport: Transport) -> No
     survivor = await transport.worker(name="survivor")
     again = await fetch_one(survivor, timeout=LEASE_S + 10)
     assert again.data == b"work"
-    assert again.delivery_count == 2
+    assert again.delivery_count == 2 and again.suspect  # may be what killed its worker
     await again.ack()
 
 
@@ -160,6 +160,22 @@ async def test_hand_back_is_immediate(transport: Transport) -> None:
     again = await fetch_one(second)
     assert loop.time() - began < LEASE_S  # not after a lease: at once
     assert again.data == b"x" and again.delivery_count == 2
+    assert not again.suspect  # a live worker gave it back: it runs beside others
+    await again.release()  # and stays no suspect when given back unstarted
+    third = await fetch_one(second)
+    assert (third.delivery_count, third.suspect) == (2, False)
+    await third.ack()
+
+
+async def test_a_crash_suspect_given_back_unstarted_stays_a_suspect(transport: Transport) -> None:
+    client, doomed = transport.broker(), await transport.worker(name="doomed")
+    await client.kick(message(b"work"))
+    await fetch_one(doomed)
+    await transport.crash(doomed)
+    survivor = await transport.worker(name="survivor")
+    await (await fetch_one(survivor, timeout=LEASE_S + 10)).release()
+    again = await fetch_one(survivor)
+    assert (again.delivery_count, again.suspect) == (2, True)
     await again.ack()
 
 
