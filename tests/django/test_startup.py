@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -115,30 +114,3 @@ def test_worker_logs_never_show_the_broker_password(redis_url: str) -> None:
     assert "connecting to the broker failed" in output, output[-3000:]
     assert "Traceback" not in output  # retried with backoff, not a crash loop
     assert PASSWORD not in output
-
-
-@pytest.mark.redis
-def test_worker_runs_on_uvloop_and_an_idle_worker_exits_0_on_sigterm(
-    redis_url: str, prefix: str
-) -> None:
-    worker = subprocess.Popen(
-        [TASKIQ, "worker", "django_integration.worker:broker", "--workers", "1"],
-        cwd=ROOT,
-        env=env(ASYNCJOBS_BROKER_URL=redis_url, ASYNCJOBS_KEY_PREFIX=prefix),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert worker.stdout is not None
-        ready = next(line for line in worker.stdout if "worker ready" in line)
-        assert "loop uvloop" in ready, ready
-        worker.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        assert worker.wait(timeout=30) == 0
-        # taskiq's manager polls once a second; our drain of an idle worker is immediate.
-        assert time.monotonic() - began < 5
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
