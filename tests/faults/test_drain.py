@@ -9,6 +9,7 @@ exits 0 by ``DRAIN_TIMEOUT`` + ``HARD_MARGIN_S``.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections import Counter
@@ -194,3 +195,24 @@ async def test_a_worker_whose_broker_stops_answering_exits_by_the_deadline(
             assert code == 0
         finally:
             stop_worker(worker, timeout=5)
+
+
+async def test_a_second_signal_does_not_skip_the_drain(
+    start: StartWorker, client: ReliableBroker, redis_url: str, prefix: str
+) -> None:
+    worker = start("twice", {"ASYNCJOBS_DRAIN_TIMEOUT": "10"})
+    await wait_worker_ready(worker)
+    handles = [await tasks.sleeps.kiq(f"s{n}", 2.0) for n in range(2)]
+    await wait_events(redis_url, prefix, "start:", 2, timeout=15)
+    worker.signal(signal.SIGTERM)  # Kubernetes...
+    await wait_until(lambda: _logged(worker, "draining"), timeout=5, what="the drain to begin")
+    os.killpg(worker.pid, signal.SIGINT)  # ...then an impatient Ctrl-C to the whole group
+    code = worker.wait(20)
+    assert code == 0, worker.describe()
+    for handle in handles:  # both finished and were acknowledged, not abandoned
+        assert (await handle.wait_result(timeout=5)).return_value.startswith("s")
+    assert "while draining: still finishing" in worker.tail(200)
+
+
+async def _logged(worker: ManagedProcess, text: str) -> bool:
+    return text in worker.tail(200)
