@@ -8,7 +8,6 @@ exits 0 by ``DRAIN_TIMEOUT`` + ``HARD_MARGIN_S``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -18,13 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from asyncjobs import app as app_state
-from asyncjobs.config import load_config
 from asyncjobs.worker.settings import HARD_MARGIN_S
 from brokers.base import ReliableBroker
 from example.processes import REPO_ROOT, ManagedProcess, delete_amqp_queues
 from tests.faults.redis_server import PrivateRedis
-from tests.faults.workers import ledger, start_worker, stop_worker, wait_worker_ready, worker_env
+from tests.faults.workers import (
+    configured_like,
+    ledger,
+    start_worker,
+    stop_worker,
+    wait_worker_ready,
+    worker_env,
+)
 from tests.helpers import wait_until
 from tests.testapp import tasks
 
@@ -51,17 +55,8 @@ def settings(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> dic
 async def client(
     settings: dict[str, str], prefix: str, redis_cleanup: None
 ) -> AsyncIterator[ReliableBroker]:
-    previous = app_state._app
-    broker = app_state.configure(load_config(None, environ=settings))
-    assert isinstance(broker, ReliableBroker)
-    yield broker
-    with contextlib.suppress(Exception):
-        await broker.shutdown()
-    app_state._app = previous
-    if previous is not None:
-        from asyncjobs.tasks import registry
-
-        registry.default_broker(previous.broker)
+    async with configured_like(settings) as broker:
+        yield broker
     if settings["ASYNCJOBS_BROKER_URL"].startswith("amqp"):
         await delete_amqp_queues(settings["ASYNCJOBS_BROKER_URL"], prefix, QUEUES)
 

@@ -7,22 +7,26 @@ replaced, or SIGKILLed, in between loses nothing and the next worker runs it on 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from asyncjobs import app as app_state
-from asyncjobs.config import load_config
 from brokers.amqp import AmqpBroker
 from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
 from brokers.base import ReliableBroker
 from brokers.redis_delayed import delayed_key
 from brokers.redis_streams import RedisStreamsBroker
 from example.processes import ManagedProcess, delete_amqp_queues
-from tests.faults.workers import ledger, start_worker, stop_worker, wait_worker_ready, worker_env
+from tests.faults.workers import (
+    configured_like,
+    ledger,
+    start_worker,
+    stop_worker,
+    wait_worker_ready,
+    worker_env,
+)
 from tests.helpers import wait_until
 from tests.testapp import tasks
 
@@ -55,17 +59,8 @@ async def client(
 ) -> AsyncIterator[ReliableBroker]:
     """asyncjobs configured in this process like the workers; the test's queues (RabbitMQ)
     and keys (Redis) are deleted afterwards."""
-    previous = app_state._app
-    broker = app_state.configure(load_config(None, environ=settings))
-    assert isinstance(broker, ReliableBroker)
-    yield broker
-    with contextlib.suppress(Exception):
-        await broker.shutdown()
-    app_state._app = previous
-    if previous is not None:
-        from asyncjobs.tasks import registry
-
-        registry.default_broker(previous.broker)
+    async with configured_like(settings) as broker:
+        yield broker
     if isinstance(broker, AmqpBroker):
         retry_queue = delay_queue_name(prefix, "default", delay_bucket_ms(3.0))
         also = (*broker.delay_queues.names, retry_queue)

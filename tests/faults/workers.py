@@ -26,9 +26,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from brokers.base import ReliableBroker
 from example.processes import REPO_ROOT, ManagedProcess, ProcessError
 
 WORKER_APP = "django_integration.worker:broker"
@@ -38,6 +39,7 @@ READY_MARKER = "worker ready:"  # logged by asyncjobs.worker.receiver once it co
 __all__ = [
     "READY_MARKER",
     "ProcessError",
+    "configured_like",
     "kill_worker_child",
     "ledger",
     "ready_count",
@@ -199,3 +201,24 @@ async def ledger(redis_url: str, prefix: str) -> list[str]:
     finally:
         await conn.aclose()
     return [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
+
+
+@contextlib.asynccontextmanager
+async def configured_like(settings: Mapping[str, str]) -> AsyncIterator[ReliableBroker]:
+    """asyncjobs configured in this process from a worker's ``ASYNCJOBS_*`` settings (to
+    kick tasks and read results); the previous configuration is restored after."""
+    from asyncjobs import app as app_state
+    from asyncjobs.config import load_config
+    from asyncjobs.tasks import registry
+
+    previous = app_state._app
+    broker = app_state.configure(load_config(None, environ=settings))
+    assert isinstance(broker, ReliableBroker)
+    try:
+        yield broker
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broker.shutdown(), 10)
+        app_state._app = previous
+        if previous is not None:
+            registry.default_broker(previous.broker)
