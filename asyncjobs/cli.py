@@ -1,5 +1,6 @@
 """The ``asyncjobs`` command (also ``python manage.py asyncjobs``).
 
+    asyncjobs inspect [--queue Q] [--json]
     asyncjobs dlq list [--queue Q] [--limit N] [--json]
     asyncjobs dlq show ID [--queue Q] [--json]
     asyncjobs dlq replay (ID | --all) [--queue Q]
@@ -26,12 +27,18 @@ import orjson
 from asyncjobs.app import current_broker
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError
+from asyncjobs.inspect_cli import inspect_command
 from brokers.dead_letters import DeadLetter, excerpt
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="asyncjobs", description="asyncjobs operations")
     commands = root.add_subparsers(dest="command", required=True)
+    inspecting = commands.add_parser(
+        "inspect", help="per-queue figures: waiting, in flight, scheduled, dead, backlog"
+    )
+    inspecting.add_argument("--queue", help="one queue (default: every queue)")
+    inspecting.add_argument("--json", action="store_true", help="machine-readable output")
     dlq = commands.add_parser("dlq", help="dead-letter queues").add_subparsers(
         dest="action", required=True
     )
@@ -65,6 +72,8 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     broker = current_broker()
     try:
+        if args.command == "inspect":
+            return await inspect_command(args.queue, args.json, out)
         letters = DeadLetters.of(broker)
         return await _dlq(letters, args, out)
     finally:
