@@ -1,0 +1,204 @@
+"""Worker metrics through the OpenTelemetry metrics API.
+
+``MetricsObserver`` turns worker events into instruments of the meter ``asyncjobs``:
+
+=================================  =============  ========================  ===============
+instrument                         kind           attributes                unit
+=================================  =============  ========================  ===============
+``asyncjobs.messages.received``    counter        queue                     ``{message}``
+``asyncjobs.tasks.started``        counter        queue, task               ``{task}``
+``asyncjobs.tasks.succeeded``      counter        queue, task               ``{task}``
+``asyncjobs.tasks.failed``         counter        queue, task               ``{task}``
+``asyncjobs.tasks.retried``        counter        queue, task               ``{task}``
+``asyncjobs.tasks.dead_lettered``  counter        queue, task, reason       ``{task}``
+``asyncjobs.tasks.cut_off``        counter        queue, task               ``{task}``
+``asyncjobs.tasks.running``        up-down (obs.) queue, task               ``{task}``
+``asyncjobs.task.duration``        histogram      queue, task               ``s``
+``asyncjobs.task.queue_wait``      histogram      queue, task               ``s``
+=================================  =============  ========================  ===============
+
+``failed`` counts every failed attempt (retried or not); ``dead_lettered`` every dead
+letter, also those that never ran (undecodable: task ``""``; unknown task, too many
+deliveries, invalid arguments). ``queue_wait`` runs from when the message became
+deliverable (sent, or due after a delay or backoff: ``Delivery.enqueued_at``) to its
+start, for first deliveries only: when a message that a crashed worker held became
+deliverable again is unknown on RabbitMQ (the requeued message keeps its timestamp).
+On RabbitMQ it is up to 1 s too long (AMQP timestamps are whole seconds).
+
+By default the instruments come from the global ``MeterProvider``: OpenTelemetry's
+no-op until the application configures the SDK (e.g. for OTLP), costing ~2 us per task;
+with the SDK, ~60 us per task (five measurements).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from taskiq.message import TaskiqMessage
+
+from asyncjobs.worker.events import Outcome, WorkerObserver
+from brokers.base import Delivery
+from brokers.dead_letters import Reason
+
+METER_NAME = "asyncjobs"
+# Seconds, 1 ms to 10 min: tasks are mostly short I/O, some run for minutes.
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
+HISTOGRAMS = ("asyncjobs.task.duration", "asyncjobs.task.queue_wait")
+PRUNE_EVERY = 256  # task starts between sweeps of deliveries that never reported finishing
+
+Attributes = dict[str, str]
+
+
+class MetricsObserver(WorkerObserver):
+    """Records worker events as OpenTelemetry metrics (see the module docstring)."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        from asyncjobs import __version__
+
+        if meter_provider is None:
+            # The global API's meter is a proxy: a provider the application sets later
+            # (after the worker started) still receives everything from then on.
+            meter = metrics.get_meter(METER_NAME, __version__)
+        else:
+            meter = meter_provider.get_meter(METER_NAME, __version__)
+        self._received = meter.create_counter(
+            "asyncjobs.messages.received", "{message}", "Messages fetched from the broker"
+        )
+        self._started = meter.create_counter(
+            "asyncjobs.tasks.started", "{task}", "Task runs started"
+        )
+        self._succeeded = meter.create_counter(
+            "asyncjobs.tasks.succeeded", "{task}", "Task runs that succeeded"
+        )
+        self._failed = meter.create_counter(
+            "asyncjobs.tasks.failed", "{task}", "Task runs that failed (retried or not)"
+        )
+        self._retried = meter.create_counter(
+            "asyncjobs.tasks.retried", "{task}", "Failed task runs whose next attempt is scheduled"
+        )
+        self._dead_lettered = meter.create_counter(
+            "asyncjobs.tasks.dead_lettered", "{task}", "Messages dead-lettered, run or not"
+        )
+        self._cut_off = meter.create_counter(
+            "asyncjobs.tasks.cut_off", "{task}", "Task runs cancelled at the drain deadline"
+        )
+        self._duration = meter.create_histogram(
+            "asyncjobs.task.duration",
+            "s",
+            "Run time of a task",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self._queue_wait = meter.create_histogram(
+            "asyncjobs.task.queue_wait",
+            "s",
+            "Time from when a message became deliverable to when its task started",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        meter.create_observable_up_down_counter(
+            "asyncjobs.tasks.running",
+            [self._observe_running],
+            "{task}",
+            "Tasks running now",
+        )
+        # What runs, for the running gauge. A delivery that is settled is no longer
+        # running, even when task_finished never came (the receiver failed settling it).
+        self._running: dict[Delivery, tuple[str, str]] = {}
+        self._starts = 0
+        self._task_attributes: dict[tuple[str, str], Attributes] = {}
+        self._queue_attributes: dict[str, Attributes] = {}
+        self._dead_attributes: dict[tuple[str, str, str], Attributes] = {}
+
+    # -- events ------------------------------------------------------------------
+    def fetched(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._received.add(1, self._of_queue(delivery.queue))
+
+    def task_started(self, delivery: Delivery, message: TaskiqMessage) -> None:
+        key = (delivery.queue, message.task_name)
+        attributes = self._of_task(key)
+        self._started.add(1, attributes)
+        if delivery.enqueued_at is not None and delivery.delivery_count == 1:
+            # Clocks of sender, broker and worker differ a little: never negative.
+            self._queue_wait.record(max(0.0, time.time() - delivery.enqueued_at), attributes)
+        self._running[delivery] = key
+        self._starts += 1
+        if self._starts % PRUNE_EVERY == 0:
+            self._prune()
+
+    def task_finished(
+        self, delivery: Delivery, message: TaskiqMessage, outcome: Outcome, duration_s: float
+    ) -> None:
+        self._running.pop(delivery, None)
+        attributes = self._of_task((delivery.queue, message.task_name))
+        self._duration.record(duration_s, attributes)
+        if outcome is Outcome.SUCCEEDED:
+            self._succeeded.add(1, attributes)
+        elif outcome is Outcome.RETRIED:
+            self._failed.add(1, attributes)
+            self._retried.add(1, attributes)
+        elif outcome is Outcome.FAILED:  # dead-lettered: counted by dead_lettered too
+            self._failed.add(1, attributes)
+        elif outcome is Outcome.CUT_OFF:
+            self._cut_off.add(1, attributes)
+
+    def dead_lettered(self, delivery: Delivery, task_name: str, reason: Reason) -> None:
+        key = (delivery.queue, task_name, reason.value)
+        attributes = self._dead_attributes.get(key)
+        if attributes is None:  # not _of_task: an unknown name must not join the gauge
+            attributes = self._dead_attributes[key] = dict(
+                zip(("queue", "task", "reason"), key, strict=True)
+            )
+        self._dead_lettered.add(1, attributes)
+
+    def stopped(self) -> None:
+        self._prune()
+
+    # -- the running gauge ---------------------------------------------------------
+    def _observe_running(self, options: CallbackOptions) -> Iterable[Observation]:
+        # Called by the SDK on collection, possibly from another thread (a Prometheus
+        # scrape, an OTLP export): read copies (dict.copy() is atomic under the GIL).
+        # Copied in this order, every key of ``running`` is in ``known``.
+        running, known = self._running.copy(), self._task_attributes.copy()
+        counts = dict.fromkeys(known, 0)  # 0 rather than a gap once a task was seen
+        for delivery, key in running.items():
+            if not delivery.settled:
+                counts[key] += 1
+        return [Observation(n, known[key]) for key, n in counts.items()]
+
+    def _prune(self) -> None:
+        for delivery in [d for d in self._running if d.settled]:
+            del self._running[delivery]
+
+    # -- attribute sets, built once per queue and task ---------------------------
+    def _of_queue(self, queue: str) -> Attributes:
+        attributes = self._queue_attributes.get(queue)
+        if attributes is None:
+            attributes = self._queue_attributes[queue] = {"queue": queue}
+        return attributes
+
+    def _of_task(self, key: tuple[str, str]) -> Attributes:
+        attributes = self._task_attributes.get(key)
+        if attributes is None:
+            attributes = self._task_attributes[key] = {"queue": key[0], "task": key[1]}
+        return attributes
