@@ -65,6 +65,7 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
     600.0,
 )
 HISTOGRAMS = ("asyncjobs.task.duration", "asyncjobs.task.queue_wait")
+FLUSH_TIMEOUT_MS = 2000  # within the drain's hard margin (HARD_MARGIN_S)
 PRUNE_EVERY = 256  # task starts between sweeps of deliveries that never reported finishing
 
 Attributes = dict[str, str]
@@ -76,6 +77,7 @@ class MetricsObserver(WorkerObserver):
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         from asyncjobs import __version__
 
+        self._provider = meter_provider
         if meter_provider is None:
             # The global API's meter is a proxy: a provider the application sets later
             # (after the worker started) still receives everything from then on.
@@ -173,6 +175,16 @@ class MetricsObserver(WorkerObserver):
 
     def stopped(self) -> None:
         self._prune()
+        self.flush()
+
+    def flush(self) -> None:
+        """Export what was recorded, now: a worker child ends with ``os._exit`` (as every
+        multiprocessing child does), so the SDK's own flush at exit never runs there and
+        the last export interval of a stopping worker would be lost."""
+        provider = self._provider or metrics.get_meter_provider()
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:  # an SDK provider; the API's no-op has none
+            force_flush(timeout_millis=FLUSH_TIMEOUT_MS)
 
     # -- the running gauge ---------------------------------------------------------
     def _observe_running(self, options: CallbackOptions) -> Iterable[Observation]:
