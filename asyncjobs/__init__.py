@@ -13,6 +13,7 @@ from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import Reject
 from asyncjobs.retries import Backoff, RetryPolicy, current_attempt
 from asyncjobs.tasks import JobTask, TaskOptions, task
+from schedules.definitions import cron, every
 
 __all__ = [
     "AsyncJobsConfig",
@@ -22,9 +23,11 @@ __all__ = [
     "RetryPolicy",
     "TaskOptions",
     "configure",
+    "cron",
     "current_attempt",
     "current_broker",
     "current_config",
+    "every",
     "failed_attempts",
     "job",
     "load_config",

@@ -16,6 +16,7 @@ from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.tasks import registered_tasks, registry
 from brokers.factory import build_broker
+from schedules.registry import static_schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +88,7 @@ def check_tasks(config: AsyncJobsConfig) -> None:
         raise ConfigurationError(
             f"QUEUES {list(config.queues)} lacks the queue of: {', '.join(problems)}"
         )
+    tasks = registered_tasks()
+    unknown = [s.describe() for s in static_schedules(config) if s.task_name not in tasks]
+    if unknown:
+        raise ConfigurationError(f"SCHEDULES name tasks that do not exist: {'; '.join(unknown)}")

@@ -82,7 +82,8 @@ class AsyncJobsConfig(BaseModel):
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     result_ttl_s: int = Field(default=86_400, ge=1, alias="RESULT_TTL")
     key_prefix: str = Field(default="asyncjobs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
-    schedules: tuple[Any, ...] = ()
+    schedules: tuple[Any, ...] = ()  # Schedule objects, from dicts (see _schedules)
+    schedule_store_url: str | None = Field(default=None, repr=False)
     tracing: bool | dict[str, Any] = False
     # Worker probes and metrics (see README, "Health, metrics and inspection").
     health_port: int | None = Field(default=None, ge=1, le=65535)
@@ -94,6 +95,29 @@ class AsyncJobsConfig(BaseModel):
     health_max_backlog: int | None = Field(default=None, ge=0)
     health_max_wait_s: float | None = Field(default=None, gt=0, alias="HEALTH_MAX_WAIT")
     health_max_dead_letters: int | None = Field(default=None, ge=0)
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _schedules(cls, value: Any) -> Any:
+        from schedules.definitions import Schedule
+
+        if isinstance(value, dict) or not isinstance(value, list | tuple):
+            raise ValueError("a list of schedules: [{'TASK': 'app.tasks:fn', 'CRON': '0 * * * *'}]")
+        try:
+            return tuple(
+                item if isinstance(item, Schedule) else Schedule.from_dict(item) for item in value
+            )
+        except (ConfigurationError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("schedule_store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value and transport_for(value, "SCHEDULE_STORE_URL") is not Transport.REDIS:
+            raise ConfigurationError(
+                f"SCHEDULE_STORE_URL: schedules are kept in Redis; got {redact_url(value)!r}"
+            )
+        return value or None
 
     @field_validator("amqp_management_url")
     @classmethod
@@ -160,6 +184,11 @@ class AsyncJobsConfig(BaseModel):
         if self.result_backend_url:
             return self.result_backend_url
         return self.broker_url if self.transport is Transport.REDIS else None
+
+    @property
+    def effective_schedule_store_url(self) -> str | None:
+        """Schedules and their claims: SCHEDULE_STORE_URL, else the result backend's Redis."""
+        return self.schedule_store_url or self.effective_result_backend_url
 
     def transport_options(self) -> TransportOptions:
         return TransportOptions(

@@ -19,6 +19,8 @@ from asyncjobs.config import QUEUE_NAME
 from asyncjobs.retries import Backoff, exception_types
 from brokers.base import QUEUE_LABEL
 from brokers.errors import ConfigurationError
+from schedules.definitions import Schedule
+from schedules.registry import declare
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,6 +106,7 @@ def task(
     retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     backoff: Backoff | None = None,
+    schedule: Schedule | Iterable[Schedule] = (),
 ) -> Callable[[Callable[P, R]], JobTask[P, R]]: ...
 
 
@@ -118,6 +121,7 @@ def task(
     retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     backoff: Backoff | None = None,
+    schedule: Schedule | Iterable[Schedule] = (),
 ) -> JobTask[P, R] | Callable[[Callable[P, R]], JobTask[P, R]]:
     """Register an ``async def`` (or plain ``def``) function as a task.
 
@@ -127,7 +131,8 @@ def task(
     when it is an instance of ``retry_on`` (default: any ``Exception``) and not of
     ``no_retry_on`` (``Reject`` never is), after a ``backoff`` (default:
     ``RETRY_BACKOFF``); otherwise it is dead-lettered. ``current_attempt()`` tells the
-    task which attempt it is on.
+    task which attempt it is on. ``schedule`` (``cron(...)``, ``every(...)``, or a list)
+    has the scheduler process send it on those ticks, exactly once each.
     """
     timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     if backoff is not None and not isinstance(backoff, Backoff):
@@ -147,9 +152,20 @@ def task(
         decorated = registry.task(task_name, **options.labels())(fn)
         assert isinstance(decorated, JobTask)
         decorated.options = options
+        declare(bind_schedules(schedule, decorated.task_name))
         return decorated
 
     return register(func) if func is not None else register
+
+
+def bind_schedules(schedule: Schedule | Iterable[Schedule], task_name: str) -> list[Schedule]:
+    items = [schedule] if isinstance(schedule, Schedule) else list(schedule)
+    for item in items:
+        if not isinstance(item, Schedule):
+            raise ConfigurationError(
+                f"@task on {task_name}: schedule takes cron(...) or every(...), got {item!r}"
+            )
+    return [item.for_task(task_name) for item in items]
 
 
 def registered_tasks() -> dict[str, JobTask[Any, Any]]:
