@@ -5,6 +5,7 @@
     asyncjobs dlq show ID [--queue Q] [--json]
     asyncjobs dlq replay (ID | --all) [--queue Q]
     asyncjobs dlq purge [--queue Q] --yes
+    asyncjobs schedules list|add|remove [--json]   (see asyncjobs.schedules_cli)
 
 The command runs against the configured broker: Django settings when run through
 ``manage.py`` or with ``DJANGO_SETTINGS_MODULE`` set, else ``ASYNCJOBS_*`` variables.
@@ -28,6 +29,8 @@ from asyncjobs.app import current_broker
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError
 from asyncjobs.inspect_cli import inspect_command
+from asyncjobs.schedules_cli import add_parser as add_schedules_parser
+from asyncjobs.schedules_cli import schedules_command
 from brokers.dead_letters import DeadLetter, excerpt
 
 
@@ -56,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     for sub in (listing, show, replay, purge):
         sub.add_argument("--queue", help="one queue (default: every queue)")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
+    add_schedules_parser(commands)
     return root
 
 
@@ -70,6 +74,8 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "schedules":  # the schedule store only, no broker
+        return await schedules_command(args, out)
     broker = current_broker()
     try:
         if args.command == "inspect":

@@ -19,6 +19,7 @@ import django
 
 from asyncjobs.app import current_broker
 from asyncjobs.errors import ConfigurationError
+from asyncjobs.scheduling import AsyncJobsScheduler
 from asyncjobs.worker import install_receiver
 
 logger = logging.getLogger("asyncjobs.worker")
@@ -71,3 +72,5 @@ except ConfigurationError as exc:
 install_receiver()
 
 broker = current_broker()
+# `taskiq scheduler django_integration.worker:scheduler`: any number of replicas.
+scheduler = AsyncJobsScheduler(broker)

@@ -38,6 +38,8 @@ from example.processes import (
     delete_results,
 )
 
+HEARTBEAT_SCHEDULE = "demo-heartbeat"  # the id of example.shop.tasks.heartbeat's schedule
+
 
 @dataclass
 class Tracked:
@@ -114,6 +116,12 @@ async def exercise(
             )
         tracked.append(Tracked(response.json()["task"], "nightly_report() [sync task]"))
         report.task_ids.append(tracked[-1].task_id)
+        if stack.scheduler_started:
+            # The scheduler sends heartbeat() on every 2 s tick with the task id
+            # "{schedule id}:{tick in ms}": follow a tick a few seconds ahead.
+            tick_ms = (int(time.time()) // 2 + 3) * 2000
+            tracked.append(Tracked(f"{HEARTBEAT_SCHEDULE}:{tick_ms}", "heartbeat() [scheduler]"))
+            report.task_ids.append(tracked[-1].task_id)
         report.sent = len(tracked)
         log(
             f"{signups} signups -> {report.sent} tasks sent (queues 'emails' and 'default')",

@@ -277,6 +277,7 @@ class ExampleStack:
         self.log_dir = log_dir
         self.key_prefix = key_prefix
         self.extra_env = dict(extra_env or {})
+        self.scheduler_started = False
         self.processes: list[ManagedProcess] = []
         self.web: ManagedProcess | None = None
         self.web_port = 0
@@ -379,6 +380,7 @@ class ExampleStack:
         return self.start(name, argv)
 
     def start_scheduler(self, *, name: str = "scheduler") -> ManagedProcess:
+        self.scheduler_started = True
         return self.start(name, [sys.executable, "-m", "taskiq", "scheduler", SCHEDULER_APP])
 
     def check_alive(self) -> None:

@@ -36,8 +36,9 @@ class CronExpression:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool  # day of month is '*'
-    any_weekday: bool  # day of week is '*'
+    any_day: bool  # day of month starts with '*' (Vixie: '*/2' counts as unrestricted)
+    any_weekday: bool  # day of week starts with '*'
+    any_hour: bool  # hour starts with '*': the job runs through a repeated DST hour
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
@@ -56,8 +57,9 @@ class CronExpression:
             sets[2],
             sets[3],
             weekdays,
-            parts[2] == "*",
-            parts[4] == "*",
+            parts[2].startswith("*"),
+            parts[4].startswith("*"),
+            parts[1].startswith("*"),
         )
 
     def matches(self, wall: datetime) -> bool:

@@ -6,7 +6,9 @@ replicas agree on it, and every tick is a precise instant (UTC), so they agree o
 
 Time zones and DST, for cron schedules (intervals count real seconds from the Unix epoch):
 a wall time that does not exist on a spring-forward day is skipped; a wall time that
-happens twice on a fall-back day fires once, at its first occurrence.
+happens twice on a fall-back day fires once, at its first occurrence — unless the hour
+field starts with ``*`` (``*/5 * * * *``): such a job keeps running through the repeated
+hour, as in Vixie cron.
 """
 
 from __future__ import annotations
@@ -215,7 +217,8 @@ def _cron_ticks(
     moment = start
     while moment <= until:
         wall = moment.astimezone(zone)
-        # The second occurrence of a repeated wall time (fold=1) is skipped: once, not twice.
-        if wall.fold == 0 and expression.matches(wall):
+        # A fixed-hour job fires once in a repeated hour (its first pass, fold=0); a job
+        # with '*' hours keeps its rhythm through both passes, as in Vixie cron.
+        if (wall.fold == 0 or expression.any_hour) and expression.matches(wall):
             yield moment
         moment += timedelta(minutes=1)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from django.utils import timezone
+from opentelemetry import trace
 
-from asyncjobs import Reject, task
+from asyncjobs import Reject, cron, every, task
 from example.shop.models import Signup
 
 logger = logging.getLogger("example.shop")
+# Spans a task opens are children of its "process" span (with ASYNCJOBS["TRACING"] on;
+# a no-op otherwise).
+tracer = trace.get_tracer("example.shop")
 
 
 @task(queue="emails", max_attempts=5, timeout=30)
@@ -19,7 +24,8 @@ async def send_welcome_email(signup_id: int) -> str:
     signup = await _signup(signup_id)
     if signup.welcome_sent_at is not None:
         return "already sent"
-    await asyncio.sleep(0.01)  # stands in for the email provider's HTTP API
+    with tracer.start_as_current_span("email provider: send", kind=trace.SpanKind.CLIENT):
+        await asyncio.sleep(0.01)  # stands in for the email provider's HTTP API
     sent = await Signup.objects.filter(pk=signup_id, welcome_sent_at__isnull=True).aupdate(
         welcome_sent_at=timezone.now()
     )
@@ -37,13 +43,22 @@ async def compute_score(signup_id: int) -> int:
     return score
 
 
-@task
+@task(schedule=cron("0 2 * * *", tz="Europe/Berlin"))
 def nightly_report() -> int:
     """A sync task with the sync ORM: runs in a thread, off the worker's event loop."""
     total = Signup.objects.count()
     welcomed = Signup.objects.filter(welcome_sent_at__isnull=False).count()
     logger.info("nightly report: %d signups, %d welcomed", total, welcomed)
     return total
+
+
+HEARTBEAT_SCHEDULE = "demo-heartbeat"
+
+
+@task(schedule=every(timedelta(seconds=2), id=HEARTBEAT_SCHEDULE))
+async def heartbeat() -> str:
+    """Sent by the scheduler every 2 s (once per tick, however many schedulers run)."""
+    return "alive"
 
 
 async def _signup(signup_id: int) -> Signup:

@@ -11,7 +11,7 @@ from asyncjobs import cli
 
 
 class Command(BaseCommand):
-    help = "asyncjobs operations: inspect, dlq list|show|replay|purge (see `asyncjobs --help`)"
+    help = "asyncjobs operations: inspect, dlq, schedules (see `asyncjobs --help`)"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("arguments", nargs=argparse.REMAINDER)
