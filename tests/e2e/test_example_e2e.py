@@ -178,7 +178,10 @@ def test_make_demo_runs_green_on_its_embedded_redis(tmp_path: Path) -> None:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert "tasks sent:      11" in output
-    assert "completed:       11" in output
+    # Per signup a welcome email and a score, one report, and one heartbeat the scheduler
+    # sends on its own (followed by its task id: the scheduler must run).
+    assert "tasks sent:      12" in output
+    assert "completed:       12" in output
+    assert "heartbeat() [scheduler] -> 'alive'" in output
     assert "demo OK" in output
     assert not list(tmp_path.glob("asyncjobs-demo-*")), "the demo left its temp dir behind"
