@@ -38,6 +38,10 @@ def configure(config: AsyncJobsConfig) -> AsyncBroker:
         result_ttl_s=config.result_ttl_s,
     )
     broker.with_formatter(JsonFormatter(config.max_payload_bytes))
+    if config.tracing_settings is not None:
+        from asyncjobs.tracing import enable_tracing
+
+        enable_tracing(broker, config)  # send spans; a tracer provider unless one is set
     registry.default_broker(broker)
     _app = App(config, broker)
     return broker

@@ -11,10 +11,19 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from asyncjobs.retries import Backoff
 from brokers.base import TransportOptions
@@ -61,6 +70,33 @@ class BackoffSettings(BaseModel):
         return Backoff(base_s=self.base, factor=self.factor, max_s=self.max, jitter=self.jitter)
 
 
+class TracingSettings(BaseModel):
+    """``TRACING`` as a dict (``True`` is the same with every default); any dict turns it on.
+
+    ``SERVICE_NAME``: the prefix of each process's ``service.name``
+    (``<SERVICE_NAME>-web``, ``-worker``, ``-scheduler``; default: the Django project's
+    package); ``OTEL_SERVICE_NAME`` wins. ``LINK_TO_PRODUCER``: a task's ``process`` span
+    starts a trace of its own with a link to the ``send`` span, instead of continuing
+    the sender's trace as its child. ``INSTRUMENT_DJANGO``: request spans in web processes
+    (``opentelemetry-instrumentation-django``)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=True
+    )
+
+    service_name: str | None = Field(default=None, min_length=1, max_length=200)
+    link_to_producer: bool = False
+    instrument_django: bool = True
+
+
+# ``TRACING``: true/false, or a dict of TracingSettings (the tags keep errors readable).
+_TRACING_TAGS = frozenset({"flag", "settings"})
+TracingValue = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[TracingSettings, Tag("settings")],
+    Discriminator(lambda v: "settings" if isinstance(v, dict | TracingSettings) else "flag"),
+]
+
+
 class AsyncJobsConfig(BaseModel):
     """The validated settings. Field aliases are the ``ASYNCJOBS`` keys."""
 
@@ -84,7 +120,7 @@ class AsyncJobsConfig(BaseModel):
     key_prefix: str = Field(default="asyncjobs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
     schedules: tuple[Any, ...] = ()  # Schedule objects, from dicts (see _schedules)
     schedule_store_url: str | None = Field(default=None, repr=False)
-    tracing: bool | dict[str, Any] = False
+    tracing: TracingValue = False
     # Worker probes and metrics (see README, "Health, metrics and inspection").
     health_port: int | None = Field(default=None, ge=1, le=65535)
     liveness_timeout_s: float = Field(default=10.0, gt=0, alias="LIVENESS_TIMEOUT")
@@ -177,6 +213,13 @@ class AsyncJobsConfig(BaseModel):
     @property
     def transport(self) -> Transport:
         return transport_for(self.broker_url)
+
+    @property
+    def tracing_settings(self) -> TracingSettings | None:
+        """``TRACING`` as settings; None when tracing is off."""
+        if isinstance(self.tracing, TracingSettings):
+            return self.tracing
+        return TracingSettings() if self.tracing else None
 
     @property
     def effective_result_backend_url(self) -> str | None:
@@ -277,7 +320,9 @@ def _describe(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[s
         key = KEY_OF.get(str(loc), str(loc).upper())
         where = origin.get(key, "ASYNCJOBS")
         message = str(error.get("ctx", {}).get("error") or error["msg"])
-        inner = [str(part).upper() for part in error["loc"][1:]]  # RETRY_BACKOFF.JITTER
+        inner = [  # RETRY_BACKOFF.JITTER
+            str(part).upper() for part in error["loc"][1:] if part not in _TRACING_TAGS
+        ]
         if inner:
             message = f"{'.'.join(inner)}: {message}"
         if key and key in merged:

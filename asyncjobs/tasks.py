@@ -16,6 +16,7 @@ from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
 from taskiq.kicker import AsyncKicker
 
 from asyncjobs.config import QUEUE_NAME
+from asyncjobs.kicker import JobKicker
 from asyncjobs.retries import Backoff, exception_types
 from brokers.base import QUEUE_LABEL
 from brokers.errors import ConfigurationError
@@ -73,7 +74,7 @@ class JobTask(SharedDecoratedTask[P, R]):
 
         # taskiq's shared task hands its own label dict to the kicker, so
         # ``fn.kicker().with_labels(...)`` would change the task for good: copy it.
-        return AsyncKicker(
+        return JobKicker(  # taskiq's, telling middlewares about failed sends
             task_name=self.task_name,
             broker=current_broker(),
             labels=dict(self.labels),

@@ -14,6 +14,7 @@ from asyncjobs.errors import ConfigurationError
 from asyncjobs.worker import add_execution_hook
 from django_integration.db import DatabaseHygiene
 from django_integration.errors import AsyncJobsImproperlyConfigured
+from django_integration.tracing import setup_tracing
 
 logger = logging.getLogger("asyncjobs.django")
 
@@ -29,6 +30,10 @@ def config_from_settings() -> AsyncJobsConfig:
 def setup() -> AsyncJobsConfig:
     """Validate settings, build the broker, discover every app's ``tasks.py``."""
     config = config_from_settings()
+    try:
+        setup_tracing(config)  # before configure(): its service name knows the project
+    except ConfigurationError as exc:
+        raise AsyncJobsImproperlyConfigured(str(exc)) from None
     configure(config)
     add_execution_hook(DatabaseHygiene())
     autodiscover_modules("tasks")

@@ -24,6 +24,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,6 +38,9 @@ from example.processes import (
     delete_redis_prefix,
     delete_results,
 )
+
+if TYPE_CHECKING:
+    from example.traces import DemoTracing
 
 HEARTBEAT_SCHEDULE = "demo-heartbeat"  # the id of example.shop.tasks.heartbeat's schedule
 
@@ -181,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="asyncjobs-demo-"))
     redis: EmbeddedRedis | None = None
     stack: ExampleStack | None = None
+    tracing: DemoTracing | None = None
     report = Report()
     error: BaseException | None = None
     broker_url = os.environ.get("ASYNCJOBS_BROKER_URL", "")
@@ -201,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             result_url = redis.url if redis else broker_url
         log(f"broker {redact_url(broker_url)}, results in {redact_url(result_url)}", started)
 
+        tracing = _tracing(started)
         stack = ExampleStack(
             broker_url=broker_url,
             result_backend_url=result_url,
             db_path=work / "example.sqlite3",
             log_dir=work / "logs",
             key_prefix=own_prefix,
+            extra_env=tracing.env if tracing is not None else None,
         )
         stack.migrate()
         log(f"migrated a fresh SQLite database {stack.db_path}", started)
@@ -239,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if redis is not None:
             redis.stop()
+        if tracing is not None:
+            _print_trace(tracing, report)
     report.elapsed_s = time.monotonic() - started
 
     print()
@@ -266,6 +275,35 @@ def main(argv: list[str] | None = None) -> int:
         print(stack.describe(lines=30), file=sys.stderr)
     print(f"logs kept in {work}", file=sys.stderr)
     return 1
+
+
+def _tracing(started: float) -> DemoTracing | None:
+    """Tracing for the demo's processes (see example.traces.DemoTracing); None without
+    the tracing extra (opentelemetry-proto)."""
+    try:
+        from example.traces import DemoTracing
+
+        tracing = DemoTracing(os.environ)
+    except (ImportError, OSError) as exc:
+        log(f"no tracing ({exc}); pip install 'asyncjobs[tracing]' for it", started)
+        return None
+    log(tracing.note, started)
+    return tracing
+
+
+def _print_trace(tracing: DemoTracing, report: Report) -> None:
+    """One signup's trace, from its request into its tasks (never fails the demo)."""
+    try:
+        lines = tracing.trace_of(report.task_ids[0]) if report.task_ids else []
+        if lines:
+            print("\nthe first signup's trace:")
+            print("\n".join(f"  {line}" for line in lines))
+        elif tracing.receiver is not None:
+            print("\n(no trace received)")
+    except Exception as exc:
+        print(f"\n(could not show the trace: {exc})")
+    finally:
+        tracing.close()
 
 
 def _interrupt(signum: int, frame: object) -> None:

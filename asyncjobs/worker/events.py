@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.retries import Decision
 from brokers.base import Delivery
 from brokers.dead_letters import Reason
 
@@ -55,6 +56,17 @@ class WorkerObserver:
     ) -> None:
         """A run ended (``duration_s``: the task's own run time)."""
 
+    def task_failed(
+        self,
+        delivery: Delivery,
+        message: TaskiqMessage,
+        error: BaseException | None,
+        decision: Decision,
+    ) -> None:
+        """A run failed; ``decision``: retried (after ``delay_s``) or given up. Called
+        before the retry is sent (``message`` is what will be sent: tracing adds its
+        context) or the message dead-lettered; ``task_finished`` follows."""
+
     def dead_lettered(self, delivery: Delivery, task_name: str, reason: Reason) -> None:
         """A message went to the dead letters, run or not (undecodable, unknown task...)."""
 
@@ -90,6 +102,15 @@ class WorkerEvents:
         self, delivery: Delivery, message: TaskiqMessage, outcome: Outcome, duration_s: float
     ) -> None:
         self._each("task_finished", delivery, message, outcome, duration_s)
+
+    def task_failed(
+        self,
+        delivery: Delivery,
+        message: TaskiqMessage,
+        error: BaseException | None,
+        decision: Decision,
+    ) -> None:
+        self._each("task_failed", delivery, message, error, decision)
 
     def dead_lettered(self, delivery: Delivery, task_name: str, reason: Reason) -> None:
         self._each("dead_lettered", delivery, task_name, reason)

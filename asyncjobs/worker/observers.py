@@ -15,7 +15,7 @@ logger = logging.getLogger("asyncjobs.worker")
 
 
 def observers_for(config: AsyncJobsConfig) -> tuple[WorkerObserver, ...]:
-    """Health probes (with ``HEALTH_PORT``) and metrics, as configured."""
+    """Health probes (with ``HEALTH_PORT``), metrics and tracing, as configured."""
     # Metrics always: a no-op meter unless the application configured OpenTelemetry
     # (or PROMETHEUS is on), a few microseconds per task.
     metrics, reader = metrics_setup(config)
@@ -29,4 +29,8 @@ def observers_for(config: AsyncJobsConfig) -> tuple[WorkerObserver, ...]:
         except OSError as exc:  # the probes then fail: loud in Kubernetes, and logged here
             logger.error("cannot serve the probes on port %d: %s", port, exc)
         found.append(health)
+    if config.tracing_settings is not None:  # a process span per delivery
+        from asyncjobs.worker.tracing import tracing_observer
+
+        found.append(tracing_observer(config))
     return tuple(found)

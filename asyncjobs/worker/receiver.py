@@ -39,6 +39,7 @@ from asyncjobs.retries import (
     running_attempt,
 )
 from asyncjobs.tasks import ATTEMPTS_LABEL
+from asyncjobs.tracing.conventions import without_trace_context
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.events import Outcome, WorkerEvents
@@ -333,6 +334,7 @@ class AsyncJobsReceiver(Receiver):
         message.labels[HISTORY_LABEL] = list(history)
         if result.labels is not message.labels:  # the final result shows the history too
             result.labels[HISTORY_LABEL] = list(history)
+        self.events.task_failed(delivery, message, error, decision)
         if decision.give_up is not None:
             await self._save(message, result)
             await self._dead_letter(
@@ -345,6 +347,7 @@ class AsyncJobsReceiver(Receiver):
         return Outcome.RETRIED
 
     async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        result.labels = without_trace_context(result.labels)  # the message's own labels
         try:
             await self.broker.result_backend.set_result(message.task_id, result)
         except Exception as exc:

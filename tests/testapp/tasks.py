@@ -154,3 +154,30 @@ def sync_overruns(tag: str, seconds: float) -> str:
     time.sleep(seconds)
     record_sync(f"sync-finished:{tag}")
     return tag
+
+
+# -- tracing (tests/tracing) -------------------------------------------------------------
+@task
+async def traced_work(tag: str) -> str:
+    """Opens a span of its own inside the task; returns the baggage ``tenant`` it sees."""
+    from opentelemetry import baggage, trace
+
+    with trace.get_tracer("tests").start_as_current_span(f"inside {tag}"):
+        await record(f"traced:{tag}")
+    return str(baggage.get_baggage("tenant") or "")
+
+
+@task
+def traced_sync_work(tag: str) -> str:
+    """``traced_work`` as a sync task (run in the worker's thread pool)."""
+    from opentelemetry import baggage, trace
+
+    with trace.get_tracer("tests").start_as_current_span(f"inside {tag}"):
+        record_sync(f"traced:{tag}")
+    return str(baggage.get_baggage("tenant") or "")
+
+
+@task
+async def sends_add(a: int, b: int) -> str:
+    """Sends ``add`` (on memory:// that runs inside this task's own send)."""
+    return (await add.kiq(a, b)).task_id

@@ -1,0 +1,115 @@
+"""The sender's side: a ``send {queue}`` span around every ``kiq()``.
+
+``TracingMiddleware`` is a taskiq middleware, so every kicker on our broker is traced
+(``fn.kiq()``, ``fn.kicker()...kiq()``, the scheduler, a plain taskiq ``AsyncKicker``).
+Its ``pre_send`` starts the span as a child of the current span (the HTTP request's,
+a running task's) and writes its context into the message's labels; ``post_send`` ends
+it. Taskiq tells a middleware nothing when the send fails, so asyncjobs' kicker
+(``JobKicker``) calls ``on_send_error``: the span ends with status ERROR.
+
+Unlike taskiq's ``OpenTelemetryMiddleware`` this never makes the send span the current
+span (attached in ``pre_send``, taskiq's stays attached for good when the send fails,
+and every later span of the caller nests under a dead send), and it starts a new trace
+for a scheduled firing (labels ``schedule_id``) rather than joining whatever ran before.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, TracerProvider
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
+
+from asyncjobs.retries import attempt_of
+from asyncjobs.tracing import conventions as c
+from asyncjobs.tracing.spans import mark_failed, send_failure, start_send, tracer_for
+from brokers.base import due_of
+from brokers.errors import ConfigurationError
+
+# Send spans between pre_send and post_send/on_send_error, innermost last. All three run
+# in the caller's context (taskiq calls them from kiq(), in the caller's task), so sends
+# from different tasks never see each other's; a tuple, so that a task started meanwhile
+# (which copies the context) cannot change the caller's. More than one: a send inside a
+# send (memory://, whose kick runs the task in place, and the task sends).
+_sending: ContextVar[tuple[tuple[str, Span], ...]] = ContextVar("asyncjobs_sending", default=())
+MAX_PENDING = 32  # sends through a plain taskiq kicker that failed are never reported
+
+
+class TracingMiddleware(TaskiqMiddleware):
+    """``send {queue}`` spans; see the module docstring."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        super().__init__()
+        self._tracer = tracer_for(tracer_provider)
+        self._system = "taskiq"
+        self._default_queue = "default"
+
+    def set_broker(self, broker: AsyncBroker) -> None:
+        super().set_broker(broker)
+        self._system = str(getattr(broker, "transport_name", "taskiq"))
+        options = getattr(broker, "options", None)
+        self._default_queue = str(getattr(options, "default_queue", "default"))
+
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        labels = message.labels
+        extra: dict[str, str] = {}
+        context: Context | None = None
+        schedule = labels.get(c.SCHEDULE_ID_LABEL)
+        if schedule:
+            # A scheduled firing starts a trace of its own, whatever ran before it.
+            context = Context()
+            extra[c.SCHEDULE_ID] = str(schedule)
+            if labels.get(c.SCHEDULE_TICK_LABEL):
+                extra[c.SCHEDULE_TICK] = str(labels[c.SCHEDULE_TICK_LABEL])
+        span = start_send(
+            self._tracer,
+            system=self._system,
+            queue=c.queue_in(labels, self._default_queue),
+            task_id=message.task_id,
+            task_name=message.task_name,
+            attempt=attempt_of(labels),
+            context=context,
+            delay_s=_delay_s(labels),
+            extra=extra,
+        )
+        c.inject_into(labels, trace.set_span_in_context(span, context))
+        pending = _sending.get()
+        if len(pending) >= MAX_PENDING:
+            # The oldest never heard back: a plain taskiq kicker's send that failed.
+            (_, lost), *rest = pending
+            mark_failed(lost, None, kind="send_incomplete", description="the send failed")
+            lost.end()
+            pending = tuple(rest)
+        _sending.set((*pending, (message.task_id, span)))
+        return message
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        span = self._pop(message.task_id)
+        if span is not None:
+            span.end()
+
+    def on_send_error(self, task_id: str | None, error: BaseException) -> None:
+        """Called by ``JobKicker`` when ``kiq()`` raised (taskiq has no such hook)."""
+        span = self._pop(task_id) if task_id is not None else None
+        if span is not None:
+            mark_failed(span, send_failure(error))
+            span.end()
+
+    def _pop(self, task_id: str) -> Span | None:
+        pending = _sending.get()
+        for index in range(len(pending) - 1, -1, -1):
+            if pending[index][0] == task_id:
+                _sending.set(pending[:index] + pending[index + 1 :])
+                return pending[index][1]
+        return None
+
+
+def _delay_s(labels: dict[str, object]) -> float | None:
+    try:
+        due = due_of(labels)
+    except ConfigurationError:
+        return None  # the send itself refuses the label
+    return None if due is None else due - time.time()

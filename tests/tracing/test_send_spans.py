@@ -1,0 +1,128 @@
+"""Failed sends are ERROR spans, and leave the caller's context as it was; a stopping
+worker exports its spans before its process ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from taskiq.exceptions import SendTaskError
+
+from asyncjobs import app as app_state
+from asyncjobs import current_broker
+from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.tasks import registry
+from asyncjobs.tracing import TracingMiddleware
+from asyncjobs.tracing import conventions as c
+from asyncjobs.worker.tracing import tracing_observer
+from tests.testapp.tasks import add, sends_add
+from tests.tracing.spans import parent_id, wait_for_spans
+
+tracer = trace.get_tracer("tests")
+
+
+@pytest.fixture
+async def dead_broker(request: pytest.FixtureRequest, free_port: int) -> AsyncIterator[str]:
+    """asyncjobs configured on a broker nobody listens to (Redis or RabbitMQ URL)."""
+    scheme = request.param
+    url = (
+        f"redis://127.0.0.1:{free_port}/0"
+        if scheme == "redis"
+        else f"amqp://guest:guest@127.0.0.1:{free_port}/"
+    )
+    previous = app_state._app
+    app_state.configure(load_config({"BROKER_URL": url}, environ={}))
+    current_broker().add_middlewares(TracingMiddleware())
+    yield scheme
+    app_state._app = previous
+    if previous is not None:
+        registry.default_broker(previous.broker)
+
+
+@pytest.mark.parametrize("dead_broker", ["redis", "rabbitmq"], indirect=True)
+@pytest.mark.timeout(60)
+async def test_a_send_to_a_dead_broker_is_an_error_span(
+    dead_broker: str, exporter: InMemorySpanExporter
+) -> None:
+    with tracer.start_as_current_span("request") as request:
+        with pytest.raises(SendTaskError) as raised:
+            await add.kiq(1, 2)
+        # taskiq's middleware leaves the failed send span current for good; ours never
+        # makes it current.
+        assert trace.get_current_span() is request
+
+    [send] = await wait_for_spans(
+        exporter, lambda found: [s for s in found if s.name == "send default"], 1
+    )
+    assert parent_id(send) == request.get_span_context().span_id
+    assert send.status.status_code is StatusCode.ERROR
+    cause = raised.value.__cause__
+    assert cause is not None
+    assert (send.attributes or {})[c.ERROR_TYPE] == c.error_type(cause)
+    assert (send.attributes or {})[c.ERROR_TYPE] != "taskiq.exceptions.SendTaskError"
+    assert [e.name for e in send.events] == ["exception"]
+
+
+async def test_a_message_refused_before_sending_is_an_error_span(
+    configured: AsyncJobsConfig, exporter: InMemorySpanExporter
+) -> None:
+    current_broker().add_middlewares(TracingMiddleware())
+
+    with pytest.raises(SendTaskError):
+        await add.kiq("x" * (configured.max_payload_bytes + 1), 2)
+
+    [send] = await wait_for_spans(
+        exporter, lambda found: [s for s in found if s.name == "send default"], 1
+    )
+    assert send.status.status_code is StatusCode.ERROR
+    assert (send.attributes or {})[c.ERROR_TYPE] == "asyncjobs.errors.PayloadTooLargeError"
+
+
+async def test_a_send_inside_a_send_ends_both_spans(exporter: InMemorySpanExporter) -> None:
+    """memory:// runs a task inside its send; the task's own send must not end (or fail)
+    the outer one."""
+    previous = app_state._app
+    app_state.configure(load_config({"BROKER_URL": "memory://"}, environ={}))
+    current_broker().add_middlewares(TracingMiddleware())
+    try:
+        with tracer.start_as_current_span("request"):
+            outer = await sends_add.kiq(1, 2)
+            inner_id = (await outer.wait_result(timeout=5)).return_value
+    finally:
+        app_state._app = previous
+        if previous is not None:
+            registry.default_broker(previous.broker)
+
+    sends = {
+        (s.attributes or {})[c.MESSAGE_ID]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "send default"
+    }
+    assert set(sends) == {outer.task_id, inner_id}
+    assert [s.status.status_code for s in sends.values()] == [StatusCode.UNSET] * 2
+    assert sends[outer.task_id].end_time >= sends[inner_id].end_time  # type: ignore[operator]
+
+
+async def test_a_stopping_worker_exports_its_spans(
+    start_worker: Callable[..., Any], configured: AsyncJobsConfig
+) -> None:
+    """Worker processes end with os._exit: spans waiting in a batch would be lost."""
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    # Batches leave after a minute, or when flushed.
+    provider.add_span_processor(BatchSpanProcessor(exported, schedule_delay_millis=60_000))
+    worker = await start_worker(observers=(tracing_observer(configured, provider),))
+    job = await add.kiq(2, 3)
+    assert (await job.wait_result(timeout=15)).return_value == 5
+    assert exported.get_finished_spans() == ()
+
+    await worker.stop()
+
+    assert [s.name for s in exported.get_finished_spans()] == ["process default"]
+    provider.shutdown()
