@@ -33,7 +33,22 @@ K8S = REPO / "k8s"
 OVERLAYS = ("redis", "rabbitmq")
 # KEDA's CRDs and scaler parameters (read in place, never copied into the repository).
 KEDA_VERSION = "v2.20.2"
-KEDA_DIR = REPO.parent / "shared" / "keda" / KEDA_VERSION
+# Beside the checkout (../shared/keda), or where ASYNCJOBS_KEDA_SCHEMAS points; a clone
+# elsewhere on this machine (e.g. a CI checkout) finds the team's copy in /work/shared.
+_GIVEN = os.environ.get("ASYNCJOBS_KEDA_SCHEMAS")
+KEDA_CANDIDATES = [
+    *([Path(_GIVEN)] if _GIVEN else []),
+    REPO.parent / "shared" / "keda",
+    Path("/work/shared/keda"),
+]
+KEDA_DIR = next(
+    (
+        c / KEDA_VERSION
+        for c in KEDA_CANDIDATES
+        if (c / KEDA_VERSION / "scalers-schema.json").is_file()
+    ),
+    REPO.parent / "shared" / "keda" / KEDA_VERSION,
+)
 
 Doc = dict[str, Any]
 
@@ -60,7 +75,9 @@ def keda_dir() -> Path:
     require(
         (KEDA_DIR / "scalers-schema.json").is_file(),
         f"KEDA schemas at {KEDA_DIR}",
-        "the shared/ directory must sit beside the repository (shared/keda/" + KEDA_VERSION + ")",
+        "the shared/ directory must sit beside the repository (shared/keda/"
+        + KEDA_VERSION
+        + "), or set ASYNCJOBS_KEDA_SCHEMAS to the keda/ directory",
     )
     return KEDA_DIR
 
