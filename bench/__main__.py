@@ -1,10 +1,98 @@
-"""``make bench``: every benchmark script, one after another (numbers, not assertions)."""
+"""``make bench`` / ``python -m bench``: asyncjobs against raw taskiq, Redis and RabbitMQ.
+
+    python -m bench [--quick] [--json PATH] [--brokers redis,amqp] [--tracing]
+
+Prints a table (see bench/README.md for the method); ``--tracing`` also runs
+``bench.tracing_overhead`` (runnable on its own: ``python -m bench.tracing_overhead``).
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
 import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
 
-from bench import tracing_overhead
+from bench import report, tracing_overhead
+from bench.recorder import Ledger
+from bench.suite import Results, Sizes, run_target
+from bench.workers import ASYNCJOBS, QUEUES, RAW, Target, delete_raw_amqp
+
+QUICK = Sizes(enqueue=1_000, latency=50, io=2_000)
+
+
+async def bench(
+    brokers: dict[str, str], redis_url: str, sizes: Sizes, log_dir: Path
+) -> dict[str, dict[str, Results]]:
+    from example.processes import delete_amqp_queues
+
+    run = f"ajbench-{uuid.uuid4().hex[:8]}"
+    ledger = Ledger(redis_url)
+    results: dict[str, dict[str, Results]] = {}
+    try:
+        for broker, url in brokers.items():
+            results[broker] = {}
+            # raw first, then asyncjobs: neither profits from a warmer broker every time
+            for kind in (RAW, ASYNCJOBS):
+                target = Target(kind, broker, url, redis_url, f"{run}-{kind}-{broker}")
+                print(f"  {kind} on {broker} ...", flush=True)
+                began = time.monotonic()
+                try:
+                    results[broker][kind] = await run_target(target, sizes, ledger, log_dir, run)
+                finally:
+                    if broker == "amqp":
+                        with contextlib.suppress(Exception):
+                            if kind == RAW:
+                                await delete_raw_amqp(url, target.name)
+                            else:
+                                await delete_amqp_queues(url, target.name, QUEUES)
+                print(f"    done in {time.monotonic() - began:.1f} s", flush=True)
+    finally:
+        await ledger.delete_prefix(run)  # ledgers, raw streams, asyncjobs keys and results
+        await ledger.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="asyncjobs vs raw taskiq benchmark")
+    parser.add_argument("--quick", action="store_true", help="small sizes, ~30 s smoke run")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--brokers", default="redis,amqp", help="comma-separated")
+    parser.add_argument("--enqueue", type=int, help="tasks per enqueue phase (x2 processed)")
+    parser.add_argument("--tracing", action="store_true", help="also run tracing_overhead")
+    args = parser.parse_args(argv)
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    amqp_url = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    urls = {"redis": redis_url, "amqp": amqp_url}
+    brokers = {b: urls[b] for b in args.brokers.split(",") if b}
+    sizes = QUICK if args.quick else Sizes()
+    if args.enqueue:
+        sizes = Sizes(enqueue=args.enqueue, latency=sizes.latency, io=sizes.io)
+
+    import uvloop
+
+    meta = {**report.machine(), "sizes": sizes.__dict__, "brokers": list(brokers)}
+    print(f"bench: {meta}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="asyncjobs-bench-") as tmp:
+        try:
+            results = uvloop.run(bench(brokers, redis_url, sizes, Path(tmp)))
+        except Exception:
+            for log in sorted(Path(tmp).glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+            raise
+    print(report.table(results))
+    if args.json:
+        report.write_json(args.json, meta, results)
+        print(f"figures written to {args.json}")
+    if args.tracing:
+        print()
+        return tracing_overhead.main([])
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(tracing_overhead.main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

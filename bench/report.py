@@ -1,0 +1,115 @@
+"""The table ``python -m bench`` prints, the issue's goals, and the JSON it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.suite import Figure, Results
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    fmt: str
+    higher_is_better: bool
+    ratio_goal: float | None = None  # asyncjobs/raw must be at least this
+    limit: float | None = None  # asyncjobs' own figure must be at most this
+    limit_brokers: tuple[str, ...] = ("redis", "amqp")
+
+
+METRICS = (
+    Metric("enqueue_seq_per_s", "enqueue, sequential awaits /s", "{:,.0f}", True, ratio_goal=2),
+    Metric("enqueue_conc_per_s", "enqueue, gather chunks /s", "{:,.0f}", True, ratio_goal=2),
+    Metric("process_per_s", "processing, no-op tasks /s", "{:,.0f}", True, ratio_goal=2),
+    Metric("latency_p50_ms", "latency enqueue->start p50 ms", "{:.2f}", False, None, 2, ("redis",)),
+    Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False, None, 5, ("redis",)),
+    Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False, limit=0.5),
+    Metric("rss_mb", "worker RSS after run, MiB", "{:.1f}", False, limit=100),
+)
+
+
+def _cell(fig: Figure | None, fmt: str) -> str:
+    if fig is None:
+        return "-"
+    return fmt.format(fig.value) if fig.value is not None else "INVALID"
+
+
+def goal(metric: Metric, broker: str, ours: Figure | None, raw: Figure | None) -> str:
+    """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
+    mine = ours.value if ours else None
+    if metric.ratio_goal is not None:
+        if mine is None or raw is None or not raw.value:
+            return f">= {metric.ratio_goal:g}x raw: unknown"
+        met = mine / raw.value >= metric.ratio_goal
+        return f">= {metric.ratio_goal:g}x raw: {'met' if met else 'NOT met'}"
+    if metric.limit is not None and broker in metric.limit_brokers:
+        if mine is None:
+            return f"<= {metric.limit:g}: unknown"
+        return f"<= {metric.limit:g}: {'met' if mine <= metric.limit else 'NOT met'}"
+    return ""
+
+
+def table(results: dict[str, dict[str, Results]]) -> str:
+    head = f"{'':<32}{'asyncjobs':>12}{'raw taskiq':>12}{'aj/raw':>9}  goal (asyncjobs)"
+    lines: list[str] = []
+    for broker, sides in results.items():
+        lines += ["", f"== {broker} ==", head]
+        ours, raw = sides.get("asyncjobs"), sides.get("raw")
+        for m in METRICS:
+            a = ours.figures.get(m.key) if ours else None
+            r = raw.figures.get(m.key) if raw else None
+            ratio = "-"
+            if a and r and a.value is not None and r.value:
+                ratio = f"{a.value / r.value:.2f}"
+            arrow = "^" if m.higher_is_better else "v"
+            lines.append(
+                f"{m.label + ' ' + arrow:<32}{_cell(a, m.fmt):>12}{_cell(r, m.fmt):>12}"
+                f"{ratio:>9}  {goal(m, broker, a, r)}"
+            )
+        for side, res in sides.items():
+            for key, fig in res.figures.items():
+                if fig.note:
+                    lines.append(f"  note: {side} {key}: {fig.note}")
+    lines.append("")
+    lines.append("^ higher is better (ratio > 1: asyncjobs faster); v lower is better (ratio < 1)")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, object]:
+    import taskiq
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "taskiq": taskiq.__version__ if hasattr(taskiq, "__version__") else "?",
+    }
+
+
+def write_json(path: Path, meta: dict[str, object], results: dict[str, dict[str, Results]]) -> None:
+    data = {
+        "meta": meta,
+        "results": {
+            broker: {
+                side: {key: fig.to_json() for key, fig in res.figures.items()}
+                for side, res in sides.items()
+            }
+            for broker, sides in results.items()
+        },
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")

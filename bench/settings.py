@@ -1,0 +1,25 @@
+"""Django settings of the benchmark's asyncjobs workers (``DJANGO_SETTINGS_MODULE``).
+
+The example app is installed so the worker's RSS is that of a project with models and
+tasks loaded; the broker, key prefix and queues come from ``ASYNCJOBS_*`` variables set
+by ``bench.workers``. Nothing touches the database, so it stays an in-memory SQLite.
+"""
+
+from __future__ import annotations
+
+SECRET_KEY = "bench-only"  # noqa: S105 - not a secret
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS: list[str] = []
+INSTALLED_APPS = [
+    "django_integration",
+    "example.shop",
+    "bench.tasksapp",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ASYNCJOBS = {
+    "BROKER_URL": "redis://127.0.0.1:6379/0",
+    "QUEUES": ["default", "emails"],  # example.shop sends to "emails"
+}

@@ -1,0 +1,131 @@
+"""The measured phases, run for one target (asyncjobs or raw taskiq on one broker).
+
+1. enqueue, sequential: ``await kiq()`` one after another (``enqueue`` no-op tasks);
+2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more);
+3. processing: a worker started on that backlog (both enqueue phases, 2 x ``enqueue``)
+   drains it; rate = tasks / (last task finished - first task started), worker clocks;
+4. RSS of the worker child after those tasks;
+5. latency: on the now idle worker, ``latency`` tasks sent one at a time, ``gap_s``
+   apart; each task measures time.time() at its start minus the producer's time.time()
+   just before ``kiq()``; p50 / p99;
+6. I/O-bound: ``io`` tasks each ``asyncio.sleep(0.05)`` enqueued, then a fresh worker
+   started (default settings); time = last finished - first started.
+
+Every phase's tasks are counted in ``bench.recorder``: a figure whose phase did not run
+each task exactly once is INVALID (enqueue figures are checked by the processing phase,
+which runs the very messages they sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.recorder import Ledger, Tally
+from bench.workers import Producer, Target, worker_rss_mb
+from example.processes import ManagedProcess
+
+
+@dataclass(frozen=True)
+class Sizes:
+    enqueue: int = 10_000  # per enqueue phase; processing drains both
+    chunk: int = 100
+    latency: int = 300
+    gap_s: float = 0.01
+    io: int = 2_000
+
+
+@dataclass
+class Figure:
+    value: float | None  # None: not measured, or INVALID
+    note: str = ""  # why it is INVALID / missing
+
+    def to_json(self) -> dict[str, object]:
+        return {"value": self.value, "valid": self.value is not None, "note": self.note}
+
+
+@dataclass
+class Results:
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+
+def _check(tally: Tally, expected: int) -> str:
+    if tally.exactly_once(expected):
+        return ""
+    return f"INVALID: {tally.count} runs, {tally.distinct} distinct of {expected}"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _wait(ledger: Ledger, key: str, expected: int, worker: ManagedProcess) -> Tally:
+    waiting = asyncio.create_task(ledger.wait(key, expected))
+    while not waiting.done():  # a worker that dies must not leave us waiting for 30 s
+        if not worker.alive():
+            waiting.cancel()
+            raise RuntimeError(f"worker died\n{worker.describe()}")
+        await asyncio.wait({waiting}, timeout=0.2)
+    return waiting.result()
+
+
+async def run_target(
+    target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, run: str
+) -> Results:
+    out = Results()
+    figs = out.figures
+    tag = f"{run}:{target.kind}-{target.broker}"
+    proc_key, lat_key, io_key = f"{tag}:proc", f"{tag}:lat", f"{tag}:io"
+    total = 2 * sizes.enqueue
+    async with Producer(target) as producer:
+        began = time.perf_counter()
+        for i in range(sizes.enqueue):
+            await producer.kiq("noop", proc_key, i)
+        seq_rate = sizes.enqueue / (time.perf_counter() - began)
+        began = time.perf_counter()
+        for start in range(sizes.enqueue, total, sizes.chunk):
+            stop = min(total, start + sizes.chunk)
+            await asyncio.gather(*(producer.kiq("noop", proc_key, i) for i in range(start, stop)))
+        conc_rate = sizes.enqueue / (time.perf_counter() - began)
+
+        worker = target.start_worker(log_dir, "main")
+        try:
+            tally = await _wait(ledger, proc_key, total, worker)
+            bad = _check(tally, total)
+            figs["process_per_s"] = Figure(None if bad else total / tally.span_s, bad)
+            figs["enqueue_seq_per_s"] = Figure(None if bad else seq_rate, bad)
+            figs["enqueue_conc_per_s"] = Figure(None if bad else conc_rate, bad)
+            rss = worker_rss_mb(worker)
+            figs["rss_mb"] = Figure(rss, "" if rss is not None else "no worker child found")
+
+            for i in range(20):  # warm-up: connections, first-call paths
+                await producer.kiq("latency", f"{lat_key}-warm", i, time.time())
+            await _wait(ledger, f"{lat_key}-warm", 20, worker)
+            for i in range(sizes.latency):
+                await producer.kiq("latency", lat_key, i, time.time())
+                await asyncio.sleep(sizes.gap_s)
+            tally = await _wait(ledger, lat_key, sizes.latency, worker)
+            bad = _check(tally, sizes.latency)
+            lat_ms = [x * 1000 for x in tally.latencies]
+            p50 = None if bad else statistics.median(lat_ms)
+            p99 = None if bad else _percentile(lat_ms, 0.99)
+            figs["latency_p50_ms"] = Figure(p50, bad)
+            figs["latency_p99_ms"] = Figure(p99, bad)
+        finally:
+            worker.stop(timeout_s=20)
+
+        for start in range(0, sizes.io, sizes.chunk):
+            stop = min(sizes.io, start + sizes.chunk)
+            await asyncio.gather(*(producer.kiq("sleep", io_key, i) for i in range(start, stop)))
+        worker = target.start_worker(log_dir, "io")
+        try:
+            tally = await _wait(ledger, io_key, sizes.io, worker)
+            bad = _check(tally, sizes.io)
+            figs["io_s"] = Figure(None if bad else tally.span_s, bad)
+        finally:
+            worker.stop(timeout_s=20)
+    return out

@@ -1,0 +1,1 @@
+"""A tiny Django app holding the asyncjobs bench tasks (its ``tasks.py`` is autoloaded)."""
