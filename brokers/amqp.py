@@ -443,16 +443,17 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     async def queue_depths(self) -> dict[str, tuple[int, int]]:
         """(ready messages, consumers) of each configured queue."""
         await self.ensure_started()
-        return {queue: await self._depth(queue) for queue in self.options.queues}
+        prefix = self.options.key_prefix
+        return {q: await self.declared_counts(queue_name(prefix, q)) for q in self.options.queues}
 
-    async def _depth(self, queue: str) -> tuple[int, int]:
+    async def declared_counts(self, name: str) -> tuple[int, int]:
+        """(ready messages, consumers) of the RabbitMQ queue ``name`` (a passive declare);
+        (0, 0) when it does not exist. Call ``ensure_started()`` first."""
         assert self.write_conn is not None  # ensure_started connected
         # A channel of its own: a passive declare of a missing queue closes it.
         channel = await self.write_conn.channel(publisher_confirms=False)
         try:
-            declared = await channel.declare_queue(
-                queue_name(self.options.key_prefix, queue), passive=True
-            )
+            declared = await channel.declare_queue(name, passive=True)
         except ChannelNotFoundEntity:
             return 0, 0
         finally:

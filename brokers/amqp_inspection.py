@@ -34,9 +34,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
-from aiormq.exceptions import ChannelNotFoundEntity
 
-from brokers.amqp import AmqpBroker, _bounded, dead_letter_queue_name, queue_name
+from brokers.amqp import AmqpBroker, dead_letter_queue_name, queue_name
 from brokers.amqp_delay import delay_queue_name
 from brokers.errors import BrokerConnectionError, BrokerError
 from brokers.inspection import QueueStats
@@ -68,8 +67,8 @@ async def _over_amqp(broker: AmqpBroker, queues: Sequence[str]) -> list[QueueSta
     prefix = broker.options.key_prefix
     found: list[QueueStats] = []
     for queue in queues:
-        ready, consumers = await _declared(broker, queue_name(prefix, queue))
-        dead, _ = await _declared(broker, dead_letter_queue_name(prefix, queue))
+        ready, consumers = await broker.declared_counts(queue_name(prefix, queue))
+        dead, _ = await broker.declared_counts(dead_letter_queue_name(prefix, queue))
         found.append(
             QueueStats(
                 queue=queue,
@@ -85,21 +84,6 @@ async def _over_amqp(broker: AmqpBroker, queues: Sequence[str]) -> list[QueueSta
             )
         )
     return found
-
-
-async def _declared(broker: AmqpBroker, name: str) -> tuple[int, int]:
-    """(ready messages, consumers) of queue ``name``; (0, 0) when it does not exist."""
-    assert broker.write_conn is not None  # ensure_started connected
-    # A channel of its own: a passive declare of a missing queue closes it.
-    channel = await broker.write_conn.channel(publisher_confirms=False)
-    try:
-        declared = await channel.declare_queue(name, passive=True)
-    except ChannelNotFoundEntity:
-        return 0, 0
-    finally:
-        await _bounded("close", channel.close())
-    result = declared.declaration_result
-    return result.message_count or 0, result.consumer_count or 0
 
 
 # -- from the management API ---------------------------------------------------------

@@ -17,11 +17,12 @@ from aio_pika.abc import AbstractChannel
 from taskiq.message import BrokerMessage
 
 import brokers.amqp as amqp
-from brokers.amqp import AmqpBroker, dead_letter_queue_name, queue_name
+from brokers.amqp import AmqpBroker, dead_letter_queue_name
 from brokers.base import Delivery, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
 from brokers.urls import host_port
+from example.processes import delete_amqp_queues
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
@@ -52,14 +53,9 @@ def options(prefix: str) -> TransportOptions:
 async def admin(amqp_url: str, prefix: str) -> AsyncIterator[AbstractChannel]:
     """A plain channel for checks; deletes this test's queues and exchange afterwards."""
     connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    yield channel
-    channel = await connection.channel()  # a failed passive check may have closed it
-    for queue in QUEUES:
-        await channel.queue_delete(queue_name(prefix, queue))
-        await channel.queue_delete(dead_letter_queue_name(prefix, queue))
-    await channel.exchange_delete(prefix)
+    yield await connection.channel()
     await connection.close()
+    await delete_amqp_queues(amqp_url, prefix, QUEUES)
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from brokers.amqp import (
     DELIVERIES,
     AmqpBroker,
     AmqpDelivery,
-    dead_letter_queue_name,
     queue_name,
 )
 from brokers.amqp_dead_letters import dead_letter_id_of
 from brokers.base import Delivery, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import BrokerError, DeadLetterNotFoundError, UnknownQueueError
+from example.processes import delete_amqp_queues
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
@@ -39,14 +39,9 @@ MakeBroker = Callable[..., Awaitable[AmqpBroker]]
 async def admin(amqp_url: str, prefix: str) -> AsyncIterator[AbstractChannel]:
     """A plain channel; deletes this test's queues and exchange afterwards."""
     connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    yield channel
-    channel = await connection.channel()  # a failed passive check may have closed it
-    for queue in QUEUES:
-        await channel.queue_delete(queue_name(prefix, queue))
-        await channel.queue_delete(dead_letter_queue_name(prefix, queue))
-    await channel.exchange_delete(prefix)
+    yield await connection.channel()
     await connection.close()
+    await delete_amqp_queues(amqp_url, prefix, QUEUES)
 
 
 @pytest.fixture
