@@ -1,0 +1,153 @@
+"""Batched settling on Redis: fewer round trips, and still never an early acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from taskiq.message import BrokerMessage
+
+from brokers.base import TransportOptions
+from brokers.redis_batch import NO_KWARGS, PipelineBatcher
+from brokers.redis_streams import GROUP, RedisStreamsBroker, stream_key
+from tests.faults.redis_server import PrivateRedis
+
+pytestmark = pytest.mark.redis
+
+
+def message(i: int) -> BrokerMessage:
+    return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=b"%d" % i, labels={})
+
+
+async def worker(url: str, prefix: str) -> RedisStreamsBroker:
+    broker = RedisStreamsBroker(url, TransportOptions(key_prefix=prefix))
+    broker.is_worker_process = True
+    broker.receiver_attached = True
+    await broker.startup()
+    return broker
+
+
+@pytest.fixture
+async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_acks_finished_in_one_step_share_a_round_trip(
+    redis_url: str, prefix: str, conn: Redis
+) -> None:
+    broker = await worker(redis_url, prefix)
+    try:
+        for i in range(200):
+            await broker.publish("default", message(i))
+        deliveries = await broker.fetch(200, 1.0)
+        assert len(deliveries) == 200
+        await asyncio.gather(*(d.ack() for d in deliveries))
+        # Each ack returned after Redis had it: nothing pending, nothing left.
+        stream = stream_key(prefix, "default")
+        assert (await conn.xpending(stream, GROUP))["pending"] == 0
+        assert await conn.xlen(stream) == 0
+        # 200 acks: not 200 round trips, and one XACK + one XDEL per round trip.
+        assert broker.settler.pipelines_sent <= 2
+        assert broker.settler.commands_sent == 2 * broker.settler.pipelines_sent
+        assert broker.held == {}
+    finally:
+        await broker.shutdown()
+
+
+async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path: Path) -> None:
+    with PrivateRedis(tmp_path / "redis") as server:
+        broker = await worker(server.url, prefix)
+        try:
+            await broker.publish("default", message(1))
+            [delivery] = await broker.fetch(1, 1.0)
+            assert server.process is not None
+            server.process.signal(signal.SIGSTOP)  # connected, but nothing answers
+            try:
+                ack = asyncio.create_task(delivery.ack())
+                done, _ = await asyncio.wait({ack}, timeout=0.5)
+                assert not done, "ack returned while Redis could not have acknowledged it"
+            finally:
+                server.process.signal(signal.SIGCONT)
+            await asyncio.wait_for(ack, 10)
+            async with Redis.from_url(server.url) as check:
+                stream = stream_key(prefix, "default")
+                assert (await check.xpending(stream, GROUP))["pending"] == 0
+        finally:
+            await broker.shutdown()
+
+
+async def test_a_commands_error_fails_only_its_caller(
+    redis_url: str, prefix: str, conn: Redis
+) -> None:
+    client = Redis.from_url(redis_url)
+    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
+    not_a_stream = f"{prefix}:string"
+    await conn.set(not_a_stream, "x")
+    try:
+        good, bad = await asyncio.gather(
+            batcher.execute(("set", (f"{prefix}:k", "v"), NO_KWARGS)),
+            batcher.execute(("xack", (not_a_stream, GROUP, "0-1"), NO_KWARGS)),
+            return_exceptions=True,
+        )
+        assert good == [True]
+        assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+        assert batcher.pipelines_sent == 1
+        assert await conn.get(f"{prefix}:k") == b"v"
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancelled_caller_does_not_drop_the_others(
+    redis_url: str, prefix: str, conn: Redis
+) -> None:
+    client = Redis.from_url(redis_url)
+    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
+    try:
+        calls = [
+            asyncio.create_task(batcher.execute(("set", (f"{prefix}:{i}", i), NO_KWARGS)))
+            for i in range(10)
+        ]
+        await asyncio.sleep(0)  # one step: every call has handed its command over
+        calls[3].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[3], asyncio.CancelledError)
+        assert [r for i, r in enumerate(results) if i != 3] == [[True]] * 9
+        # The cancelled caller's command was already handed over: it went out too.
+        assert await conn.mget([f"{prefix}:{i}" for i in range(10)]) == [
+            str(i).encode() for i in range(10)
+        ]
+    finally:
+        await client.aclose()
+
+
+async def test_merged_acks_fail_only_for_the_stream_that_failed(
+    redis_url: str, prefix: str, conn: Redis
+) -> None:
+    client = Redis.from_url(redis_url)
+    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
+    good, not_a_stream = f"{prefix}:good", f"{prefix}:string"
+    await conn.xgroup_create(good, GROUP, id="0", mkstream=True)
+    ids = [await conn.xadd(good, {"data": b"%d" % i}) for i in range(3)]
+    await conn.xreadgroup(GROUP, "c", {good: ">"})
+    await conn.set(not_a_stream, "x")
+    try:
+        results = await asyncio.gather(
+            *(batcher.acknowledge(good, GROUP, entry_id) for entry_id in ids),
+            batcher.acknowledge(not_a_stream, GROUP, b"0-1"),
+            return_exceptions=True,
+        )
+        assert results[:3] == [None, None, None]
+        assert isinstance(results[3], ResponseError)
+        assert batcher.pipelines_sent == 1 and batcher.commands_sent == 4
+        assert await conn.xlen(good) == 0
+        assert (await conn.xpending(good, GROUP))["pending"] == 0
+    finally:
+        await client.aclose()
