@@ -31,6 +31,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+WRITE_BUFFER_LIMIT = 1 << 20  # bytes buffered by write_nowait before senders must wait
+
 
 class CancellationSafe(Connection):
     async def send_packed_command(
@@ -57,6 +59,18 @@ class CancellationSafe(Connection):
         except BaseException:
             await self.disconnect(nowait=True)
             raise
+
+    def write_nowait(self, chunks: list[bytes]) -> bool:
+        """Buffer packed commands for sending, without awaiting (auto-pipelining). False,
+        and nothing written, when not connected or over the buffer's high-water mark:
+        then ``send_packed_command`` must be awaited (it waits for the buffer to drain)."""
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            return False
+        if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            return False
+        writer.writelines(chunks)
+        return True
 
 
 class CancellationSafeSSL(CancellationSafe, SSLConnection):

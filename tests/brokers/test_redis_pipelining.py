@@ -1,0 +1,139 @@
+"""The shared, auto-pipelined publishing connection: each caller gets its own reply."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from brokers.redis_connection import connection_pool
+from brokers.redis_pipelining import PipelinedConnection
+from tests.faults.redis_server import PrivateRedis
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def publisher(redis_url: str) -> AsyncIterator[PipelinedConnection]:
+    shared = PipelinedConnection(connection_pool(redis_url, socket_timeout=5))
+    yield shared
+    await shared.close(1.0)
+
+
+async def test_concurrent_and_sequential_callers_each_get_their_own_reply(
+    publisher: PipelinedConnection, prefix: str, conn: Redis
+) -> None:
+    stream = f"{prefix}:s"
+    first = [await publisher.execute("XADD", stream, "*", "i", i) for i in range(50)]
+    burst = await asyncio.gather(
+        *(publisher.execute("XADD", stream, "*", "i", i) for i in range(50, 550))
+    )
+    ids = first + list(burst)
+    entries = await conn.xrange(stream)
+    # Every reply is the id of that caller's own entry, in the order they were sent.
+    assert [fields[b"i"] for _, fields in entries] == [b"%d" % i for i in range(550)]
+    assert ids == [entry_id for entry_id, _ in entries]
+
+
+async def test_an_error_reply_fails_only_its_caller(
+    publisher: PipelinedConnection, prefix: str, conn: Redis
+) -> None:
+    await conn.set(f"{prefix}:str", "x")
+    results = await asyncio.gather(
+        publisher.execute("XADD", f"{prefix}:s", "*", "i", 1),
+        publisher.execute("XADD", f"{prefix}:str", "*", "i", 2),
+        publisher.execute("XADD", f"{prefix}:s", "*", "i", 3),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    assert [fields[b"i"] for _, fields in await conn.xrange(f"{prefix}:s")] == [b"1", b"3"]
+    assert results[0] != results[2] and not isinstance(results[2], Exception)
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_replies(
+    publisher: PipelinedConnection, prefix: str, conn: Redis
+) -> None:
+    await publisher.execute("PING")  # connected: the next calls are written at once
+    calls = [
+        asyncio.create_task(publisher.execute("XADD", f"{prefix}:s", "*", "i", i)) for i in range(5)
+    ]
+    await asyncio.sleep(0)  # one step: every call has written its command
+    calls[2].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    entries = await conn.xrange(f"{prefix}:s")
+    assert [fields[b"i"] for _, fields in entries] == [b"%d" % i for i in range(5)]
+    assert [r for i, r in enumerate(results) if i != 2] == [
+        entry_id for i, (entry_id, _) in enumerate(entries) if i != 2
+    ]
+
+
+async def test_a_dead_server_fails_the_callers_and_a_restarted_one_serves_them(
+    prefix: str, tmp_path: Path
+) -> None:
+    with PrivateRedis(tmp_path / "redis") as server:
+        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=5))
+        try:
+            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
+            await asyncio.to_thread(server.stop)
+            with pytest.raises((RedisConnectionError, OSError)):
+                await asyncio.wait_for(publisher.execute("XADD", f"{prefix}:s", "*", "i", 1), 10)
+            await asyncio.to_thread(server.start)
+            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 2)
+            async with Redis.from_url(server.url) as check:
+                entries = await check.xrange(f"{prefix}:s")
+            assert [fields[b"i"] for _, fields in entries] == [b"0", b"2"]
+        finally:
+            await publisher.close(1.0)
+
+
+async def test_a_server_that_stops_answering_times_the_callers_out(
+    prefix: str, tmp_path: Path
+) -> None:
+    with PrivateRedis(tmp_path / "redis") as server:
+        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=0.5))
+        try:
+            await publisher.execute("PING")
+            assert server.process is not None
+            server.process.signal(signal.SIGSTOP)
+            try:
+                calls = [publisher.execute("XADD", f"{prefix}:s", "*", "i", i) for i in range(3)]
+                results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+            finally:
+                server.process.signal(signal.SIGCONT)
+            assert all(isinstance(r, RedisTimeoutError) for r in results), results
+            await publisher.execute("PING")  # and it reconnects
+        finally:
+            await publisher.close(1.0)
+
+
+async def test_the_first_command_after_a_redis_restart_succeeds(
+    prefix: str, tmp_path: Path
+) -> None:
+    """The open connection is stale after a restart: its unanswered command is sent once
+    more on a fresh connection instead of failing (redis-py's pool retried once too)."""
+    with PrivateRedis(tmp_path / "redis") as server:
+        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=5))
+        try:
+            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
+            await asyncio.to_thread(server.restart)
+            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
+            async with Redis.from_url(server.url) as check:
+                entries = await check.xrange(f"{prefix}:s")
+            assert [fields[b"i"] for _, fields in entries] == [b"0", b"1"]
+        finally:
+            await publisher.close(1.0)
