@@ -49,3 +49,36 @@ def test_dependencies_are_not_expected_in_the_message() -> None:
 def test_too_many_arguments() -> None:
     with pytest.raises(InvalidArguments, match="too many"):
         ArgumentValidator(with_dependency).validate([1, 2, 3], {})
+
+
+async def plain(a: int, point: Point, b: int = 0, c: object = None) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["1", {"x": "2"}], ["1", {"x": "2"}, "3"], ["1", {"x": "2"}, "3", [4]]],
+)
+def test_the_positional_shortcut_gives_what_binding_gives(args: list[object]) -> None:
+    validator = ArgumentValidator(plain)
+    assert validator._plain  # the shortcut is what this test exercises
+    expected = [1, Point(x=2), 3, [4]][: len(args)]
+    assert validator.validate(args, {}) == (expected, {})
+    # The same arguments by keyword take the binding path and agree.
+    by_name = dict(zip(["a", "point", "b", "c"], args, strict=False))
+    assert validator.validate([], by_name) == (expected, {})
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [(["1"], "missing a required argument: 'point'"), ([1, {"x": 1}, 2, 3, 4], "too many")],
+)
+def test_the_positional_shortcut_leaves_bad_counts_to_binding(
+    args: list[object], match: str
+) -> None:
+    with pytest.raises(InvalidArguments, match=match):
+        ArgumentValidator(plain).validate(args, {})
+
+
+def test_the_positional_shortcut_still_rejects_a_bad_value() -> None:
+    with pytest.raises(InvalidArguments, match="'b'"):
+        ArgumentValidator(plain).validate([1, {"x": 1}, "not-int"], {})
