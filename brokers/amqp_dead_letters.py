@@ -106,7 +106,7 @@ class AmqpDeadLetters:
     async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
         """Publish ``body`` to ``queue`` (confirmed), then remove the dead letter."""
         broker = self._amqp_broker()
-        from brokers.amqp import DELIVERIES
+        from brokers.amqp_delivery import DELIVERIES
 
         async def publish(letter: DeadLetter) -> None:
             headers = {"task_id": letter.task_id, "task_name": letter.task_name, DELIVERIES: 0}
@@ -282,7 +282,7 @@ def rabbit_dead_letter(
     dead_letter_id: str,
 ) -> DeadLetter:
     """A raw message RabbitMQ dead-lettered itself (``x-death``) as a ``DeadLetter``."""
-    from brokers.amqp import DELIVERIES, _count
+    from brokers.amqp_delivery import DELIVERIES, _count
 
     deaths = headers.get("x-death")
     death: Mapping[str, Any] = deaths[0] if isinstance(deaths, list) and deaths else {}
