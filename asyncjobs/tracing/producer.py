@@ -19,13 +19,19 @@ import time
 from contextvars import ContextVar
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.trace import Span, TracerProvider
 from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
 
 from asyncjobs.retries import attempt_of
 from asyncjobs.tracing import conventions as c
-from asyncjobs.tracing.spans import mark_failed, send_failure, start_send, tracer_for
+from asyncjobs.tracing.spans import (
+    RecordingCheck,
+    mark_failed,
+    send_failure,
+    start_send,
+    tracer_for,
+)
 from brokers.base import due_of
 from brokers.errors import ConfigurationError
 
@@ -44,6 +50,7 @@ class TracingMiddleware(TaskiqMiddleware):
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         super().__init__()
         self._tracer = tracer_for(tracer_provider)
+        self._sampled_out = RecordingCheck(tracer_provider)
         self._system = "taskiq"
         self._default_queue = "default"
 
@@ -58,6 +65,11 @@ class TracingMiddleware(TaskiqMiddleware):
         extra: dict[str, str] = {}
         context: Context | None = None
         schedule = labels.get(c.SCHEDULE_ID_LABEL)
+        if self._sampled_out.never():  # no span: only pass the context (and baggage) on
+            current = Context() if schedule else get_current()
+            if current or not c.trace_fields().isdisjoint(labels):
+                c.inject_into(labels, current)
+            return message
         if schedule:
             # A scheduled firing starts a trace of its own, whatever ran before it.
             context = Context()

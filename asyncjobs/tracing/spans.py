@@ -25,6 +25,36 @@ def tracer_for(tracer_provider: TracerProvider | None = None) -> Tracer:
     return tracer_provider.get_tracer(c.TRACER_NAME, __version__)
 
 
+def never_records(tracer_provider: TracerProvider | None = None) -> bool:
+    """True when no span can ever be recorded here: the SDK with the always-off sampler
+    (``OTEL_TRACES_SAMPLER=always_off``, whatever the parent) or the API's no-op
+    provider. asyncjobs then starts no spans and only carries the trace context and
+    baggage along, so that tracing switched on but sampled out costs next to nothing."""
+    provider = tracer_provider or trace.get_tracer_provider()
+    if isinstance(provider, trace.NoOpTracerProvider):
+        return True
+    sampler = getattr(provider, "sampler", None)
+    return sampler is not None and sampler.get_description() == "AlwaysOffSampler"
+
+
+class RecordingCheck:
+    """``never_records`` of one provider, or of the global one (which an application may
+    set after us), worked out once per provider object: it is asked once per message."""
+
+    __slots__ = ("_given", "_never", "_seen")
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._given = tracer_provider
+        self._seen: TracerProvider | None = None
+        self._never = False
+
+    def never(self) -> bool:
+        provider = self._given or trace.get_tracer_provider()
+        if provider is not self._seen:
+            self._seen, self._never = provider, never_records(provider)
+        return self._never
+
+
 def start_send(
     tracer: Tracer,
     *,

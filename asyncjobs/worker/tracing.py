@@ -47,7 +47,13 @@ from asyncjobs.config import AsyncJobsConfig, TracingSettings
 from asyncjobs.retries import Decision, attempt_of
 from asyncjobs.tracing import conventions as c
 from asyncjobs.tracing.setup import flush
-from asyncjobs.tracing.spans import Attributes, mark_failed, start_send, tracer_for
+from asyncjobs.tracing.spans import (
+    Attributes,
+    RecordingCheck,
+    mark_failed,
+    start_send,
+    tracer_for,
+)
 from asyncjobs.worker.events import Outcome, WorkerObserver
 from brokers.base import Delivery
 from brokers.dead_letters import Reason
@@ -87,6 +93,7 @@ class TracingObserver(WorkerObserver):
     ) -> None:
         self._tracer = tracer_for(tracer_provider)
         self._provider = tracer_provider
+        self._sampled_out = RecordingCheck(tracer_provider)
         self._system = system
         self._group_of = group_of
         self._link = link_to_producer
@@ -95,7 +102,14 @@ class TracingObserver(WorkerObserver):
 
     # -- one run -------------------------------------------------------------------
     def task_started(self, delivery: Delivery, message: TaskiqMessage) -> None:
-        parent = c.extract_from(c.take_trace_context(message.labels))
+        carrier = c.take_trace_context(message.labels)
+        if self._sampled_out.never():
+            # No span, but the sender's context (and baggage) is the task's, as always.
+            # Never detached: the message's asyncio task, and its context, end with it.
+            if carrier:
+                otel_context.attach(c.extract_from(carrier))
+            return
+        parent = c.extract_from(carrier)
         attributes = self._attributes(delivery, message.task_name, message.task_id)
         attributes[c.TASK_ATTEMPT] = attempt_of(message.labels)
         span = self._start_process(delivery.queue, parent, attributes)
@@ -114,6 +128,9 @@ class TracingObserver(WorkerObserver):
     ) -> None:
         run = self._runs.get(delivery)
         if run is None:
+            if decision.give_up is None and self._sampled_out.never():
+                # No spans here: the retry carries the sender's context on.
+                c.inject_into(message.labels, otel_context.get_current())
             return
         mark_failed(run.span, error)
         if decision.give_up is not None:

@@ -167,6 +167,15 @@ async def traced_work(tag: str) -> str:
     return str(baggage.get_baggage("tenant") or "")
 
 
+@task(max_attempts=5, backoff=FLAKY_BACKOFF)
+async def flaky_traced(tag: str, failures: int) -> str:
+    """``flaky`` that returns the baggage ``tenant`` its successful attempt sees."""
+    from opentelemetry import baggage
+
+    await _fail_first(tag, failures)
+    return str(baggage.get_baggage("tenant") or "")
+
+
 @task
 def traced_sync_work(tag: str) -> str:
     """``traced_work`` as a sync task (run in the worker's thread pool)."""
