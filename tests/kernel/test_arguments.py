@@ -82,3 +82,25 @@ def test_the_positional_shortcut_leaves_bad_counts_to_binding(
 def test_the_positional_shortcut_still_rejects_a_bad_value() -> None:
     with pytest.raises(InvalidArguments, match="'b'"):
         ArgumentValidator(plain).validate([1, {"x": 1}, "not-int"], {})
+
+
+async def scalars(s: str, i: int, f: float, b: bool, *, k: int = 0) -> None: ...
+
+
+def test_values_of_exactly_the_hinted_type_pass_unchanged_and_others_are_coerced() -> None:
+    validator = ArgumentValidator(scalars)
+    text = "".join(["t", "ext"])  # not interned: identity shows it was not copied
+    args, kwargs = validator.validate([text, 1, 2.5, True], {"k": 3})
+    assert args == [text, 1, 2.5, True] and args[0] is text and kwargs == {"k": 3}
+    # Not exactly the hinted type: pydantic still coerces (lax JSON rules) or refuses.
+    assert validator.validate(["x", "2", 3, "true"], {"k": "4"}) == (["x", 2, 3.0, True], {"k": 4})
+    with pytest.raises(InvalidArguments, match="'i'"):
+        validator.validate(["x", "two", 1.0, True], {})
+    with pytest.raises(InvalidArguments, match="'k'"):
+        validator.validate(["x", 1, 1.0, True], {"k": "four"})
+
+
+def test_the_positional_shortcut_passes_exact_types_and_coerces_the_rest() -> None:
+    validator = ArgumentValidator(plain)
+    assert validator._plain and "a" in validator._exact
+    assert validator.validate([5, {"x": "1"}, "2"], {}) == ([5, Point(x=1), 2], {})
