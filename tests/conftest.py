@@ -11,9 +11,13 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 REDIS_URL = os.environ.get("ASYNCJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("ASYNCJOBS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -68,6 +72,16 @@ async def redis_cleanup(redis_url: str, prefix: str) -> AsyncIterator[None]:
             await conn.delete(*keys)
     finally:
         await conn.aclose()
+
+
+@pytest.fixture
+async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
+    """A client on the test Redis; this test's keys are deleted afterwards."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from taskiq.message import BrokerMessage
 
-from brokers.base import TransportOptions
 from brokers.redis_batch import NO_KWARGS, PipelineBatcher
-from brokers.redis_streams import GROUP, RedisStreamsBroker, stream_key
+from brokers.redis_streams import GROUP, stream_key
+from tests.brokers.test_redis_streams import message, worker
 from tests.faults.redis_server import PrivateRedis
 
 pytestmark = pytest.mark.redis
-
-
-def message(i: int) -> BrokerMessage:
-    return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=b"%d" % i, labels={})
-
-
-async def worker(url: str, prefix: str) -> RedisStreamsBroker:
-    broker = RedisStreamsBroker(url, TransportOptions(key_prefix=prefix))
-    broker.is_worker_process = True
-    broker.receiver_attached = True
-    await broker.startup()
-    return broker
-
-
-@pytest.fixture
-async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_acks_finished_in_one_step_share_a_round_trip(
@@ -46,7 +24,7 @@ async def test_acks_finished_in_one_step_share_a_round_trip(
     broker = await worker(redis_url, prefix)
     try:
         for i in range(200):
-            await broker.publish("default", message(i))
+            await broker.publish("default", message(b"%d" % i))
         deliveries = await broker.fetch(200, 1.0)
         assert len(deliveries) == 200
         await asyncio.gather(*(d.ack() for d in deliveries))
@@ -66,7 +44,7 @@ async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path:
     with PrivateRedis(tmp_path / "redis") as server:
         broker = await worker(server.url, prefix)
         try:
-            await broker.publish("default", message(1))
+            await broker.publish("default", message(b"1"))
             [delivery] = await broker.fetch(1, 1.0)
             assert server.process is not None
             server.process.signal(signal.SIGSTOP)  # connected, but nothing answers

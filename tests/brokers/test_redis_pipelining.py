@@ -21,13 +21,6 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-async def conn(redis_url: str, redis_cleanup: None) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def publisher(redis_url: str) -> AsyncIterator[PipelinedConnection]:
     shared = PipelinedConnection(connection_pool(redis_url, socket_timeout=5))
     yield shared
