@@ -52,6 +52,7 @@ from taskiq.message import BrokerMessage
 from taskiq_aio_pika import AioPikaBroker
 from taskiq_aio_pika.exchange import Exchange
 
+from brokers.amqp_acks import AckMerger
 from brokers.amqp_dead_letters import AmqpDeadLetters
 from brokers.amqp_delay import DeclaredDelayQueues, send_delayed
 from brokers.amqp_delivery import (
@@ -127,6 +128,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
 
     def _reset_consumer_state(self) -> None:
         self._inbox: Inbox = asyncio.Queue()
+        self.acks = AckMerger()  # per channel: a reconnect starts a new one anyway
         self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
         self._consume_lock: asyncio.Lock | None = None
         self._stopped = False
@@ -312,6 +314,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
                 self._consumers[queue] = (declared, tag)
 
     async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
+        self.acks.delivered(message)  # before anything can ack it
         self._inbox.put_nowait((queue, message))
 
     def _reader(self) -> AbstractChannel:

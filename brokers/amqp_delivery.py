@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -78,7 +79,8 @@ class AmqpDelivery(Delivery):
         self.message = message
 
     async def _ack(self) -> None:
-        await self._on_channel("ack", self.message.ack)
+        # Merged with the acks of this event-loop step where that acks nothing early.
+        await self._on_channel("ack", partial(self.broker.acks.ack, self.message))
 
     async def _hand_back(self) -> None:
         # Not a nack: RabbitMQ counts a nack in x-delivery-count exactly like a crash, and

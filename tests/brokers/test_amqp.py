@@ -438,3 +438,37 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     finally:
         writer.transport.abort()
+
+
+# -- merged acknowledgements (brokers/amqp_acks.py) ------------------------------------
+async def test_acks_of_one_step_go_out_as_one_multiple_ack(make_broker: MakeBroker) -> None:
+    web = await make_broker(worker=False)
+    worker = await make_broker(capacity=50)
+    for i in range(50):
+        await web.kick(message(b"%d" % i))
+    deliveries = await fetch_exactly(worker, 50)
+    await asyncio.gather(*(d.ack() for d in deliveries))
+
+    assert worker.acks.frames_sent <= 3  # 50 acks, not 50 frames
+    await worker.shutdown()  # anything left unacknowledged would be ready again now
+    assert await web.queue_depths() == {"default": (0, 0), "emails": (0, 0)}
+
+
+async def test_a_merged_ack_never_covers_a_message_still_running(
+    make_broker: MakeBroker,
+) -> None:
+    web = await make_broker(worker=False)
+    worker = await make_broker(capacity=3)
+    for body in (b"first", b"running", b"third"):
+        await web.kick(message(body))
+    first, running, third = await fetch_exactly(worker, 3)
+    assert running.data == b"running"
+
+    await asyncio.gather(first.ack(), third.ack())  # the one in between is not finished
+    await worker.shutdown()  # its unacknowledged delivery is requeued
+
+    again = await make_broker(capacity=3)
+    [redelivered] = await fetch_exactly(again, 1)
+    assert redelivered.data == b"running"
+    assert await again.fetch(3, timeout_s=1.0) == []  # the acked ones are gone for good
+    await redelivered.ack()
