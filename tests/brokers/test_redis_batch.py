@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -62,70 +63,62 @@ async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path:
             await broker.shutdown()
 
 
-async def test_a_commands_error_fails_only_its_caller(
-    redis_url: str, prefix: str, conn: Redis
-) -> None:
+@pytest.fixture
+async def batcher(redis_url: str) -> AsyncIterator[PipelineBatcher]:
     client = Redis.from_url(redis_url)
-    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
+    yield PipelineBatcher(lambda: client, retry_for_s=1.0)
+    await client.aclose()
+
+
+async def test_a_commands_error_fails_only_its_caller(
+    batcher: PipelineBatcher, prefix: str, conn: Redis
+) -> None:
     not_a_stream = f"{prefix}:string"
     await conn.set(not_a_stream, "x")
-    try:
-        good, bad = await asyncio.gather(
-            batcher.execute(("set", (f"{prefix}:k", "v"), NO_KWARGS)),
-            batcher.execute(("xack", (not_a_stream, GROUP, "0-1"), NO_KWARGS)),
-            return_exceptions=True,
-        )
-        assert good == [True]
-        assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
-        assert batcher.pipelines_sent == 1
-        assert await conn.get(f"{prefix}:k") == b"v"
-    finally:
-        await client.aclose()
+    good, bad = await asyncio.gather(
+        batcher.execute(("set", (f"{prefix}:k", "v"), NO_KWARGS)),
+        batcher.execute(("xack", (not_a_stream, GROUP, "0-1"), NO_KWARGS)),
+        return_exceptions=True,
+    )
+    assert good == [True]
+    assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+    assert batcher.pipelines_sent == 1
+    assert await conn.get(f"{prefix}:k") == b"v"
 
 
 async def test_a_cancelled_caller_does_not_drop_the_others(
-    redis_url: str, prefix: str, conn: Redis
+    batcher: PipelineBatcher, prefix: str, conn: Redis
 ) -> None:
-    client = Redis.from_url(redis_url)
-    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
-    try:
-        calls = [
-            asyncio.create_task(batcher.execute(("set", (f"{prefix}:{i}", i), NO_KWARGS)))
-            for i in range(10)
-        ]
-        await asyncio.sleep(0)  # one step: every call has handed its command over
-        calls[3].cancel()
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        assert isinstance(results[3], asyncio.CancelledError)
-        assert [r for i, r in enumerate(results) if i != 3] == [[True]] * 9
-        # The cancelled caller's command was already handed over: it went out too.
-        assert await conn.mget([f"{prefix}:{i}" for i in range(10)]) == [
-            str(i).encode() for i in range(10)
-        ]
-    finally:
-        await client.aclose()
+    calls = [
+        asyncio.create_task(batcher.execute(("set", (f"{prefix}:{i}", i), NO_KWARGS)))
+        for i in range(10)
+    ]
+    await asyncio.sleep(0)  # one step: every call has handed its command over
+    calls[3].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 3] == [[True]] * 9
+    # The cancelled caller's command was already handed over: it went out too.
+    assert await conn.mget([f"{prefix}:{i}" for i in range(10)]) == [
+        str(i).encode() for i in range(10)
+    ]
 
 
 async def test_merged_acks_fail_only_for_the_stream_that_failed(
-    redis_url: str, prefix: str, conn: Redis
+    batcher: PipelineBatcher, prefix: str, conn: Redis
 ) -> None:
-    client = Redis.from_url(redis_url)
-    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
     good, not_a_stream = f"{prefix}:good", f"{prefix}:string"
     await conn.xgroup_create(good, GROUP, id="0", mkstream=True)
     ids = [await conn.xadd(good, {"data": b"%d" % i}) for i in range(3)]
     await conn.xreadgroup(GROUP, "c", {good: ">"})
     await conn.set(not_a_stream, "x")
-    try:
-        results = await asyncio.gather(
-            *(batcher.acknowledge(good, GROUP, entry_id) for entry_id in ids),
-            batcher.acknowledge(not_a_stream, GROUP, b"0-1"),
-            return_exceptions=True,
-        )
-        assert results[:3] == [None, None, None]
-        assert isinstance(results[3], ResponseError)
-        assert batcher.pipelines_sent == 1 and batcher.commands_sent == 4
-        assert await conn.xlen(good) == 0
-        assert (await conn.xpending(good, GROUP))["pending"] == 0
-    finally:
-        await client.aclose()
+    results = await asyncio.gather(
+        *(batcher.acknowledge(good, GROUP, entry_id) for entry_id in ids),
+        batcher.acknowledge(not_a_stream, GROUP, b"0-1"),
+        return_exceptions=True,
+    )
+    assert results[:3] == [None, None, None]
+    assert isinstance(results[3], ResponseError)
+    assert batcher.pipelines_sent == 1 and batcher.commands_sent == 4
+    assert await conn.xlen(good) == 0
+    assert (await conn.xpending(good, GROUP))["pending"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -75,43 +76,46 @@ async def test_a_cancelled_caller_leaves_the_others_their_replies(
     ]
 
 
+@asynccontextmanager
+async def private_publisher(
+    tmp_path: Path, socket_timeout: float = 5.0
+) -> AsyncIterator[tuple[PrivateRedis, PipelinedConnection]]:
+    """A publisher on a private redis-server that the test may stop, freeze or restart."""
+    with PrivateRedis(tmp_path / "redis") as server:
+        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=socket_timeout))
+        try:
+            yield server, publisher
+        finally:
+            await publisher.close(1.0)
+
+
 async def test_a_dead_server_fails_the_callers_and_a_restarted_one_serves_them(
     prefix: str, tmp_path: Path
 ) -> None:
-    with PrivateRedis(tmp_path / "redis") as server:
-        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=5))
-        try:
-            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
-            await asyncio.to_thread(server.stop)
-            with pytest.raises((RedisConnectionError, OSError)):
-                await asyncio.wait_for(publisher.execute("XADD", f"{prefix}:s", "*", "i", 1), 10)
-            await asyncio.to_thread(server.start)
-            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 2)
-            async with Redis.from_url(server.url) as check:
-                entries = await check.xrange(f"{prefix}:s")
-            assert [fields[b"i"] for _, fields in entries] == [b"0", b"2"]
-        finally:
-            await publisher.close(1.0)
+    async with private_publisher(tmp_path) as (server, publisher):
+        await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
+        await asyncio.to_thread(server.stop)
+        with pytest.raises((RedisConnectionError, OSError)):
+            await asyncio.wait_for(publisher.execute("XADD", f"{prefix}:s", "*", "i", 1), 10)
+        await asyncio.to_thread(server.start)
+        await publisher.execute("XADD", f"{prefix}:s", "*", "i", 2)
+        assert await entries_of(server, f"{prefix}:s") == [b"0", b"2"]
 
 
 async def test_a_server_that_stops_answering_times_the_callers_out(
     prefix: str, tmp_path: Path
 ) -> None:
-    with PrivateRedis(tmp_path / "redis") as server:
-        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=0.5))
+    async with private_publisher(tmp_path, socket_timeout=0.5) as (server, publisher):
+        await publisher.execute("PING")
+        assert server.process is not None
+        server.process.signal(signal.SIGSTOP)
         try:
-            await publisher.execute("PING")
-            assert server.process is not None
-            server.process.signal(signal.SIGSTOP)
-            try:
-                calls = [publisher.execute("XADD", f"{prefix}:s", "*", "i", i) for i in range(3)]
-                results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
-            finally:
-                server.process.signal(signal.SIGCONT)
-            assert all(isinstance(r, RedisTimeoutError) for r in results), results
-            await publisher.execute("PING")  # and it reconnects
+            calls = [publisher.execute("XADD", f"{prefix}:s", "*", "i", i) for i in range(3)]
+            results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
         finally:
-            await publisher.close(1.0)
+            server.process.signal(signal.SIGCONT)
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        await publisher.execute("PING")  # and it reconnects
 
 
 async def test_the_first_command_after_a_redis_restart_succeeds(
@@ -119,14 +123,13 @@ async def test_the_first_command_after_a_redis_restart_succeeds(
 ) -> None:
     """The open connection is stale after a restart: its unanswered command is sent once
     more on a fresh connection instead of failing (redis-py's pool retried once too)."""
-    with PrivateRedis(tmp_path / "redis") as server:
-        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=5))
-        try:
-            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
-            await asyncio.to_thread(server.restart)
-            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
-            async with Redis.from_url(server.url) as check:
-                entries = await check.xrange(f"{prefix}:s")
-            assert [fields[b"i"] for _, fields in entries] == [b"0", b"1"]
-        finally:
-            await publisher.close(1.0)
+    async with private_publisher(tmp_path) as (server, publisher):
+        await publisher.execute("XADD", f"{prefix}:s", "*", "i", 0)
+        await asyncio.to_thread(server.restart)
+        await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
+        assert await entries_of(server, f"{prefix}:s") == [b"0", b"1"]
+
+
+async def entries_of(server: PrivateRedis, stream: str) -> list[bytes]:
+    async with Redis.from_url(server.url) as check:
+        return [fields[b"i"] for _, fields in await check.xrange(stream)]

@@ -52,16 +52,23 @@ def sampled_out() -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
+async def sampled_out_worker(
+    start: Callable[..., Any], config: AsyncJobsConfig, sampled_out: InMemorySpanExporter
+) -> None:
+    """Sends and a worker traced by asyncjobs on the always-off provider."""
+    provider = sampled_out.provider  # type: ignore[attr-defined]
+    current_broker().add_middlewares(TracingMiddleware(provider))
+    observer = TracingObserver(system=config.transport.value, tracer_provider=provider)
+    await start(observers=(observer,))
+
+
 async def test_no_span_but_the_task_still_runs_in_its_senders_context(
     start_any_worker: Callable[..., Any],
     configured_any: AsyncJobsConfig,
     exporter: InMemorySpanExporter,
     sampled_out: InMemorySpanExporter,
 ) -> None:
-    provider = sampled_out.provider  # type: ignore[attr-defined]
-    current_broker().add_middlewares(TracingMiddleware(provider))
-    observer = TracingObserver(system=configured_any.transport.value, tracer_provider=provider)
-    await start_any_worker(observers=(observer,))
+    await sampled_out_worker(start_any_worker, configured_any, sampled_out)
 
     with request_with_baggage("acme") as request:
         job = await traced_work.kiq("quiet")
@@ -84,10 +91,7 @@ async def test_a_retried_task_keeps_its_senders_context(
     configured: AsyncJobsConfig,
     sampled_out: InMemorySpanExporter,
 ) -> None:
-    provider = sampled_out.provider  # type: ignore[attr-defined]
-    current_broker().add_middlewares(TracingMiddleware(provider))
-    observer = TracingObserver(system=configured.transport.value, tracer_provider=provider)
-    await start_worker(observers=(observer,))
+    await sampled_out_worker(start_worker, configured, sampled_out)
 
     with request_with_baggage("acme"):
         job = await flaky_traced.kiq("quiet-retry", 2)
