@@ -34,8 +34,15 @@ class Worker:
         return await broker.dead_letters(queue)
 
     async def stop(self, timeout: float = 15) -> None:
+        """Drain, then close the broker's worker side, as ``taskiq worker`` does after its
+        receiver returns: its lease and delay loops must not outlive the worker (they
+        would share the broker's connections with a later event loop, e.g. a CLI run in
+        a thread). Later calls start the client side again on demand."""
         self.finish.set()
         await asyncio.wait_for(self.task, timeout)
+        broker = self.receiver.reliable
+        await broker.shutdown()
+        broker.is_worker_process = False
 
 
 @pytest.fixture
