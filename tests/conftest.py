@@ -98,8 +98,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from asyncjobs import app as app_state  # noqa: E402
 from asyncjobs.config import AsyncJobsConfig, load_config  # noqa: E402
+from tests.helpers import configured_app  # noqa: E402
 
 
 @pytest.fixture
@@ -107,7 +107,6 @@ async def configured(
     redis_url: str, prefix: str, redis_cleanup: None
 ) -> AsyncIterator[AsyncJobsConfig]:
     """asyncjobs configured on the real Redis under this test's prefix; restored after."""
-    previous = app_state._app
     config = load_config(
         {
             "BROKER_URL": redis_url,
@@ -117,15 +116,8 @@ async def configured(
         },
         environ={},
     )
-    broker = app_state.configure(config)
-    yield config
-    if getattr(broker, "started", False):
-        await broker.shutdown()
-    app_state._app = previous
-    if previous is not None:
-        from asyncjobs.tasks import registry
-
-        registry.default_broker(previous.broker)
+    async with configured_app(config):
+        yield config
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
@@ -142,22 +134,14 @@ async def configured_any(
     if request.param == "rabbitmq":
         require_server(AMQP_URL, "RabbitMQ")
         settings |= {"BROKER_URL": AMQP_URL, "RESULT_BACKEND_URL": redis_url}
-    previous = app_state._app
     config = load_config(settings, environ={})
-    broker = app_state.configure(config)
-    yield config
-    if getattr(broker, "started", False):
-        await broker.shutdown()
+    async with configured_app(config) as broker:
+        yield config
     if request.param == "rabbitmq":
         from example.processes import delete_amqp_queues
 
         delay_queues = broker.delay_queues.names  # type: ignore[attr-defined]
         await delete_amqp_queues(AMQP_URL, prefix, ("default", "other"), also=delay_queues)
-    app_state._app = previous
-    if previous is not None:
-        from asyncjobs.tasks import registry
-
-        registry.default_broker(previous.broker)
 
 
 from tests.worker_harness import start_any_worker, start_worker  # noqa: E402,F401 - fixtures

@@ -1,11 +1,18 @@
-"""Waiting on state, never on bare sleeps."""
+"""Waiting on state (never on bare sleeps), and asyncjobs configured for one test."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from taskiq import AsyncBroker
+
+    from asyncjobs.config import AsyncJobsConfig
+    from brokers.base import Delivery, ReliableBroker
 
 T = TypeVar("T")
 
@@ -26,3 +33,37 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def configured_app(config: AsyncJobsConfig) -> AsyncIterator[AsyncBroker]:
+    """asyncjobs configured in this process with ``config`` for the block; afterwards its
+    broker is shut down (bounded: a test may have stopped its server) and the previous
+    configuration, and the tasks' default broker, are restored."""
+    from asyncjobs import app as app_state
+    from asyncjobs.tasks import registry
+
+    previous = app_state._app
+    broker = app_state.configure(config)
+    try:
+        yield broker
+    finally:
+        if getattr(broker, "started", False):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broker.shutdown(), 10)
+        app_state._app = previous
+        if previous is not None:
+            registry.default_broker(previous.broker)
+
+
+async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:
+    """Fetch until ``n`` deliveries arrived (a fetch may return fewer)."""
+    got: list[Delivery] = []
+
+    async def probe() -> bool:
+        got.extend(await broker.fetch(n - len(got), 0.2))
+        return len(got) >= n
+
+    await wait_until(probe, what=f"{n} deliveries")
+    assert len(got) == n
+    return got

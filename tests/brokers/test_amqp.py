@@ -22,12 +22,12 @@ from brokers.base import Delivery, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
 from brokers.urls import host_port
-from example.processes import delete_amqp_queues
+from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
-QUEUES = ("default", "emails")
+QUEUES = AMQP_QUEUES
 WAIT_S = 10.0
 
 
@@ -47,15 +47,6 @@ def options(prefix: str) -> TransportOptions:
     return TransportOptions(
         queues=QUEUES, default_queue="default", key_prefix=prefix, max_deliveries=5
     )
-
-
-@pytest.fixture
-async def admin(amqp_url: str, prefix: str) -> AsyncIterator[AbstractChannel]:
-    """A plain channel for checks; deletes this test's queues and exchange afterwards."""
-    connection = await aio_pika.connect(amqp_url)
-    yield await connection.channel()
-    await connection.close()
-    await delete_amqp_queues(amqp_url, prefix, QUEUES)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
-import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 from taskiq.message import BrokerMessage
@@ -24,24 +23,15 @@ from brokers.amqp_dead_letters import dead_letter_id_of
 from brokers.base import Delivery, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import BrokerError, DeadLetterNotFoundError, UnknownQueueError
-from example.processes import delete_amqp_queues
+from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
-QUEUES = ("default", "emails")
+QUEUES = AMQP_QUEUES
 WAIT_S = 10.0
 
 MakeBroker = Callable[..., Awaitable[AmqpBroker]]
-
-
-@pytest.fixture
-async def admin(amqp_url: str, prefix: str) -> AsyncIterator[AbstractChannel]:
-    """A plain channel; deletes this test's queues and exchange afterwards."""
-    connection = await aio_pika.connect(amqp_url)
-    yield await connection.channel()
-    await connection.close()
-    await delete_amqp_queues(amqp_url, prefix, QUEUES)
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from brokers.amqp_delay import (
     delay_queue_arguments,
     delay_queue_name,
 )
-from tests.brokers.test_amqp import MakeBroker, admin, fetch_exactly, make_broker, message, options
+from tests.brokers.test_amqp import MakeBroker, fetch_exactly, make_broker, message, options
 
-__all__ = ["admin", "make_broker", "options"]  # fixtures shared with test_amqp
+__all__ = ["make_broker", "options"]  # fixtures shared with test_amqp (admin: conftest)
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -32,7 +32,7 @@ from brokers.redis_inspection import LAG_UNKNOWN_NOTE
 from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
 from example.processes import delete_amqp_queues
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
-from tests.helpers import wait_until
+from tests.helpers import fetch_n, wait_until
 
 QUEUES = ("default", "other")
 DELAY_S = 3600.0
@@ -53,18 +53,6 @@ def figures(stats: QueueStats) -> tuple[Any, ...]:
         stats.consumers,
         stats.backlog,
     )
-
-
-async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:
-    got: list[Delivery] = []
-
-    async def probe() -> bool:
-        got.extend(await broker.fetch(n - len(got), 0.2))
-        return len(got) >= n
-
-    await wait_until(probe, what=f"{n} deliveries")
-    assert len(got) == n
-    return got
 
 
 async def fill(client: ReliableBroker, worker: ReliableBroker) -> list[Delivery]:

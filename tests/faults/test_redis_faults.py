@@ -26,7 +26,6 @@ from taskiq.exceptions import SendTaskError
 from taskiq.message import BrokerMessage
 from taskiq.result import TaskiqResult
 
-from asyncjobs import app as app_state
 from asyncjobs import current_broker
 from asyncjobs.config import AsyncJobsConfig, load_config
 from brokers.base import TransportOptions
@@ -51,7 +50,7 @@ from tests.faults.workers import (
     worker_children,
     worker_env,
 )
-from tests.helpers import wait_until
+from tests.helpers import configured_app, wait_until
 from tests.testapp.tasks import add, crashes, sleeps
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -121,22 +120,12 @@ async def assert_queue_settled(conn: Redis, prefix: str, queue: str = "default")
 async def producer(url: str, prefix: str) -> AsyncIterator[AsyncJobsConfig]:
     """asyncjobs configured in this process on ``url``/``prefix`` (like the ``configured``
     fixture, for a broker other than the shared one); restored after."""
-    previous = app_state._app
     config = load_config(
         {"BROKER_URL": url, "QUEUES": ["default", "other"], "KEY_PREFIX": prefix},
         environ={},
     )
-    broker = app_state.configure(config)
-    try:
+    async with configured_app(config):
         yield config
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(broker.shutdown(), 10)
-        app_state._app = previous
-        if previous is not None:
-            from asyncjobs.tasks import registry
-
-            registry.default_broker(previous.broker)
 
 
 @pytest.fixture

@@ -207,18 +207,9 @@ async def ledger(redis_url: str, prefix: str) -> list[str]:
 async def configured_like(settings: Mapping[str, str]) -> AsyncIterator[ReliableBroker]:
     """asyncjobs configured in this process from a worker's ``ASYNCJOBS_*`` settings (to
     kick tasks and read results); the previous configuration is restored after."""
-    from asyncjobs import app as app_state
     from asyncjobs.config import load_config
-    from asyncjobs.tasks import registry
+    from tests.helpers import configured_app
 
-    previous = app_state._app
-    broker = app_state.configure(load_config(None, environ=settings))
-    assert isinstance(broker, ReliableBroker)
-    try:
+    async with configured_app(load_config(None, environ=settings)) as broker:
+        assert isinstance(broker, ReliableBroker)
         yield broker
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(broker.shutdown(), 10)
-        app_state._app = previous
-        if previous is not None:
-            registry.default_broker(previous.broker)

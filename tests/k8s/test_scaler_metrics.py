@@ -25,13 +25,13 @@ from taskiq.message import BrokerMessage
 
 from asyncjobs.config import AsyncJobsConfig
 from brokers.amqp import AmqpBroker
-from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
+from brokers.base import QUEUE_LABEL, ReliableBroker, TransportOptions
 from brokers.inspection import inspect_queues
 from brokers.redis_streams import GROUP, RedisStreamsBroker
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import crash_amqp, crash_redis
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
-from tests.helpers import wait_until
+from tests.helpers import fetch_n, wait_until
 from tests.k8s import keda_model
 from tests.k8s.backlog_formula import queue_of
 from tests.k8s.keda_model import StreamState, TriggerError
@@ -54,17 +54,6 @@ def message(queue: str) -> BrokerMessage:
     return BrokerMessage(
         task_id=uuid.uuid4().hex, task_name="t", message=b"{}", labels={QUEUE_LABEL: queue}
     )
-
-
-async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:
-    got: list[Delivery] = []
-
-    async def probe() -> bool:
-        got.extend(await broker.fetch(n - len(got), 0.2))
-        return len(got) >= n
-
-    await wait_until(probe, what=f"{n} deliveries")
-    return got
 
 
 class Brokers:

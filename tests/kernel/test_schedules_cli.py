@@ -18,14 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from asyncjobs import app as app_state
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.schedules_cli import store_url
-from asyncjobs.tasks import registry
 from brokers.errors import ConfigurationError
 from schedules.definitions import every
 from schedules.store import ScheduleStore
+from tests.helpers import configured_app
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.redis
@@ -36,15 +35,9 @@ ARGS = ("--args", "[1, 2]")  # add(a, b)
 
 
 async def _configure(settings: dict[str, Any]) -> AsyncIterator[AsyncJobsConfig]:
-    previous = app_state._app
     config = load_config(settings, environ={})
-    broker = app_state.configure(config)
-    yield config
-    if getattr(broker, "started", False):
-        await broker.shutdown()
-    app_state._app = previous
-    if previous is not None:
-        registry.default_broker(previous.broker)
+    async with configured_app(config):
+        yield config
 
 
 @pytest.fixture
