@@ -33,12 +33,13 @@ from taskiq_redis import RedisStreamBroker
 
 from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
-from brokers.errors import DeadLetterNotFoundError
+from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
 from brokers.redis_batch import PipelineBatcher
-from brokers.redis_connection import connection_pool, retrying
+from brokers.redis_connection import RETRYABLE, connection_pool, retrying
 from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
 from brokers.redis_leases import LeaseKeeper
 from brokers.redis_pipelining import PipelinedConnection
+from brokers.urls import redact_url
 
 logger = logging.getLogger("asyncjobs.broker.redis")
 SHUTDOWN_RELEASE_S = 3.0
@@ -214,6 +215,17 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             client = self._client = Redis(connection_pool=self.connection_pool)
         return client
 
+    async def startup(self) -> None:
+        try:
+            await super().startup()  # taskiq-redis declares the consumer group here
+        except RETRYABLE as exc:
+            raise self._unreachable("connecting to", exc) from exc
+
+    def _unreachable(self, doing: str, exc: BaseException) -> BrokerConnectionError:
+        return BrokerConnectionError(
+            f"{doing} Redis at {redact_url(self._url)} failed: {type(exc).__name__}: {exc}"
+        )
+
     async def connect(self) -> None:
         if self.is_worker_process:
             await self._declare_consumer_group()
@@ -246,7 +258,10 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         # Written back to back with every other publish of this process (auto-pipelining);
         # returns once Redis answered this XADD.
         stream = stream_key(self.options.key_prefix, queue)
-        await self.publisher.execute("XADD", stream, "*", DATA, message.message)
+        try:
+            await self.publisher.execute("XADD", stream, "*", DATA, message.message)
+        except RETRYABLE as exc:
+            raise self._unreachable("sending to", exc) from exc
 
     async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
         key = delayed_key(self.options.key_prefix, queue)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from taskiq.exceptions import SendTaskError
 from taskiq.message import BrokerMessage
 from taskiq.result import TaskiqResult
 
 from asyncjobs import current_broker
 from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.errors import BrokerConnectionError
 from brokers.base import TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.redis_connection import RETRYABLE
@@ -345,7 +345,7 @@ async def test_tasks_survive_a_redis_restart(prefix: str, tmp_path: Path) -> Non
                         try:
                             task_ids.append((await add.kiq(i, 0)).task_id)
                             break
-                        except SendTaskError as exc:  # taskiq wraps the broker's error
+                        except BrokerConnectionError as exc:
                             if not isinstance(exc.__cause__, RETRYABLE):
                                 raise
                             failed_kiqs += 1
