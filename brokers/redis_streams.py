@@ -31,8 +31,8 @@ from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
-from brokers.dead_letters import DeadLetter
+from brokers.base import QUEUE_LABEL, Defect, Delivery, ReliableBroker, TransportOptions
+from brokers.dead_letters import DeadLetter, Reason, excerpt
 from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
 from brokers.redis_batch import PipelineBatcher
 from brokers.redis_connection import RETRYABLE, connection_pool, retrying
@@ -78,29 +78,31 @@ class RedisDelivery(Delivery):
         fields: dict[bytes, bytes],
         queue: str,
     ) -> None:
+        prior = prior_deliveries(fields)
         super().__init__(
             fields.get(DATA, b""),
             queue,
-            1 + int(fields.get(DELIVERIES, 0)),
+            1 + (prior or 0),
             _entry_time(entry_id),
             # The lease reclaim re-adds entries with data and count only: no flag.
-            suspect=int(fields.get(DELIVERIES, 0)) > 0 and fields.get(HANDED_BACK) != b"1",
+            suspect=bool(prior) and fields.get(HANDED_BACK) != b"1",
+            defect=None if prior is not None else _bad_count(fields),
         )
         self.broker = broker
         self.stream = stream
         self.entry_id = entry_id
 
+    def _forget(self) -> None:
+        self.broker.held.pop((self.stream, self.entry_id), None)
+
     async def _ack(self) -> None:
         # Merged with every other ack of this event-loop step (one round trip for all),
         # retried through a dropped connection until the lease would have expired.
-        try:
-            await self.broker.settler.acknowledge(self.stream, GROUP, self.entry_id)
-        finally:
-            self.broker.held.pop((self.stream, self.entry_id), None)
+        await self.broker.settler.acknowledge(self.stream, GROUP, self.entry_id)
 
-    async def _dead_letter(self, record: DeadLetter) -> None:
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
         target = dead_letter_key(self.broker.options.key_prefix, self.queue)
-        await self._move(target, {b"record": record.to_json()})
+        await self._move(target, {b"record": payload})
 
     async def _hand_back(self) -> None:
         # A copy at the end of the stream is visible to every consumer at once; the
@@ -150,10 +152,7 @@ class RedisDelivery(Delivery):
         def warn(exc: Exception) -> None:
             logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
 
-        try:
-            await retrying(settle, self.broker.options.lease_timeout_s, warn)
-        finally:
-            self.broker.held.pop((self.stream, self.entry_id), None)
+        await retrying(settle, self.broker.options.lease_timeout_s, warn)
 
 
 class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
@@ -286,14 +285,14 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                 # Someone deleted the stream (FLUSHDB, a test): declare again, read later.
                 await self._declare_consumer_group()
                 return []
-        deliveries: list[Delivery] = []
-        for raw_stream, entries in cast(StreamReply, fetched or []):
-            stream = raw_stream.decode()
-            queue = self._queue_of_stream[stream]
-            for entry_id, fields in entries:
-                delivery = RedisDelivery(self, stream, entry_id, fields, queue)
-                self.held[(stream, entry_id)] = delivery
-                deliveries.append(delivery)
+        deliveries = [
+            RedisDelivery(self, stream, entry_id, fields or {}, self._queue_of_stream[stream])
+            for raw_stream, entries in cast(StreamReply, fetched or [])
+            for stream in (raw_stream.decode(),)
+            for entry_id, fields in entries
+        ]
+        for delivery in deliveries:  # building them cannot fail: whatever the fields say
+            self.held[(delivery.stream, delivery.entry_id)] = delivery
         # Several streams can each answer with up to COUNT entries: give back what we
         # cannot start now instead of hoarding it.
         for extra in deliveries[max_messages:]:
@@ -342,6 +341,29 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     def _dead_key(self, queue: str) -> str:
         self.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError for a queue not in QUEUES
         return dead_letter_key(self.options.key_prefix, queue)
+
+
+MAX_COUNT_DIGITS = 9
+
+
+def prior_deliveries(fields: dict[bytes, bytes]) -> int | None:
+    """The entry's ``deliveries`` field: 0 when absent (a raw taskiq producer), None when
+    it is not a plain non-negative count. Fields are input from whoever wrote the entry:
+    a negative count would defeat MAX_DELIVERIES, a non-number must not break a fetch."""
+    raw = fields.get(DELIVERIES)
+    if raw is None:
+        return 0
+    if raw.isdigit() and len(raw) <= MAX_COUNT_DIGITS:  # ASCII digits only (bytes)
+        return int(raw)
+    return None
+
+
+def _bad_count(fields: dict[bytes, bytes]) -> Defect:
+    shown = excerpt(fields.get(DELIVERIES, b""), 40)
+    return Defect(
+        Reason.BAD_DELIVERY_COUNT,
+        f"stream field 'deliveries' is {shown!r}, not a count of 0 to {MAX_COUNT_DIGITS} digits",
+    )
 
 
 def _entry_time(entry_id: bytes) -> float | None:

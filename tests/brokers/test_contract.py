@@ -251,3 +251,43 @@ async def test_a_delivery_is_settled_only_once(transport: Transport) -> None:
     await delivery.dead_letter(DeadLetter(body=b"x", queue="default", reason=Reason.REJECTED))
     assert await worker.fetch(10, 0.5) == []
     assert await worker.dead_letter_count("default") == 0
+
+
+class UnwritableRecord(DeadLetter):
+    """A record that cannot be encoded (``to_json`` itself never fails any more: this
+    stands for whatever fails before the transport is reached)."""
+
+    def to_json(self) -> bytes:
+        raise TypeError("Integer exceeds 64-bit range")
+
+
+async def test_a_settlement_that_failed_leaves_the_delivery_open(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(worker)
+    record = UnwritableRecord(body=b"x", queue="default", reason=Reason.REJECTED)
+    with pytest.raises(TypeError):
+        await delivery.dead_letter(record)
+    assert not delivery.settled and not delivery.closed  # still the worker's: hand it back
+    await delivery.hand_back()
+    assert delivery.settled
+    again = await fetch_one(worker)
+    assert (again.data, again.delivery_count, again.suspect) == (b"x", 2, False)
+    await again.ack()
+    assert await worker.dead_letter_count("default") == 0
+
+
+async def test_a_delivery_given_up_on_comes_back_after_its_lease(transport: Transport) -> None:
+    """A delivery the worker could neither settle nor hand back is abandoned: no longer
+    renewed, it returns like a crashed worker's (RabbitMQ: when the channel closes)."""
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(worker)
+    delivery.abandon()
+    assert delivery.closed and not delivery.settled
+    if transport.name == "rabbitmq":
+        await transport.crash(worker)
+    other = await transport.worker(name="other")
+    again = await fetch_one(other, timeout=LEASE_S + 10)
+    assert (again.data, again.delivery_count) == (b"x", 2)
+    await again.ack()
