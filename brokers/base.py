@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
 from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import ConfigurationError, UnknownQueueError
+from brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
 
 logger = logging.getLogger("asyncjobs.broker")
 
@@ -355,10 +355,25 @@ class ReliableBroker(AsyncBroker, ABC):
         """How many dead letters ``queue`` holds."""
 
     @abstractmethod
+    def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """The dead letters ``queue`` holds when the first page is read, oldest first, in
+        pages of the transport's choosing (about ``page_size``; RabbitMQ: one page, see
+        ``amqp_dead_letters``). Letters dead-lettered later are not in it; letters removed
+        meanwhile may still be."""
+
+    @abstractmethod
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
+        """For each dead letter id in ``bodies``: send its body to ``queue`` again, then
+        remove the dead letter (a crash in between leaves a duplicate, never a loss).
+        The ids that were not there (replayed or deleted by someone else): nothing is
+        sent for them."""
+
     async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
-        """Send ``body`` to ``queue`` again, then remove the dead letter (in that order:
-        a crash in between leaves a duplicate, never a loss).
-        Raises ``DeadLetterNotFoundError``."""
+        """``replay_dead_letters`` for one. Raises ``DeadLetterNotFoundError``."""
+        if await self.replay_dead_letters(queue, {dead_letter_id: body}):
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r} in queue {queue!r}")
 
     @abstractmethod
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:

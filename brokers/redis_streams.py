@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -31,6 +31,7 @@ from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
+from brokers import redis_dead_letters as dead_letter_stream
 from brokers.base import QUEUE_LABEL, Defect, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason, excerpt
 from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
@@ -299,29 +300,27 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             await extra.release()
         return deliveries[:max_messages]
 
-    # -- dead letters ------------------------------------------------------------
+    # -- dead letters (brokers.redis_dead_letters) -------------------------------
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self.redis() as conn:
             entries = cast(EntryList, await conn.xrange(self._dead_key(queue), count=limit))
-        return [
-            DeadLetter.from_json(fields[b"record"], _text(entry_id)) for entry_id, fields in entries
-        ]
+        return dead_letter_stream.letters(entries)
+
+    async def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        key = self._dead_key(queue)
+        async for page in dead_letter_stream.snapshot(self.redis, key, page_size):
+            yield page
 
     async def dead_letter_count(self, queue: str) -> int:
         async with self.redis() as conn:
             return int(await conn.xlen(self._dead_key(queue)))
 
-    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
         key = self._dead_key(queue)
-        async with self.redis() as conn:
-            if not await conn.xrange(key, dead_letter_id, dead_letter_id):
-                raise DeadLetterNotFoundError(
-                    f"no dead letter {dead_letter_id!r} in queue {queue!r}"
-                )
-            async with conn.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream_key(self.options.key_prefix, queue), {DATA: body, DELIVERIES: 0})
-                pipe.xdel(key, dead_letter_id)
-                await pipe.execute()
+        stream = stream_key(self.options.key_prefix, queue)
+        return await dead_letter_stream.replay(self.redis, key, stream, bodies)
 
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
         async with self.redis() as conn:
@@ -373,7 +372,3 @@ def _entry_time(entry_id: bytes) -> float | None:
         return int(entry_id.split(b"-", 1)[0]) / 1000
     except ValueError:
         return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
