@@ -12,6 +12,7 @@ from brokers.errors import (
     BrokerError,
     ConfigurationError,
     DeadLetterNotFoundError,
+    SendOutcomeUnknownError,
     UnknownQueueError,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "NotConfiguredError",
     "PayloadTooLargeError",
     "Reject",
+    "SendOutcomeUnknownError",
     "SerializationError",
     "UnknownQueueError",
 ]
