@@ -1,9 +1,10 @@
-"""Sends that keep their time limits on a broker that stops answering (D4).
+"""Sends and waits that keep their time limits on a broker that stops answering (D4, D8).
 
 A send written to a frozen broker is an *unknown* outcome: ``kiq()`` raises
 ``SendOutcomeUnknownError`` by ``SEND_TIMEOUT`` (not after the socket timeout), naming the
 task id, and the broker does apply it once it resumes, which is why "not sent" would be a
 lie. A send that could not be written (nothing listening) says nothing was sent.
+``wait_result(timeout=...)`` raises by its timeout whatever the result backend does.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from pathlib import Path
 import orjson
 import pytest
 from redis.asyncio import Redis
+from taskiq.exceptions import TaskiqResultTimeoutError
 
-from asyncjobs import load_config
+from asyncjobs import job, load_config
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerConnectionError,
+    ResultTimeoutError,
     SendOutcomeUnknownError,
 )
+from asyncjobs.handles import JobHandle
 from brokers.amqp import AmqpBroker, queue_name
 from brokers.redis_streams import stream_key
 from tests.faults.rabbitmq_node import PrivateRabbit
@@ -98,7 +102,7 @@ async def test_a_send_to_a_frozen_redis_is_unknown_and_arrives_when_it_resumes(
             return error.task_id in await stream_task_ids(private_redis.url, stream)
 
         await wait_until(arrived, what="the unconfirmed message in the stream")
-        await add.kiq(3, 3)  # and sending works again
+        assert isinstance(await add.kiq(3, 3), JobHandle)  # and sending works again
 
 
 async def test_a_send_to_a_stopped_redis_says_nothing_was_sent(
@@ -112,6 +116,24 @@ async def test_a_send_to_a_stopped_redis_says_nothing_was_sent(
             await add.kiq(2, 2)
         assert not isinstance(raised.value, SendOutcomeUnknownError)
         assert "nothing was sent" in str(raised.value)
+
+
+async def test_wait_result_keeps_its_timeout_on_a_frozen_result_backend(
+    private_redis: PrivateRedis, redis_url: str, prefix: str, redis_cleanup: None
+) -> None:
+    settings = {"BROKER_URL": redis_url, "RESULT_BACKEND_URL": private_redis.url}
+    async with configured_app(load_config(settings | {"KEY_PREFIX": prefix}, environ={})):
+        handle = await add.kiq(1, 2)  # no worker: the result never comes
+        assert not await handle.is_ready()  # the backend's connection is open
+        for waiting in (handle, job(handle.task_id)):
+            with frozen(private_redis):
+                started = time.monotonic()
+                with pytest.raises(ResultTimeoutError) as raised:
+                    await waiting.wait_result(timeout=2)
+                took = time.monotonic() - started
+            assert 2.0 <= took < 2.5, took
+            assert isinstance(raised.value, TaskiqResultTimeoutError)
+            assert handle.task_id in str(raised.value)
 
 
 @pytest.fixture
