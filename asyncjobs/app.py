@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from taskiq import AsyncBroker, AsyncTaskiqTask
+from taskiq import AsyncBroker
 
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
+from asyncjobs.handles import JobHandle
 from asyncjobs.tasks import registered_tasks, registry
 from brokers.factory import build_broker
 from schedules.registry import static_schedules
@@ -64,10 +65,10 @@ def current_config() -> AsyncJobsConfig:
     return current_app().config
 
 
-def job(task_id: str) -> AsyncTaskiqTask[Any]:
+def job(task_id: str) -> JobHandle[Any]:
     """The handle of a task sent earlier, by id: ``is_ready()``, ``get_result()``,
     ``wait_result()`` (e.g. in a view that reports on a task another request sent)."""
-    return AsyncTaskiqTask(task_id, current_broker().result_backend)
+    return JobHandle(task_id, current_broker().result_backend)
 
 
 async def failed_attempts(task_id: str) -> list[dict[str, Any]]:

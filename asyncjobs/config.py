@@ -115,6 +115,7 @@ class AsyncJobsConfig(BaseModel):
     retry_backoff: BackoffSettings = BackoffSettings()
     lease_timeout_s: float = Field(default=15.0, gt=0, alias="LEASE_TIMEOUT")
     drain_timeout_s: float = Field(default=25.0, gt=0, alias="DRAIN_TIMEOUT")
+    send_timeout_s: float = Field(default=10.0, gt=0, le=300, alias="SEND_TIMEOUT")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     result_ttl_s: int = Field(default=86_400, ge=1, alias="RESULT_TTL")
     key_prefix: str = Field(default="asyncjobs", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
@@ -165,6 +166,7 @@ class AsyncJobsConfig(BaseModel):
     @field_validator(
         "lease_timeout_s",
         "drain_timeout_s",
+        "send_timeout_s",
         "liveness_timeout_s",
         "health_max_wait_s",
         mode="before",
@@ -241,6 +243,7 @@ class AsyncJobsConfig(BaseModel):
             lease_timeout_s=self.lease_timeout_s,
             max_deliveries=self.max_deliveries,
             key_prefix=self.key_prefix,
+            send_timeout_s=self.send_timeout_s,
         )
 
     def __repr__(self) -> str:

@@ -6,12 +6,15 @@ so ``except asyncjobs.errors.AsyncJobsError`` catches everything asyncjobs raise
 
 from __future__ import annotations
 
+from taskiq.exceptions import TaskiqResultTimeoutError
+
 from brokers.errors import (
     AsyncJobsError,
     BrokerConnectionError,
     BrokerError,
     ConfigurationError,
     DeadLetterNotFoundError,
+    SendOutcomeUnknownError,
     UnknownQueueError,
 )
 
@@ -24,6 +27,8 @@ __all__ = [
     "NotConfiguredError",
     "PayloadTooLargeError",
     "Reject",
+    "ResultTimeoutError",
+    "SendOutcomeUnknownError",
     "SerializationError",
     "UnknownQueueError",
 ]
@@ -43,3 +48,15 @@ class SerializationError(AsyncJobsError, TypeError):
 
 class Reject(AsyncJobsError):
     """Raise from a task to fail it for good: no retry, straight to the dead-letter queue."""
+
+
+class ResultTimeoutError(AsyncJobsError, TaskiqResultTimeoutError):
+    """``wait_result(timeout=...)`` ran out of time (also taskiq's error, so existing
+    ``except TaskiqResultTimeoutError`` clauses still catch it)."""
+
+    __template__ = (
+        "no result for task {task_id} within {timeout:g} s: the task has not finished yet, "
+        "or the result backend did not answer in time"
+    )
+    task_id: str
+    timeout: float | None

@@ -11,7 +11,11 @@ Taskiq wraps every failure of ``broker.kick`` in its ``SendTaskError``, so
 ``except PayloadTooLargeError`` or ``except AsyncJobsError`` would never match. The
 kicker raises the transport's own error instead when it is an ``AsyncJobsError``, and
 wraps anything else in a ``BrokerError`` (``BrokerConnectionError`` for connection
-failures) that keeps the original as its ``__cause__``.
+failures) that keeps the original as its ``__cause__``. A send whose outcome is unknown
+(``SendOutcomeUnknownError``, with the message's task id) reaches the caller as it is.
+
+The handle returned is a ``JobHandle``, whose ``wait_result(timeout=...)`` keeps its
+timeout (see ``asyncjobs.handles``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.handles import JobHandle
 from brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
 
 logger = logging.getLogger("asyncjobs")
@@ -42,7 +47,7 @@ class JobKicker(AsyncKicker[P, R]):
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         token = _preparing.set(None)
         try:
-            return await super().kiq(*args, **kwargs)
+            sent = await super().kiq(*args, **kwargs)
         except Exception as exc:
             task_id = _preparing.get()
             await self._report(task_id, exc)
@@ -52,6 +57,7 @@ class JobKicker(AsyncKicker[P, R]):
             raise error from error.__cause__
         finally:
             _preparing.reset(token)
+        return JobHandle(sent.task_id, sent.result_backend, sent.return_type)
 
     async def _report(self, task_id: str | None, exc: Exception) -> None:
         for middleware in self.broker.middlewares:

@@ -65,7 +65,8 @@ class TaskOptions:
 
 
 class JobTask(SharedDecoratedTask[P, R]):
-    """A registered task. ``await fn.kiq(...)`` returns taskiq's ``AsyncTaskiqTask``."""
+    """A registered task. ``await fn.kiq(...)`` returns a ``JobHandle`` (taskiq's
+    ``AsyncTaskiqTask`` with a ``wait_result(timeout=...)`` that keeps its timeout)."""
 
     options: TaskOptions
 

@@ -65,7 +65,7 @@ from brokers.amqp_delivery import (
     queue_name,
 )
 from brokers.base import Delivery, ReliableBroker, TransportOptions, logger
-from brokers.errors import BrokerConnectionError, BrokerError
+from brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
 from brokers.urls import redact_url
 
 __all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
@@ -107,7 +107,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         options: TransportOptions,
         *,
         connect_timeout_s: float = 10.0,
-        publish_timeout_s: float = 30.0,
+        publish_timeout_s: float | None = None,
         reconnect_interval_s: float = 2.0,
     ) -> None:
         exchange = Exchange(name=options.key_prefix, type=ExchangeType.DIRECT, durable=True)
@@ -117,7 +117,8 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             connection_kwargs["reconnect_interval"] = reconnect_interval_s
         super().__init__(options, url=url, exchange=exchange, **connection_kwargs)
         self.url: str = url
-        self._publish_timeout_s = publish_timeout_s
+        # How long a publish waits for RabbitMQ's confirm: SEND_TIMEOUT unless given.
+        self.send_timeout_s = publish_timeout_s or options.send_timeout_s
         self._capacity = 0  # 0: not set, the first fetch's max_messages is used
         self.delay_queues = DeclaredDelayQueues()
         self._reset_consumer_state()
@@ -229,7 +230,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     # -- publishing --------------------------------------------------------------
     async def publish(self, queue: str, message: BrokerMessage) -> None:
         headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
-        await self.send(self.exchange_name, queue, message.message, headers)
+        await self.send(self.exchange_name, queue, message.message, headers, queue=queue)
 
     async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
         headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
@@ -243,11 +244,24 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         headers: dict[str, Any],
         *,
         message_id: str | None = None,
+        queue: str | None = None,
+        timeout_s: float | None = None,
     ) -> None:
-        """Publish persistently; returns once RabbitMQ confirmed it has the message."""
-        if self.write_channel is None:
+        """Publish persistently; returns once RabbitMQ confirmed it has the message, within
+        ``timeout_s`` (default SEND_TIMEOUT). ``BrokerConnectionError``: nothing was sent
+        (no open channel); ``BrokerError``: RabbitMQ refused it (unroutable, nack);
+        ``SendOutcomeUnknownError``: written, not confirmed (``queue``: the queue it
+        was meant for, in that error; default the routing key)."""
+        channel = self.write_channel
+        if channel is None:
             raise BrokerError("the RabbitMQ broker is not started: call startup() first")
-        target = await self.write_channel.get_exchange(exchange, ensure=False)
+        where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
+        if channel.is_closed:  # the robust connection is reconnecting: nothing is written
+            raise BrokerConnectionError(
+                f"no open channel to publish to {where} (the connection is down or "
+                "reconnecting); nothing was sent"
+            )
+        target = await channel.get_exchange(exchange, ensure=False)
         message = Message(
             body,
             headers=headers,
@@ -255,24 +269,24 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             message_id=message_id,
             timestamp=time.time(),  # read back as Delivery.enqueued_at (whole seconds)
         )
-        where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
+        limit = self.send_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(self._publish_timeout_s):
+            async with asyncio.timeout(limit):
                 await target.publish(message, routing_key=routing_key, mandatory=True)
-        except PublishError as exc:
-            raise BrokerError(f"RabbitMQ could not route a message to {where}: {exc}") from exc
-        except DeliveryError as exc:
-            raise BrokerError(f"RabbitMQ refused a message to {where}: {exc}") from exc
-        except TimeoutError:
-            raise BrokerConnectionError(
-                f"RabbitMQ did not confirm a message to {where} within "
-                f"{self._publish_timeout_s:g}s; it may or may not be stored"
-            ) from None
-        except CHANNEL_GONE as exc:
-            raise BrokerConnectionError(
-                f"lost the connection publishing to {where} ({type(exc).__name__}); "
-                "the message may or may not be stored"
+        except PublishError as exc:  # returned: no queue bound (the confirm came after it)
+            raise BrokerError(
+                f"RabbitMQ could not route a message to {where}: {exc}; nothing was stored"
             ) from exc
+        except DeliveryError as exc:  # nacked
+            raise BrokerError(
+                f"RabbitMQ refused a message to {where}: {exc}; nothing was stored"
+            ) from exc
+        except TimeoutError:
+            reason = f"no publisher confirm within {limit:g} s"
+            raise _unconfirmed(headers, queue or routing_key, where, reason) from None
+        except CHANNEL_GONE as exc:
+            reason = f"the channel closed before the confirm: {type(exc).__name__}"
+            raise _unconfirmed(headers, queue or routing_key, where, reason) from exc
 
     # -- consuming ---------------------------------------------------------------
     async def set_capacity(self, capacity: int) -> None:
@@ -355,6 +369,17 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             await _bounded("close", channel.close())
         result = declared.declaration_result
         return result.message_count or 0, result.consumer_count or 0
+
+
+def _unconfirmed(
+    headers: dict[str, Any], queue: str, where: str, reason: str
+) -> SendOutcomeUnknownError:
+    # A publish can also fail before its frames were written (aiormq knows, but does not
+    # tell): it is said to be unknown then too, never a false "nothing was sent".
+    task_id = str(headers.get("task_id") or "?")
+    return SendOutcomeUnknownError.unconfirmed(
+        task_id=task_id, queue=queue, where=where, reason=reason
+    )
 
 
 async def _bounded(what: str, awaitable: Awaitable[Any]) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp.common import FieldTable
 
-from brokers.errors import BrokerError
+from brokers.errors import BrokerConnectionError, BrokerError
 
 if TYPE_CHECKING:
     from brokers.amqp import AmqpBroker
@@ -89,25 +89,40 @@ async def send_delayed(
     broker: AmqpBroker, queue: str, body: bytes, headers: dict[str, Any], due_unix_s: float
 ) -> None:
     """Publish ``body`` (confirmed) so that it reaches ``queue`` at ``due_unix_s`` or just
-    after; at once when that is not in the future."""
+    after; at once when that is not in the future. Declaring and publishing share one
+    deadline, ``broker.send_timeout_s`` from now."""
     delay_s = due_unix_s - time.time()
     if delay_s <= 0:
-        await broker.send(broker.exchange_name, queue, body, headers)
+        await broker.send(broker.exchange_name, queue, body, headers, queue=queue)
         return
     bucket = delay_bucket_ms(delay_s)
     name = delay_queue_name(broker.options.key_prefix, queue, bucket)
+    deadline = time.monotonic() + broker.send_timeout_s
     for last_try in (False, True):
         if broker.delay_queues.needs_declare(name):
-            if broker.write_channel is None:
-                raise BrokerError("the RabbitMQ broker is not started: call startup() first")
-            arguments = delay_queue_arguments(broker.exchange_name, queue, bucket)
-            await broker.write_channel.declare_queue(name, durable=True, arguments=arguments)
-            broker.delay_queues.declared(name)
+            await _declare(broker, name, queue, bucket, deadline)
         try:
-            await broker.send("", name, body, headers)
+            left = max(deadline - time.monotonic(), 0.001)
+            await broker.send("", name, body, headers, queue=queue, timeout_s=left)
             return
         except BrokerError as exc:
             # Unroutable: the delay queue expired or was deleted since we declared it.
             if last_try or "could not route" not in str(exc):
                 raise
             broker.delay_queues.forget(name)
+
+
+async def _declare(broker: AmqpBroker, name: str, queue: str, bucket: int, deadline: float) -> None:
+    if broker.write_channel is None:
+        raise BrokerError("the RabbitMQ broker is not started: call startup() first")
+    arguments = delay_queue_arguments(broker.exchange_name, queue, bucket)
+    try:
+        await broker.write_channel.declare_queue(
+            name, durable=True, arguments=arguments, timeout=max(deadline - time.monotonic(), 0.001)
+        )
+    except TimeoutError:
+        raise BrokerConnectionError(
+            f"RabbitMQ did not declare the delay queue {name!r} within "
+            f"{broker.send_timeout_s:g} s; nothing was sent"
+        ) from None
+    broker.delay_queues.declared(name)

@@ -82,6 +82,7 @@ class TransportOptions:
     lease_timeout_s: float = 15.0
     max_deliveries: int = 5
     key_prefix: str = "asyncjobs"
+    send_timeout_s: float = 10.0  # kiq(): no confirmation by then is an unknown outcome
 
     @property
     def listened_queues(self) -> tuple[str, ...]:

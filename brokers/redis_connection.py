@@ -60,6 +60,14 @@ class CancellationSafe(Connection):
             await self.disconnect(nowait=True)
             raise
 
+    def closed_by_peer(self) -> bool:
+        """The server closed this connection (it stopped or restarted): nothing written
+        to it now would be read, so a command must not be counted as sent on it."""
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None or writer.transport.is_closing():
+            return True
+        return reader.at_eof()
+
     def write_nowait(self, chunks: list[bytes]) -> bool:
         """Buffer packed commands for sending, without awaiting (auto-pipelining). False,
         and nothing written, when not connected or over the buffer's high-water mark:

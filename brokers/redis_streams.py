@@ -34,12 +34,17 @@ from taskiq_redis import RedisStreamBroker
 from brokers import redis_dead_letters as dead_letter_stream
 from brokers.base import QUEUE_LABEL, Defect, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason, excerpt
-from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
+from brokers.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    DeadLetterNotFoundError,
+    SendOutcomeUnknownError,
+)
 from brokers.redis_batch import PipelineBatcher
 from brokers.redis_connection import RETRYABLE, connection_pool, retrying
 from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
 from brokers.redis_leases import LeaseKeeper
-from brokers.redis_pipelining import PipelinedConnection
+from brokers.redis_pipelining import PipelinedConnection, Unconfirmed
 from brokers.urls import redact_url
 
 logger = logging.getLogger("asyncjobs.broker.redis")
@@ -184,7 +189,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         # taskiq-redis built a stock pool: ours sends without losing cancellations.
         self.connection_pool = connection_pool(url, **self._pool_kwargs)
         self._client: Redis | None = None
-        self.publisher = PipelinedConnection(self.connection_pool)
+        self.publisher = PipelinedConnection(self.connection_pool, options.send_timeout_s)
         self.settler = PipelineBatcher(self.redis, options.lease_timeout_s)
         self._streams = streams
         self._queue_of_stream = dict(zip(streams, options.listened_queues, strict=True))
@@ -219,11 +224,21 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         try:
             await super().startup()  # taskiq-redis declares the consumer group here
         except RETRYABLE as exc:
-            raise self._unreachable("connecting to", exc) from exc
+            # Outside workers, the first kiq() of a process starts the client.
+            tail = "" if self.is_worker_process else "; nothing was sent"
+            raise self._unreachable("connecting to", exc, tail) from exc
 
-    def _unreachable(self, doing: str, exc: BaseException) -> BrokerConnectionError:
+    async def _declare_consumer_group(self) -> None:
+        # Outside workers this runs on a process's first kiq(): SEND_TIMEOUT bounds it
+        # (a TimeoutError, i.e. an OSError, that startup() reports as unreachable).
+        limit = None if self.is_worker_process else self.options.send_timeout_s
+        async with asyncio.timeout(limit):
+            await super()._declare_consumer_group()
+
+    def _unreachable(self, doing: str, exc: BaseException, tail: str = "") -> BrokerConnectionError:
+        reason = str(exc) or "no answer in time"
         return BrokerConnectionError(
-            f"{doing} Redis at {redact_url(self._url)} failed: {type(exc).__name__}: {exc}"
+            f"{doing} Redis at {redact_url(self._url)} failed: {type(exc).__name__}: {reason}{tail}"
         )
 
     async def connect(self) -> None:
@@ -255,20 +270,37 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             forget()
 
     async def publish(self, queue: str, message: BrokerMessage) -> None:
-        # Written back to back with every other publish of this process (auto-pipelining);
-        # returns once Redis answered this XADD.
         stream = stream_key(self.options.key_prefix, queue)
-        try:
-            await self.publisher.execute("XADD", stream, "*", DATA, message.message)
-        except RETRYABLE as exc:
-            raise self._unreachable("sending to", exc) from exc
+        await self._send(queue, message, "XADD", stream, "*", DATA, message.message)
 
     async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
         key = delayed_key(self.options.key_prefix, queue)
-        async with self.redis() as conn:
-            await conn.zadd(key, {delayed_member(message.message): due_score(due_unix_s)})
+        member = delayed_member(message.message)
+        await self._send(queue, message, "ZADD", key, due_score(due_unix_s), member)
         if self.is_worker_process:
             self.delayed.wake()
+
+    async def _send(self, queue: str, message: BrokerMessage, *command: Any) -> None:
+        """Written back to back with every other send of this process (auto-pipelining);
+        returns once Redis answered this command, within SEND_TIMEOUT. The error says
+        whether Redis may have the message."""
+        try:
+            await self.publisher.execute(*command)
+        except Unconfirmed as exc:
+            raise SendOutcomeUnknownError.unconfirmed(
+                task_id=message.task_id,
+                queue=queue,
+                where=f"Redis {redact_url(self._url)}",
+                reason=str(exc),
+            ) from exc
+        except ResponseError as exc:  # an error reply: Redis did not apply it
+            raise BrokerError(
+                f"Redis at {redact_url(self._url)} refused the message of task "
+                f"{message.task_id} to queue {queue!r} ({exc}); nothing was stored"
+            ) from exc
+        except RETRYABLE as exc:  # not written: no connection, or none in time
+            doing = f"sending task {message.task_id} to"
+            raise self._unreachable(doing, exc, "; nothing was sent") from exc
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
         async with self.redis() as conn:

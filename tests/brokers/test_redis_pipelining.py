@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from brokers.redis_connection import connection_pool
-from brokers.redis_pipelining import PipelinedConnection
+from brokers.redis_pipelining import NotSentError, PipelinedConnection, Unconfirmed
 from tests.faults.redis_server import PrivateRedis
 
 pytestmark = pytest.mark.redis
@@ -78,11 +79,12 @@ async def test_a_cancelled_caller_leaves_the_others_their_replies(
 
 @asynccontextmanager
 async def private_publisher(
-    tmp_path: Path, socket_timeout: float = 5.0
+    tmp_path: Path, timeout_s: float = 10.0
 ) -> AsyncIterator[tuple[PrivateRedis, PipelinedConnection]]:
     """A publisher on a private redis-server that the test may stop, freeze or restart."""
     with PrivateRedis(tmp_path / "redis") as server:
-        publisher = PipelinedConnection(connection_pool(server.url, socket_timeout=socket_timeout))
+        pool = connection_pool(server.url, socket_timeout=5)
+        publisher = PipelinedConnection(pool, timeout_s)
         try:
             yield server, publisher
         finally:
@@ -105,7 +107,7 @@ async def test_a_dead_server_fails_the_callers_and_a_restarted_one_serves_them(
 async def test_a_server_that_stops_answering_times_the_callers_out(
     prefix: str, tmp_path: Path
 ) -> None:
-    async with private_publisher(tmp_path, socket_timeout=0.5) as (server, publisher):
+    async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
         await publisher.execute("PING")
         assert server.process is not None
         server.process.signal(signal.SIGSTOP)
@@ -115,7 +117,45 @@ async def test_a_server_that_stops_answering_times_the_callers_out(
         finally:
             server.process.signal(signal.SIGCONT)
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        assert all(isinstance(r, Unconfirmed) for r in results), results  # written
         await publisher.execute("PING")  # and it reconnects
+
+
+async def test_the_deadline_is_the_commands_own_not_the_sockets(
+    prefix: str, tmp_path: Path
+) -> None:
+    """Replies are read without a socket timeout (5 s in this pool): a command waits for
+    its own deadline, counted from its call, and no longer."""
+    async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
+        await publisher.execute("PING")
+        assert server.process is not None
+        server.process.signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(Unconfirmed):
+                await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
+            took = time.monotonic() - started
+        finally:
+            server.process.signal(signal.SIGCONT)
+        assert 0.45 <= took < 1.5, took
+
+
+async def test_a_command_not_written_by_its_deadline_is_never_sent(
+    prefix: str, tmp_path: Path
+) -> None:
+    """Frozen before the first command: the connection cannot be set up (Redis does not
+    answer its handshake), so the command is not written; it fails as not sent, and is
+    not sent later either, once Redis answers again."""
+    async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
+        assert server.process is not None
+        server.process.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotSentError):
+                await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
+        finally:
+            server.process.signal(signal.SIGCONT)
+        await publisher.execute("XADD", f"{prefix}:s", "*", "i", 2)  # after the handshake
+        assert await entries_of(server, f"{prefix}:s") == [b"2"]
 
 
 async def test_the_first_command_after_a_redis_restart_succeeds(

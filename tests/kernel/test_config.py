@@ -139,3 +139,18 @@ def test_redact_url() -> None:
     assert redact_url(f"amqp://guest:{PASSWORD}@h:5672/v") == "amqp://guest:***@h:5672/v"
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
     assert redact_url(f"redis://:{PASSWORD}@h/0") == "redis://:***@h/0"
+
+
+def test_send_timeout_is_seconds_or_a_timedelta_up_to_five_minutes() -> None:
+    def send_timeout(settings: dict[str, object], environ: dict[str, str]) -> float:
+        config = load_config({"BROKER_URL": "redis://h/0", **settings}, environ=environ)
+        assert config.transport_options().send_timeout_s == config.send_timeout_s
+        return config.send_timeout_s
+
+    assert send_timeout({}, {}) == 10.0
+    assert send_timeout({"SEND_TIMEOUT": timedelta(seconds=3)}, {}) == 3.0
+    assert send_timeout({}, {"ASYNCJOBS_SEND_TIMEOUT": "2.5"}) == 2.5
+    assert send_timeout({"SEND_TIMEOUT": 300}, {}) == 300.0
+    for bad, why in ((0, "greater than 0"), (301, "less than or equal to 300")):
+        with pytest.raises(ConfigurationError, match=f"SEND_TIMEOUT.*{why}"):
+            load_config({"BROKER_URL": "redis://h/0", "SEND_TIMEOUT": bad}, environ={})

@@ -1,0 +1,44 @@
+"""The handle ``kiq()`` and ``asyncjobs.job(task_id)`` return: taskiq's, with a
+``wait_result(timeout=...)`` that keeps its word.
+
+taskiq's ``AsyncTaskiqTask.wait_result`` polls ``is_ready()`` and compares the time with
+its timeout only between polls, and each poll can block for as long as the result
+backend's socket timeout: ``wait_result(timeout=2)`` on a frozen Redis took 10 s. Here
+one ``asyncio.timeout`` bounds the whole wait, a poll in progress included, and the error
+is both asyncjobs' own and taskiq's ``TaskiqResultTimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+from taskiq import AsyncTaskiqTask
+from taskiq.result import TaskiqResult
+
+from asyncjobs.errors import ResultTimeoutError
+
+R = TypeVar("R")
+
+
+class JobHandle(AsyncTaskiqTask[R]):
+    """A sent task: ``task_id``, ``is_ready()``, ``get_result()``, ``wait_result()``."""
+
+    async def wait_result(
+        self,
+        check_interval: float = 0.2,
+        timeout: float = -1.0,  # noqa: ASYNC109 (taskiq's signature)
+        with_logs: bool = False,
+    ) -> TaskiqResult[R]:
+        """The task's result once it is stored. With ``timeout`` > 0 (seconds), raises
+        ``ResultTimeoutError`` by then (plus a few ms), whatever the result backend
+        does; without, waits for ever (as taskiq does)."""
+        if not timeout > 0:
+            return await super().wait_result(check_interval, timeout, with_logs)
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                return await super().wait_result(check_interval, -1.0, with_logs)
+        except TimeoutError:
+            if not deadline.expired():  # not ours: raised by a poll
+                raise
+        raise ResultTimeoutError(task_id=self.task_id, timeout=timeout)

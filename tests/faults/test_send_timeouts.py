@@ -1,0 +1,195 @@
+"""Sends and waits that keep their time limits on a broker that stops answering (D4, D8).
+
+A send written to a frozen broker is an *unknown* outcome: ``kiq()`` raises
+``SendOutcomeUnknownError`` by ``SEND_TIMEOUT`` (not after the socket timeout), naming the
+task id, and the broker does apply it once it resumes, which is why "not sent" would be a
+lie. A send that could not be written (nothing listening) says nothing was sent.
+``wait_result(timeout=...)`` raises by its timeout whatever the result backend does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from taskiq.exceptions import TaskiqResultTimeoutError
+
+from asyncjobs import job, load_config
+from asyncjobs.errors import (
+    AsyncJobsError,
+    BrokerConnectionError,
+    ResultTimeoutError,
+    SendOutcomeUnknownError,
+)
+from asyncjobs.handles import JobHandle
+from brokers.amqp import AmqpBroker, queue_name
+from brokers.redis_streams import stream_key
+from tests.faults.rabbitmq_node import PrivateRabbit
+from tests.faults.redis_server import PrivateRedis
+from tests.helpers import configured_app, wait_until
+from tests.testapp.tasks import add
+
+pytestmark = pytest.mark.redis
+
+SEND_TIMEOUT = 1.0
+MARGIN = 2.0  # generous: a shared 2-core machine
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    with PrivateRedis(tmp_path / "redis") as server:
+        yield server
+
+
+def frozen(server: PrivateRedis) -> _Frozen:
+    assert server.process is not None
+    return _Frozen(server.process.popen.pid, group=False)
+
+
+class _Frozen:
+    """SIGSTOP for the block (connections stay open, nothing answers), SIGCONT after."""
+
+    def __init__(self, pid: int, *, group: bool) -> None:
+        self.pid, self.group = pid, group
+
+    def _send(self, signum: int) -> None:
+        if self.group:
+            os.killpg(self.pid, signum)
+        else:
+            os.kill(self.pid, signum)
+
+    def __enter__(self) -> None:
+        self._send(signal.SIGSTOP)
+
+    def __exit__(self, *exc: object) -> None:
+        self._send(signal.SIGCONT)
+
+
+async def stream_task_ids(url: str, stream: str) -> set[str]:
+    async with Redis.from_url(url) as check:
+        entries = await check.xrange(stream)
+    return {orjson.loads(fields[b"data"])["task_id"] for _, fields in entries}
+
+
+async def test_a_send_to_a_frozen_redis_is_unknown_and_arrives_when_it_resumes(
+    private_redis: PrivateRedis, prefix: str
+) -> None:
+    settings = {"BROKER_URL": private_redis.url, "KEY_PREFIX": prefix, "SEND_TIMEOUT": 1}
+    async with configured_app(load_config(settings, environ={})):
+        first = await add.kiq(1, 1)  # started and connected: the next send is written at once
+        with frozen(private_redis):
+            started = time.monotonic()
+            with pytest.raises(SendOutcomeUnknownError) as raised:
+                await add.kiq(2, 2)
+            took = time.monotonic() - started
+        error = raised.value
+        assert SEND_TIMEOUT - 0.1 <= took < SEND_TIMEOUT + MARGIN, took
+        assert error.task_id not in ("", first.task_id) and error.task_id in str(error)
+        assert error.queue == "default"
+        assert "may have been delivered" in str(error) and "task may run" in str(error)
+        assert isinstance(error, AsyncJobsError)
+        # ...and "unknown" was the truth: Redis applied the XADD once it could.
+        stream = stream_key(prefix, "default")
+
+        async def arrived() -> bool:
+            return error.task_id in await stream_task_ids(private_redis.url, stream)
+
+        await wait_until(arrived, what="the unconfirmed message in the stream")
+        assert isinstance(await add.kiq(3, 3), JobHandle)  # and sending works again
+
+
+async def test_a_send_to_a_stopped_redis_says_nothing_was_sent(
+    private_redis: PrivateRedis, prefix: str
+) -> None:
+    settings = {"BROKER_URL": private_redis.url, "KEY_PREFIX": prefix, "SEND_TIMEOUT": 1}
+    async with configured_app(load_config(settings, environ={})):
+        await add.kiq(1, 1)  # connected; then nothing listens on the port any more
+        await asyncio.to_thread(private_redis.stop)  # the loop sees the connection close
+        with pytest.raises(BrokerConnectionError) as raised:
+            await add.kiq(2, 2)
+        assert not isinstance(raised.value, SendOutcomeUnknownError)
+        assert "nothing was sent" in str(raised.value)
+
+
+async def test_wait_result_keeps_its_timeout_on_a_frozen_result_backend(
+    private_redis: PrivateRedis, redis_url: str, prefix: str, redis_cleanup: None
+) -> None:
+    settings = {"BROKER_URL": redis_url, "RESULT_BACKEND_URL": private_redis.url}
+    async with configured_app(load_config(settings | {"KEY_PREFIX": prefix}, environ={})):
+        handle = await add.kiq(1, 2)  # no worker: the result never comes
+        assert not await handle.is_ready()  # the backend's connection is open
+        for waiting in (handle, job(handle.task_id)):
+            with frozen(private_redis):
+                started = time.monotonic()
+                with pytest.raises(ResultTimeoutError) as raised:
+                    await waiting.wait_result(timeout=2)
+                took = time.monotonic() - started
+            assert 2.0 <= took < 2.5, took
+            assert isinstance(raised.value, TaskiqResultTimeoutError)
+            assert handle.task_id in str(raised.value)
+
+
+@pytest.fixture
+def private_rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
+    with PrivateRabbit(tmp_path / "rabbit") as node:
+        yield node
+
+
+@pytest.fixture
+async def amqp_app(private_rabbit: PrivateRabbit, prefix: str) -> AsyncIterator[AmqpBroker]:
+    settings = {"BROKER_URL": private_rabbit.amqp_url, "KEY_PREFIX": prefix, "SEND_TIMEOUT": 1}
+    async with configured_app(load_config(settings, environ={})) as broker:
+        assert isinstance(broker, AmqpBroker)
+        yield broker
+
+
+async def test_rabbitmq_unconfirmed_refused_and_unreachable_sends(
+    private_rabbit: PrivateRabbit, amqp_app: AmqpBroker, prefix: str
+) -> None:
+    """One node for three cases (it takes seconds to start): frozen (unknown, and the
+    message is there after all), a queue gone (refused: unroutable), stopped (not sent)."""
+    broker = amqp_app
+    await add.kiq(1, 1)
+    assert private_rabbit.process is not None
+    with _Frozen(private_rabbit.process.popen.pid, group=True):
+        started = time.monotonic()
+        with pytest.raises(SendOutcomeUnknownError) as raised:
+            await add.kiq(2, 2)
+        took = time.monotonic() - started
+    assert SEND_TIMEOUT - 0.1 <= took < SEND_TIMEOUT + MARGIN, took
+    assert raised.value.task_id in str(raised.value) and raised.value.queue == "default"
+    assert "may have been delivered" in str(raised.value)
+
+    async def both_stored() -> bool:
+        ready, _ = await broker.declared_counts(queue_name(prefix, "default"))
+        return ready == 2
+
+    await wait_until(both_stored, what="the unconfirmed message in its queue")
+
+    assert broker.write_conn is not None
+    channel = await broker.write_conn.channel()  # no binding left: unroutable
+    queue = await channel.get_queue(queue_name(prefix, "default"), ensure=False)
+    await queue.unbind(broker.exchange_name, routing_key="default")
+    await channel.close()
+    with pytest.raises(AsyncJobsError) as refused:
+        await add.kiq(3, 3)
+    assert not isinstance(refused.value, SendOutcomeUnknownError)
+    assert "could not route" in str(refused.value) and "nothing was stored" in str(refused.value)
+
+    private_rabbit.stop()
+
+    async def channel_closed() -> bool:
+        return broker.write_channel is None or broker.write_channel.is_closed
+
+    await wait_until(channel_closed, what="the publisher channel to close")
+    with pytest.raises(BrokerConnectionError) as unreachable:
+        await add.kiq(4, 4)
+    assert not isinstance(unreachable.value, SendOutcomeUnknownError)
+    assert "nothing was sent" in str(unreachable.value)
