@@ -66,6 +66,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from brokers.base import QUEUE_LABEL
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import DeadLetterNotFoundError
+from brokers.failures import translating
 
 if TYPE_CHECKING:
     from brokers.amqp import AmqpBroker
@@ -84,6 +85,8 @@ RABBIT_REASONS = {"delivery_limit": Reason.MAX_DELIVERIES, "rejected": Reason.RE
 class AmqpDeadLetters:
     """Dead-letter queue operations of ``AmqpBroker`` (only mixed into that class)."""
 
+    # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
+    @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters of ``queue``, oldest first; none is removed."""
         broker = self._amqp_broker()
@@ -96,6 +99,7 @@ class AmqpDeadLetters:
             finally:
                 await put_back(dead, taken)
 
+    @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         broker = self._amqp_broker()
         async with broker_dead_queue(broker, queue) as dead:
@@ -103,6 +107,7 @@ class AmqpDeadLetters:
                 return 0
             return dead.declaration_result.message_count or 0
 
+    @translating("replaying a dead letter")
     async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
         """Publish ``body`` to ``queue`` (confirmed), then remove the dead letter."""
         broker = self._amqp_broker()
@@ -114,12 +119,14 @@ class AmqpDeadLetters:
 
         await settle_one(broker, queue, dead_letter_id, publish)
 
+    @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
         async def nothing(letter: DeadLetter) -> None:
             return None
 
         await settle_one(self._amqp_broker(), queue, dead_letter_id, nothing)
 
+    @translating("purging dead letters")
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every ready dead letter of ``queue``; how many there were."""
         broker = self._amqp_broker()

@@ -34,6 +34,7 @@ from taskiq_redis import RedisStreamBroker
 from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter
 from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
+from brokers.failures import translating
 from brokers.redis_batch import PipelineBatcher
 from brokers.redis_connection import RETRYABLE, connection_pool, retrying
 from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
@@ -300,7 +301,13 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             await extra.release()
         return deliveries[:max_messages]
 
-    # -- dead letters ------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The Redis URL (print it with ``redact_url``)."""
+        return self._url
+
+    # -- dead letters (library errors become BrokerErrors: `asyncjobs dlq` prints one line)
+    @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self.redis() as conn:
             entries = cast(EntryList, await conn.xrange(self._dead_key(queue), count=limit))
@@ -308,10 +315,12 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             DeadLetter.from_json(fields[b"record"], _text(entry_id)) for entry_id, fields in entries
         ]
 
+    @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         async with self.redis() as conn:
             return int(await conn.xlen(self._dead_key(queue)))
 
+    @translating("replaying a dead letter")
     async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
         key = self._dead_key(queue)
         async with self.redis() as conn:
@@ -324,6 +333,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                 pipe.xdel(key, dead_letter_id)
                 await pipe.execute()
 
+    @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
         async with self.redis() as conn:
             if not await conn.xdel(self._dead_key(queue), dead_letter_id):
@@ -331,6 +341,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                     f"no dead letter {dead_letter_id!r} in queue {queue!r}"
                 )
 
+    @translating("purging dead letters")
     async def purge_dead_letters(self, queue: str) -> int:
         key = self._dead_key(queue)
         async with self.redis() as conn, conn.pipeline(transaction=True) as pipe:

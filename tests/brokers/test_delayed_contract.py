@@ -222,12 +222,15 @@ def test_due_of_reads_delay_and_eta_labels() -> None:
     assert due_of({"delay": ""}) is None
     now = time.time()
     assert abs((due_of({"delay": "2.5"}) or 0) - (now + 2.5)) < 0.1
-    assert due_of({"eta": 1_900_000_000}) == 1_900_000_000
-    assert due_of({"eta": "2030-01-01T00:00:00"}) == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    soon = int(now) + 86_400
+    assert due_of({"eta": soon}) == soon
+    day = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0, tzinfo=None)
+    assert due_of({"eta": day.isoformat()}) == day.replace(tzinfo=UTC).timestamp()
     assert (
-        due_of({"eta": "2030-01-01T01:00:00+01:00"}) == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+        due_of({"eta": (day + timedelta(hours=1)).isoformat() + "+01:00"})
+        == day.replace(tzinfo=UTC).timestamp()
     )
-    assert due_of({"delay": 1, "eta": 1_900_000_000}) == 1_900_000_000  # the later wins
+    assert due_of({"delay": 1, "eta": soon}) == soon  # the later wins
     with pytest.raises(ConfigurationError):
         due_of({"delay": "soon"})
     with pytest.raises(ConfigurationError):
