@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.base import ReliableBroker, due_of
+from brokers.base import MAX_DELAY_S, ReliableBroker, due_of
 from brokers.errors import ConfigurationError
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import Transport, fetch_one, message, transport
@@ -235,3 +235,36 @@ def test_due_of_reads_delay_and_eta_labels() -> None:
         due_of({"delay": "soon"})
     with pytest.raises(ConfigurationError):
         due_of({"eta": "tomorrow"})
+    # At once: a negative delay, a past eta.
+    assert (due_of({"delay": -5}) or 0) < now and due_of({"eta": "2001-01-01T00:00:00"})
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"delay": 1e300},
+        {"delay": 10**400},  # too large for a float
+        {"delay": "inf"},
+        {"delay": "nan"},
+        {"delay": "-inf"},
+        {"delay": MAX_DELAY_S + 60},
+        {"eta": 1e20},
+        {"eta": "9999-12-31T23:59:59"},
+        {"eta": "9999-12-31T23:59:59-05:00"},  # past the last datetime in UTC
+        {"eta": float("nan")},
+        {"delay": 1, "eta": time.time() + MAX_DELAY_S + 60},
+    ],
+    ids=repr,
+)
+def test_due_of_refuses_what_would_park_a_message_for_good(labels: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        due_of(labels)
+    message = str(raised.value)
+    assert f"{MAX_DELAY_S // 86_400} days" in message and "MAX_DELAY_S" in message
+    assert any(f"label {name!r}" in message for name in labels)
+
+
+def test_due_of_takes_delays_up_to_the_maximum() -> None:
+    now = time.time()
+    assert abs((due_of({"delay": MAX_DELAY_S - 60}) or 0) - (now + MAX_DELAY_S - 60)) < 1
+    assert due_of({"eta": int(now) + MAX_DELAY_S - 60}) == int(now) + MAX_DELAY_S - 60
