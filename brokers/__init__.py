@@ -1,11 +1,12 @@
 """Transports (Redis Streams, RabbitMQ, memory) built on taskiq-redis and taskiq-aio-pika."""
 
-from brokers.base import Delivery, ReliableBroker, TransportOptions
+from brokers.base import MAX_DELAY_S, Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.factory import build_broker
-from brokers.urls import Transport, redact_url, transport_for
+from brokers.urls import Transport, check_url, redact_url, scrub, transport_for
 
 __all__ = [
+    "MAX_DELAY_S",
     "DeadLetter",
     "Delivery",
     "Reason",
@@ -13,6 +14,8 @@ __all__ = [
     "Transport",
     "TransportOptions",
     "build_broker",
+    "check_url",
     "redact_url",
+    "scrub",
     "transport_for",
 ]

@@ -252,7 +252,7 @@ def test_due_of_reads_delay_and_eta_labels() -> None:
         {"eta": "9999-12-31T23:59:59"},
         {"eta": "9999-12-31T23:59:59-05:00"},  # past the last datetime in UTC
         {"eta": float("nan")},
-        {"delay": 1, "eta": time.time() + MAX_DELAY_S + 60},
+        {"delay": 1, "eta": time.time() + MAX_DELAY_S + 86_400},
     ],
     ids=repr,
 )
