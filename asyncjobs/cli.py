@@ -1,9 +1,9 @@
 """The ``asyncjobs`` command (also ``python manage.py asyncjobs``).
 
     asyncjobs inspect [--queue Q] [--json]
-    asyncjobs dlq list [--queue Q] [--limit N] [--json]
+    asyncjobs dlq list [--queue Q] [--limit N] [--reason R] [--task NAME] [--json]
     asyncjobs dlq show ID [--queue Q] [--json]
-    asyncjobs dlq replay (ID | --all) [--queue Q]
+    asyncjobs dlq replay (ID | --all [--reason R] [--task NAME]) [--queue Q] [--json]
     asyncjobs dlq purge [--queue Q] --yes
     asyncjobs schedules list|add|remove [--json]   (see asyncjobs.schedules_cli)
 
@@ -27,11 +27,11 @@ import orjson
 
 from asyncjobs.app import current_broker, current_config
 from asyncjobs.dead_letters import DeadLetters
-from asyncjobs.errors import AsyncJobsError
+from asyncjobs.errors import AsyncJobsError, ConfigurationError
 from asyncjobs.inspect_cli import inspect_command
 from asyncjobs.schedules_cli import add_parser as add_schedules_parser
 from asyncjobs.schedules_cli import schedules_command
-from brokers.dead_letters import DeadLetter, excerpt
+from brokers.dead_letters import DeadLetter, Reason, excerpt
 from brokers.failures import library_errors
 from brokers.urls import describe_failure, scrub
 
@@ -55,12 +55,19 @@ def parser() -> argparse.ArgumentParser:
     replay = dlq.add_parser("replay", help="send dead letters back to their queue")
     target = replay.add_mutually_exclusive_group(required=True)
     target.add_argument("id", nargs="?")
-    target.add_argument("--all", action="store_true")
+    target.add_argument(
+        "--all",
+        action="store_true",
+        help="every dead letter there when it starts (and matching the filters), once",
+    )
     purge = dlq.add_parser("purge", help="delete dead letters for good")
     purge.add_argument("--yes", action="store_true", help="really delete them")
     for sub in (listing, show, replay, purge):
         sub.add_argument("--queue", help="one queue (default: every queue)")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
+    for sub in (listing, replay):
+        sub.add_argument("--reason", choices=[reason.value for reason in Reason])
+        sub.add_argument("--task", metavar="NAME", help="the task's full name, as listed")
     add_schedules_parser(commands)
     return root
 
@@ -127,15 +134,23 @@ async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
 async def _dlq(letters: DeadLetters, args: argparse.Namespace, out: TextIO) -> int:
     await letters.broker.ensure_started()
     if args.action == "list":
-        found = await letters.list(args.queue, args.limit)
+        found = await letters.list(args.queue, args.limit, reason=args.reason, task_name=args.task)
         _emit(out, args.json, [_as_dict(item, full=False) for item in found], _table(found))
     elif args.action == "show":
         letter = await letters.find(args.id, args.queue)
         _emit(out, args.json, _as_dict(letter, full=True), _details(letter))
     elif args.action == "replay":
         if args.all:
-            count = await letters.replay_all(args.queue)
-            _emit(out, args.json, {"replayed": count}, f"replayed {count} dead letters")
+            report = await letters.replay_all(args.queue, reason=args.reason, task_name=args.task)
+            _emit(
+                out,
+                args.json,
+                {"replayed": report.replayed, "skipped": report.skipped},
+                f"replayed {report.replayed} dead letters "
+                f"({report.skipped} skipped: gone meanwhile)",
+            )
+        elif args.reason or args.task:
+            raise ConfigurationError("--reason and --task filter --all, not one ID")
         else:
             letter = await letters.replay(args.id, args.queue)
             _emit(

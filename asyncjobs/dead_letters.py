@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from taskiq import AsyncBroker
 
 from asyncjobs.codec import JsonFormatter
-from asyncjobs.errors import BrokerError, DeadLetterNotFoundError
+from asyncjobs.errors import BrokerError, ConfigurationError, DeadLetterNotFoundError
 from asyncjobs.retries import ATTEMPT_LABEL, HISTORY_LABEL
 from brokers.base import ReliableBroker
-from brokers.dead_letters import DeadLetter
+from brokers.dead_letters import DeadLetter, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCount:
+    """One queue's part of a ``replay_all``."""
+
+    replayed: int = 0
+    skipped: int = 0  # in the snapshot, but gone by its turn (replayed or purged meanwhile)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What ``DeadLetters.replay_all`` did, per queue and in total."""
+
+    queues: Mapping[str, ReplayCount]
+
+    @property
+    def replayed(self) -> int:
+        return sum(count.replayed for count in self.queues.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(count.skipped for count in self.queues.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +57,31 @@ class DeadLetters:
             return (queue,)
         return self.broker.options.queues
 
-    async def list(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+    async def list(
+        self,
+        queue: str | None = None,
+        limit: int = 100,
+        *,
+        reason: Reason | str | None = None,
+        task_name: str | None = None,
+    ) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters (of each queue, then overall) that match."""
+        matches = _matching(reason, task_name)
+        if limit <= 0:
+            return []
         letters: list[DeadLetter] = []
         for name in self.queues(queue):
-            letters.extend(await self.broker.dead_letters(name, limit))
+            if matches is None:
+                letters.extend(await self.broker.dead_letters(name, limit))
+                continue
+            found = 0
+            # A snapshot holds nothing between pages: leaving it early costs nothing.
+            async for page in self.broker.dead_letter_snapshot(name):
+                kept = [letter for letter in page if matches(letter)][: limit - found]
+                letters.extend(kept)
+                found += len(kept)
+                if found >= limit:
+                    break
         return sorted(letters, key=lambda letter: letter.dead_lettered_at)[:limit]
 
     async def counts(self, queue: str | None = None) -> dict[str, int]:
@@ -57,19 +102,63 @@ class DeadLetters:
         await self.broker.replay_dead_letter(letter.queue, letter.id, fresh_attempts(letter.body))
         return letter
 
-    async def replay_all(self, queue: str | None = None) -> int:
-        replayed = 0
-        for name in self.queues(queue):
-            while letters := await self.broker.dead_letters(name, 100):
-                for letter in letters:
-                    await self.broker.replay_dead_letter(
-                        name, letter.id, fresh_attempts(letter.body)
-                    )
-                    replayed += 1
-        return replayed
+    async def replay_all(
+        self,
+        queue: str | None = None,
+        *,
+        reason: Reason | str | None = None,
+        task_name: str | None = None,
+    ) -> ReplayReport:
+        """Replay the dead letters present when this starts (each queue's snapshot) that
+        match ``reason`` and ``task_name``, each once, with a fresh attempt count.
+
+        Letters dead-lettered meanwhile are left alone, replayed ones failing again
+        included. A letter of the snapshot that is gone by its turn (another operator
+        replayed or purged it) is counted as skipped, not an error.
+        """
+        matches = _matching(reason, task_name)
+        return ReplayReport(
+            {name: await self._replay_snapshot(name, matches) for name in self.queues(queue)}
+        )
+
+    async def _replay_snapshot(
+        self, queue: str, matches: Callable[[DeadLetter], bool] | None
+    ) -> ReplayCount:
+        replayed = skipped = 0
+        async for page in self.broker.dead_letter_snapshot(queue):
+            bodies = {
+                letter.id: fresh_attempts(letter.body)
+                for letter in page
+                if matches is None or matches(letter)
+            }
+            if bodies:
+                gone = await self.broker.replay_dead_letters(queue, bodies)
+                replayed += len(bodies) - len(gone)
+                skipped += len(gone)
+        return ReplayCount(replayed, skipped)
 
     async def purge(self, queue: str | None = None) -> dict[str, int]:
         return {name: await self.broker.purge_dead_letters(name) for name in self.queues(queue)}
+
+
+def _matching(
+    reason: Reason | str | None, task_name: str | None
+) -> Callable[[DeadLetter], bool] | None:
+    """The filter of a listing or replay; None when it keeps every letter."""
+    if reason is None and task_name is None:
+        return None
+    try:
+        wanted = None if reason is None else Reason(reason)
+    except ValueError:
+        known = ", ".join(item.value for item in Reason)
+        raise ConfigurationError(f"unknown dead-letter reason {reason!r}; one of {known}") from None
+
+    def matches(letter: DeadLetter) -> bool:
+        return (wanted is None or letter.reason is wanted) and (
+            task_name is None or letter.task_name == task_name
+        )
+
+    return matches
 
 
 def fresh_attempts(body: bytes) -> bytes:

@@ -34,6 +34,10 @@ ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt a message is (1-based; abse
 HISTORY_LABEL = "asyncjobs_history"
 MAX_HISTORY = 25
 MAX_ERROR_CHARS = 500
+MAX_TYPE_CHARS = 200
+# Labels are a sender's input: an attempt number is clamped to this (MAX_ATTEMPTS is at
+# most 1000), so it can neither overflow an encoder nor grant more attempts.
+MAX_ATTEMPT_NUMBER = 1_000_000
 
 _attempt: ContextVar[int] = ContextVar("asyncjobs_attempt", default=0)
 
@@ -44,9 +48,14 @@ def current_attempt() -> int:
 
 
 def attempt_of(labels: Mapping[str, Any]) -> int:
+    """The message's attempt number, from its label: 1 when absent or not a number,
+    clamped to ``[1, MAX_ATTEMPT_NUMBER]``."""
+    value = labels.get(ATTEMPT_LABEL, 1)
+    if isinstance(value, float) and not math.isfinite(value):
+        return 1
     try:
-        return max(1, int(labels.get(ATTEMPT_LABEL, 1)))
-    except (TypeError, ValueError):
+        return min(MAX_ATTEMPT_NUMBER, max(1, int(value)))
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 
@@ -189,8 +198,34 @@ def failure_entry(error: BaseException | None, attempt: int) -> dict[str, Any]:
 def history_with(
     labels: Mapping[str, Any], error: BaseException | None, attempt: int
 ) -> tuple[dict[str, Any], ...]:
-    """The message's failure history plus this failure (the last ``MAX_HISTORY``)."""
+    """The message's failure history plus this failure (the last ``MAX_HISTORY``).
+
+    The earlier entries come from a label, i.e. from whoever sent the message: only
+    well-formed entries are kept, with their fields bounded (a number over 64 bits in a
+    history once made the dead letter impossible to write)."""
     earlier = labels.get(HISTORY_LABEL)
-    entries = [e for e in earlier if isinstance(e, dict)] if isinstance(earlier, list) else []
+    raw = earlier[-MAX_HISTORY:] if isinstance(earlier, list) else []
+    entries = [entry for item in raw if (entry := _history_entry(item)) is not None]
     entries.append(failure_entry(error, attempt))
     return tuple(entries[-MAX_HISTORY:])
+
+
+def _history_entry(item: Any) -> dict[str, Any] | None:
+    """A history entry as ``failure_entry`` writes it, or None if ``item`` is not one."""
+    if not isinstance(item, dict):
+        return None
+    attempt, at = item.get("attempt"), item.get("at")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or isinstance(at, bool):
+        return None
+    try:
+        at_s = float(at)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(at_s):
+        return None
+    return {
+        "attempt": min(MAX_ATTEMPT_NUMBER, max(1, attempt)),
+        "error_type": str(item.get("error_type") or "")[:MAX_TYPE_CHARS],
+        "error_message": str(item.get("error_message") or "")[:MAX_ERROR_CHARS],
+        "at": round(at_s, 3),
+    }

@@ -20,7 +20,9 @@ rest (measured, not documented):
   it once anything had been returned before (i.e. after the first listing); taking the
   *whole* queue and returning it in delivery-tag order keeps the order exactly. So a
   listing reads the whole dead-letter queue, whatever ``limit`` is (O(n) round trips),
-  while replaying or deleting the oldest dead letter (``replay_all``) takes just that one;
+  while replaying or deleting the oldest dead letters takes just those (``settle_each``).
+  A snapshot (``replay_all``) is therefore one listing, and its replay one pass from the
+  head: letters dead-lettered after the listing are behind every letter it returned;
 - a return is applied asynchronously (a Raft command): right after the nack, another
   channel may not see the messages yet, and a listing started then would be partial and
   would reorder the queue. Every operation therefore waits, bounded, until the queue
@@ -54,8 +56,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -66,7 +69,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from brokers.base import QUEUE_LABEL
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import DeadLetterNotFoundError
-from brokers.failures import translating
+from brokers.failures import translating, translating_pages
 
 if TYPE_CHECKING:
     from brokers.amqp import AmqpBroker
@@ -107,17 +110,33 @@ class AmqpDeadLetters:
                 return 0
             return dead.declaration_result.message_count or 0
 
-    @translating("replaying a dead letter")
-    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
-        """Publish ``body`` to ``queue`` (confirmed), then remove the dead letter."""
+    @translating_pages("listing dead letters")
+    async def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """One page, the whole queue: a listing reads all of it anyway, and replaying a
+        page that is not at the head of the queue would take the whole queue once per page
+        (``settle_each``)."""
+        letters = await self.dead_letters(queue, sys.maxsize)
+        if letters:
+            yield letters
+
+    @translating("replaying dead letters")
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
+        """Publish each body to ``queue`` (confirmed), then remove its dead letter; the ids
+        not found. One pass over the queue (``settle_each``)."""
         broker = self._amqp_broker()
         from brokers.amqp_delivery import DELIVERIES
 
         async def publish(letter: DeadLetter) -> None:
             headers = {"task_id": letter.task_id, "task_name": letter.task_name, DELIVERIES: 0}
-            await broker.send(broker.exchange_name, queue, body, headers)
+            await broker.send(broker.exchange_name, queue, bodies[letter.id], headers)
 
-        await settle_one(broker, queue, dead_letter_id, publish)
+        return set(bodies) - await settle_each(broker, queue, bodies.keys(), publish)
+
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+        if await self.replay_dead_letters(queue, {dead_letter_id: body}):
+            raise not_found(queue, dead_letter_id)
 
     @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
@@ -206,40 +225,50 @@ async def settle_one(
     dead_letter_id: str,
     before_ack: Callable[[DeadLetter], Awaitable[None]],
 ) -> None:
-    """Find the dead letter ``dead_letter_id``, run ``before_ack`` on it, then ack it.
+    """``settle_each`` for one id. Raises ``DeadLetterNotFoundError``."""
+    if not await settle_each(broker, queue, {dead_letter_id}, before_ack):
+        raise not_found(queue, dead_letter_id)
 
-    If ``before_ack`` fails, every message taken goes back, the dead letter too.
+
+async def settle_each(
+    broker: AmqpBroker,
+    queue: str,
+    ids: Collection[str],
+    before_ack: Callable[[DeadLetter], Awaitable[None]],
+) -> set[str]:
+    """Run ``before_ack`` on each dead letter whose id is in ``ids``, then ack it; the ids
+    found. One pass from the head of the queue.
+
+    While every message taken is wanted, each is settled on its own and nothing else is
+    held (the oldest letters: one get each). Once one is not wanted, the rest of the queue
+    is taken too and what was not settled goes back in order: putting back only the
+    messages before the wanted ones would move them behind the others (see the module
+    docstring). If ``before_ack`` fails, everything not settled goes back, that letter
+    too, and the error propagates.
     """
+    pending = set(ids)
     async with broker_dead_queue(broker, queue) as dead:
         if dead is None:
-            raise not_found(queue, dead_letter_id)
-        taken: list[AbstractIncomingMessage] = []  # in delivery order, the target too
-        target: AbstractIncomingMessage | None = None
-        while True:
+            return set()
+        kept: list[AbstractIncomingMessage] = []  # taken, not settled, in delivery order
+        while pending or kept:
             message = await dead.get(no_ack=False, fail=False, timeout=GET_TIMEOUT_S)
             if message is None:
                 break
-            taken.append(message)
-            if target is None and dead_letter_id_of(message) == dead_letter_id:
-                target = message
-                if len(taken) == 1:
-                    break  # the oldest: nothing taken before it, nothing to reorder
-            # Otherwise take the rest too: putting back only the messages before the
-            # target would move them behind the others (see the module docstring).
-        if target is None:
-            await put_back(dead, taken)
-            raise not_found(queue, dead_letter_id)
-        try:
-            await before_ack(as_dead_letter(broker, queue, target))
-        except Exception:
-            # Everything goes back, in order: after the short path, the rest is taken
-            # first (returning just the oldest would move it to the back).
-            with contextlib.suppress(Exception):  # closing the channel returns them anyway
-                taken.extend(await take_all(dead))
-                await put_back(dead, taken)
-            raise
-        await target.ack()
-        await put_back(dead, [message for message in taken if message is not target])
+            letter_id = dead_letter_id_of(message)
+            if letter_id not in pending:
+                kept.append(message)
+                continue
+            try:
+                await before_ack(as_dead_letter(broker, queue, message))
+            except Exception:
+                with contextlib.suppress(Exception):  # closing the channel returns them anyway
+                    await put_back(dead, [*kept, message, *await take_all(dead)])
+                raise
+            await message.ack()
+            pending.discard(letter_id)
+        await put_back(dead, kept)
+    return set(ids) - pending
 
 
 def not_found(queue: str, dead_letter_id: str) -> DeadLetterNotFoundError:

@@ -18,8 +18,8 @@ from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.common import FieldTable
 
 from brokers.amqp_delay import send_delayed
-from brokers.base import Delivery, logger
-from brokers.dead_letters import DeadLetter
+from brokers.base import Defect, Delivery, logger
+from brokers.dead_letters import DeadLetter, Reason, excerpt
 
 if TYPE_CHECKING:
     from brokers.amqp import AmqpBroker
@@ -41,9 +41,25 @@ def dead_letter_queue_name(prefix: str, queue: str) -> str:
     return f"{prefix}.{queue}.dead"
 
 
+MAX_COUNT = 999_999_999  # as on Redis: at most 9 digits
+
+
 def _count(headers: Mapping[str, Any], key: str) -> int:
+    """A count RabbitMQ itself keeps (``x-delivery-count``): 0 unless a positive int."""
     value = headers.get(key, 0)
     return value if isinstance(value, int) and value > 0 else 0
+
+
+def prior_deliveries(headers: Mapping[str, Any]) -> int | None:
+    """Our ``x-asyncjobs-deliveries`` header: 0 when absent (a raw taskiq-aio-pika
+    producer), None when it is not a plain count. Headers are the sender's input: a
+    negative count would defeat MAX_DELIVERIES."""
+    value = headers.get(DELIVERIES)
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return None
 
 
 def _enqueued_at(message: AbstractIncomingMessage) -> float | None:
@@ -72,9 +88,23 @@ class AmqpDelivery(Delivery):
     def __init__(self, broker: AmqpBroker, message: AbstractIncomingMessage, queue: str) -> None:
         headers = message.headers
         returned = _count(headers, RABBIT_DELIVERIES)  # by RabbitMQ: a consumer died
-        prior = returned + _count(headers, DELIVERIES)
+        ours = prior_deliveries(headers)
+        defect = None
+        if ours is None:
+            shown = excerpt(repr(headers.get(DELIVERIES)).encode(), 40)
+            defect = Defect(
+                Reason.BAD_DELIVERY_COUNT,
+                f"header {DELIVERIES!r} is {shown}, not a count from 0 to {MAX_COUNT}",
+            )
         suspect = returned > 0 or _count(headers, SUSPECT) > 0
-        super().__init__(message.body, queue, 1 + prior, _enqueued_at(message), suspect=suspect)
+        super().__init__(
+            message.body,
+            queue,
+            1 + returned + (ours or 0),
+            _enqueued_at(message),
+            suspect=suspect,
+            defect=defect,
+        )
         self.broker = broker
         self.message = message
 
@@ -88,12 +118,12 @@ class AmqpDelivery(Delivery):
         # (confirmed), then the ack: other workers can take it at once.
         await self._requeue_copy(self.delivery_count, suspect=False)
 
-    async def _dead_letter(self, record: DeadLetter) -> None:
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
         headers = {"reason": str(record.reason), "task_id": record.task_id}
         target = dead_letter_queue_name(self.broker.options.key_prefix, self.queue)
         # The message_id is the dead letter's id (brokers/amqp_dead_letters.py).
         await self.broker.send(
-            "", target, record.to_json(), headers, message_id=uuid.uuid4().hex
+            "", target, payload, headers, message_id=uuid.uuid4().hex
         )  # confirmed first...
         await self._ack()  # ...then acked: a crash in between duplicates, never loses
 

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +22,8 @@ from typing import Any
 from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
-from brokers.dead_letters import DeadLetter
-from brokers.errors import ConfigurationError, UnknownQueueError
+from brokers.dead_letters import DeadLetter, Reason
+from brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
 
 logger = logging.getLogger("asyncjobs.broker")
 
@@ -124,10 +124,36 @@ class TransportOptions:
         return self.consume_queues or self.queues
 
 
-class Delivery(ABC):
-    """One received message, to be settled exactly once."""
+@dataclass(frozen=True, slots=True)
+class Defect:
+    """Why a transport will not let a delivery run: its envelope (not its body) is bad,
+    e.g. a stream field ``deliveries`` that is not a count. Such a message is
+    dead-lettered with ``reason``, never run and never dropped."""
 
-    __slots__ = ("data", "delivery_count", "enqueued_at", "queue", "settled", "suspect")
+    reason: Reason
+    detail: str
+
+
+class Delivery(ABC):
+    """One received message, to be settled exactly once.
+
+    A delivery counts as settled only once its transport confirmed the settlement: one
+    that failed (the dead-letter record could not be written, the broker went away)
+    leaves the delivery open, so the worker can hand it back; one the worker cannot
+    settle at all it ``abandon``s, and the transport then redelivers it (Redis: when
+    the lease expires; RabbitMQ: when the channel closes). Concurrent settlements: the
+    first wins, the others do nothing.
+    """
+
+    __slots__ = (
+        "_state",
+        "data",
+        "defect",
+        "delivery_count",
+        "enqueued_at",
+        "queue",
+        "suspect",
+    )
 
     def __init__(
         self,
@@ -137,6 +163,7 @@ class Delivery(ABC):
         enqueued_at: float | None = None,
         *,
         suspect: bool | None = None,
+        defect: Defect | None = None,
     ) -> None:
         self.data = data
         self.queue = queue
@@ -150,52 +177,77 @@ class Delivery(ABC):
         # worker died, or lost its connection), so it may be what killed that worker. A
         # message handed back by a draining worker has a count > 1 but is no suspect.
         self.suspect = delivery_count > 1 if suspect is None else suspect
-        self.settled = False
+        self.defect = defect
+        self._state = _OPEN
+
+    @property
+    def settled(self) -> bool:
+        """A settlement completed: the broker has the outcome."""
+        return self._state is _SETTLED
+
+    @property
+    def closed(self) -> bool:
+        """No longer this worker's to run or to keep leased: settled, being settled, or
+        abandoned."""
+        return self._state is not _OPEN
+
+    def abandon(self) -> None:
+        """Give up on settling (the broker is unreachable): stop keeping the message
+        leased, so the transport redelivers it."""
+        if self._state is _OPEN:
+            self._state = _ABANDONED
+            self._forget()
 
     async def ack(self) -> None:
-        if self._settle():
-            await self._ack()
+        await self._settle_by(self._ack)
 
     async def dead_letter(self, record: DeadLetter) -> None:
-        if self._settle():
-            await self._dead_letter(record)
+        # Encoded before the delivery counts as being settled: a record that cannot be
+        # written must leave the message to be handed back, not leased forever.
+        payload = record.to_json()
+        await self._settle_by(self._dead_letter, record, payload)
 
     async def hand_back(self) -> None:
-        if self._settle():
-            await self._hand_back()
+        await self._settle_by(self._hand_back)
 
     async def release(self) -> None:
         """Give back a delivery that was never started, without counting it as one."""
-        if self._settle():
-            await self._release()
+        await self._settle_by(self._release)
 
     async def republish(self, body: bytes) -> None:
         """Atomically replace this delivery by a new message (a retry) in the same queue."""
-        if self._settle():
-            await self._republish(body)
+        await self._settle_by(self._republish, body)
 
     async def retry_at(self, body: bytes, due_unix_s: float) -> None:
         """Atomically replace this delivery by ``body``, delivered to the same queue no
         earlier than ``due_unix_s`` (a scheduled retry; its delivery count starts again).
         A crash in between duplicates, never loses. A time already past republishes."""
-        if not self._settle():
-            return
         if due_unix_s <= time.time():
-            await self._republish(body)
+            await self._settle_by(self._republish, body)
         else:
-            await self._retry_at(body, due_unix_s)
+            await self._settle_by(self._retry_at, body, due_unix_s)
 
-    def _settle(self) -> bool:
-        if self.settled:
-            return False
-        self.settled = True
-        return True
+    async def _settle_by(self, settle: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._state is not _OPEN:
+            return
+        self._state = _SETTLING
+        try:
+            await settle(*args)
+        except BaseException:
+            self._state = _OPEN  # still ours: the worker hands it back or abandons it
+            raise
+        self._state = _SETTLED
+        self._forget()
+
+    def _forget(self) -> None:  # noqa: B027 - a hook; most transports keep no state
+        """Stop keeping this delivery (Redis: stop renewing its lease)."""
 
     @abstractmethod
     async def _ack(self) -> None: ...
 
     @abstractmethod
-    async def _dead_letter(self, record: DeadLetter) -> None: ...
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
+        """Move the message to its dead letters as ``payload`` (``record.to_json()``)."""
 
     @abstractmethod
     async def _hand_back(self) -> None: ...
@@ -209,6 +261,9 @@ class Delivery(ABC):
     async def _release(self) -> None:
         # Transports that cannot preserve the count hand back (conservative: it counts).
         await self._hand_back()
+
+
+_OPEN, _SETTLING, _SETTLED, _ABANDONED = "open", "settling", "settled", "abandoned"
 
 
 class ReliableBroker(AsyncBroker, ABC):
@@ -336,10 +391,25 @@ class ReliableBroker(AsyncBroker, ABC):
         """How many dead letters ``queue`` holds."""
 
     @abstractmethod
+    def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """The dead letters ``queue`` holds when the first page is read, oldest first, in
+        pages of the transport's choosing (about ``page_size``; RabbitMQ: one page, see
+        ``amqp_dead_letters``). Letters dead-lettered later are not in it; letters removed
+        meanwhile may still be."""
+
+    @abstractmethod
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
+        """For each dead letter id in ``bodies``: send its body to ``queue`` again, then
+        remove the dead letter (a crash in between leaves a duplicate, never a loss).
+        The ids that were not there (replayed or deleted by someone else): nothing is
+        sent for them."""
+
     async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
-        """Send ``body`` to ``queue`` again, then remove the dead letter (in that order:
-        a crash in between leaves a duplicate, never a loss).
-        Raises ``DeadLetterNotFoundError``."""
+        """``replay_dead_letters`` for one. Raises ``DeadLetterNotFoundError``."""
+        if await self.replay_dead_letters(queue, {dead_letter_id: body}):
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r} in queue {queue!r}")
 
     @abstractmethod
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:

@@ -23,6 +23,9 @@ class Reason(StrEnum):
     NOT_RETRYABLE = "not_retryable"  # failed with an error outside the task's retry_on
     MAX_ATTEMPTS = "max_attempts"
     MAX_DELIVERIES = "max_deliveries"
+    # The transport's delivery count of the message is not a count (a hand-edited or
+    # hostile stream field / header): it cannot be trusted to stop a crash loop.
+    BAD_DELIVERY_COUNT = "bad_delivery_count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,9 @@ class DeadLetter:
     id: str = ""
 
     def to_json(self) -> bytes:
+        """The record as JSON; never raises. The history comes from message labels (a
+        sender's input): if it cannot be encoded (an integer over 64 bits, ...), the
+        record is written without it, saying so, rather than not at all."""
         data = asdict(self)
         data.pop("id")
         try:
@@ -50,7 +56,10 @@ class DeadLetter:
         except UnicodeDecodeError:  # keep undecodable bodies byte for byte
             data["body"] = None
             data["body_b64"] = base64.b64encode(self.body).decode()
-        return orjson.dumps(data)
+        try:
+            return orjson.dumps(data)
+        except TypeError as exc:
+            return orjson.dumps(_encodable(data, f"history dropped: not encodable ({exc})"))
 
     @classmethod
     def from_json(cls, raw: bytes, dead_letter_id: str = "") -> DeadLetter:
@@ -60,6 +69,18 @@ class DeadLetter:
         data["reason"] = Reason(data["reason"])
         data["history"] = tuple(data.get("history", ()))
         return cls(id=dead_letter_id, **data)
+
+
+def _encodable(data: dict[str, Any], note: str) -> dict[str, Any]:
+    """``data`` without its history and with every text made valid UTF-8 (an error
+    message may carry lone surrogates)."""
+    safe = {
+        key: value.encode("utf-8", "replace").decode() if isinstance(value, str) else value
+        for key, value in data.items()
+    }
+    safe["history"] = ()
+    safe["error_message"] = f"{safe['error_message']} [{note}]".strip()
+    return safe
 
 
 def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:

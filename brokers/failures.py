@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
@@ -22,6 +22,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S")
 Method = Callable[Concatenate[S, P], Coroutine[Any, Any, T]]
+Pages = Callable[Concatenate[S, P], AsyncIterator[T]]
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
@@ -68,6 +69,25 @@ def translating(doing: str) -> Callable[[Method[S, P, T]], Method[S, P, T]]:
                 return await method(self, *args, **kwargs)
             except AsyncJobsError:
                 raise  # already ours (BrokerConnectionError is an OSError too)
+            except library_errors() as exc:
+                raise broker_failure(doing, str(getattr(self, "url", "")), exc) from None
+
+        return translated
+
+    return decorate
+
+
+def translating_pages(doing: str) -> Callable[[Pages[S, P, T]], Pages[S, P, T]]:
+    """``translating`` for an async generator method (pages of dead letters)."""
+
+    def decorate(method: Pages[S, P, T]) -> Pages[S, P, T]:
+        @functools.wraps(method)
+        async def translated(self: S, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+            try:
+                async for page in method(self, *args, **kwargs):
+                    yield page
+            except AsyncJobsError:
+                raise
             except library_errors() as exc:
                 raise broker_failure(doing, str(getattr(self, "url", "")), exc) from None
 

@@ -38,6 +38,8 @@ for _, member in ipairs(due) do
   if sep then
     redis.call('XADD', KEYS[2], '*', 'data', string.sub(member, sep + 1),
                'deliveries', string.sub(member, 34, sep - 1))
+  else  -- not ours (written by hand?): delivered as it is, to be dead-lettered, not lost
+    redis.call('XADD', KEYS[2], '*', 'data', member, 'deliveries', '0')
   end
   redis.call('ZREM', KEYS[1], member)
 end

@@ -30,50 +30,61 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncjobs.broker.redis")
 
 # KEYS[1] stream. ARGV: group, consumer (the reclaimer), min idle ms, count.
+# Each expired entry goes back to the end of the stream with its delivery count + 1 and
+# no hand-back flag (it is a crash suspect now). The copy is written before the original
+# is removed: a script that fails midway (Redis applies what ran) keeps the original.
+# Fields are whatever the entry's writer put there: a count that is not a plain number
+# is copied unchanged, for the worker that fetches it to dead-letter it with a reason, and
+# an entry without data is copied too (dead-lettered as undecodable): nothing is deleted
+# here without its copy.
 RECLAIM = """
 local claimed = redis.call(
   'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
 local moved = 0
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
-  local data, prior = nil, 0
   if fields then
+    local copy, count = {}, '1'
     for i = 1, #fields, 2 do
-      if fields[i] == 'data' then data = fields[i + 1]
-      elseif fields[i] == 'deliveries' then prior = tonumber(fields[i + 1]) end
+      local name, value = fields[i], fields[i + 1]
+      if name == 'deliveries' then
+        if string.match(value, '^%d+$') and #value <= 9 then
+          count = tostring(tonumber(value) + 1)
+        else
+          count = value
+        end
+      elseif name ~= 'handed_back' then
+        copy[#copy + 1] = name
+        copy[#copy + 1] = value
+      end
     end
+    copy[#copy + 1] = 'deliveries'
+    copy[#copy + 1] = count
+    redis.call('XADD', KEYS[1], '*', unpack(copy))
+    moved = moved + 1
   end
   redis.call('XACK', KEYS[1], ARGV[1], id)
   redis.call('XDEL', KEYS[1], id)
-  if data then
-    redis.call('XADD', KEYS[1], '*', 'data', data, 'deliveries', prior + 1)
-    moved = moved + 1
-  end
 end
 return moved
 """
 
 # KEYS[1] stream. ARGV: group, consumer. Hands back everything the consumer still holds
-# (replies it never read: its reads were cut short), then removes the consumer.
+# (replies it never read: its reads were cut short; settlements it gave up on), each a
+# verbatim copy (count and flags unchanged: this worker did not crash on them), then
+# removes the consumer.
 RELEASE = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
 local moved = 0
 for _, item in ipairs(pending) do
   local id = item[1]
   local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+  if entry then
+    redis.call('XADD', KEYS[1], '*', unpack(entry[2]))
+    moved = moved + 1
+  end
   redis.call('XACK', KEYS[1], ARGV[1], id)
   redis.call('XDEL', KEYS[1], id)
-  if entry then
-    local fields, data, prior = entry[2], nil, 0
-    for i = 1, #fields, 2 do
-      if fields[i] == 'data' then data = fields[i + 1]
-      elseif fields[i] == 'deliveries' then prior = tonumber(fields[i + 1]) end
-    end
-    if data then
-      redis.call('XADD', KEYS[1], '*', 'data', data, 'deliveries', prior)
-      moved = moved + 1
-    end
-  end
 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return moved
@@ -138,7 +149,7 @@ class LeaseKeeper(BackgroundLoop):
             renewed = {_as_bytes(i) for i in kept}
             for delivery in deliveries:
                 # One settled meanwhile (acked while XCLAIM was under way) is done, not lost.
-                if delivery.settled or _as_bytes(delivery.entry_id) in renewed:
+                if delivery.closed or _as_bytes(delivery.entry_id) in renewed:
                     continue
                 logger.warning(
                     "lost the lease on %s %s (the event loop was blocked for longer than the "

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -31,10 +31,11 @@ from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from brokers.base import QUEUE_LABEL, Delivery, ReliableBroker, TransportOptions
-from brokers.dead_letters import DeadLetter
+from brokers import redis_dead_letters as dead_letter_stream
+from brokers.base import QUEUE_LABEL, Defect, Delivery, ReliableBroker, TransportOptions
+from brokers.dead_letters import DeadLetter, Reason, excerpt
 from brokers.errors import BrokerConnectionError, DeadLetterNotFoundError
-from brokers.failures import translating
+from brokers.failures import translating, translating_pages
 from brokers.redis_batch import PipelineBatcher
 from brokers.redis_connection import RETRYABLE, connection_pool, retrying
 from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
@@ -79,29 +80,31 @@ class RedisDelivery(Delivery):
         fields: dict[bytes, bytes],
         queue: str,
     ) -> None:
+        prior = prior_deliveries(fields)
         super().__init__(
             fields.get(DATA, b""),
             queue,
-            1 + int(fields.get(DELIVERIES, 0)),
+            1 + (prior or 0),
             _entry_time(entry_id),
             # The lease reclaim re-adds entries with data and count only: no flag.
-            suspect=int(fields.get(DELIVERIES, 0)) > 0 and fields.get(HANDED_BACK) != b"1",
+            suspect=bool(prior) and fields.get(HANDED_BACK) != b"1",
+            defect=None if prior is not None else _bad_count(fields),
         )
         self.broker = broker
         self.stream = stream
         self.entry_id = entry_id
 
+    def _forget(self) -> None:
+        self.broker.held.pop((self.stream, self.entry_id), None)
+
     async def _ack(self) -> None:
         # Merged with every other ack of this event-loop step (one round trip for all),
         # retried through a dropped connection until the lease would have expired.
-        try:
-            await self.broker.settler.acknowledge(self.stream, GROUP, self.entry_id)
-        finally:
-            self.broker.held.pop((self.stream, self.entry_id), None)
+        await self.broker.settler.acknowledge(self.stream, GROUP, self.entry_id)
 
-    async def _dead_letter(self, record: DeadLetter) -> None:
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
         target = dead_letter_key(self.broker.options.key_prefix, self.queue)
-        await self._move(target, {b"record": record.to_json()})
+        await self._move(target, {b"record": payload})
 
     async def _hand_back(self) -> None:
         # A copy at the end of the stream is visible to every consumer at once; the
@@ -151,10 +154,7 @@ class RedisDelivery(Delivery):
         def warn(exc: Exception) -> None:
             logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
 
-        try:
-            await retrying(settle, self.broker.options.lease_timeout_s, warn)
-        finally:
-            self.broker.held.pop((self.stream, self.entry_id), None)
+        await retrying(settle, self.broker.options.lease_timeout_s, warn)
 
 
 class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
@@ -287,14 +287,14 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                 # Someone deleted the stream (FLUSHDB, a test): declare again, read later.
                 await self._declare_consumer_group()
                 return []
-        deliveries: list[Delivery] = []
-        for raw_stream, entries in cast(StreamReply, fetched or []):
-            stream = raw_stream.decode()
-            queue = self._queue_of_stream[stream]
-            for entry_id, fields in entries:
-                delivery = RedisDelivery(self, stream, entry_id, fields, queue)
-                self.held[(stream, entry_id)] = delivery
-                deliveries.append(delivery)
+        deliveries = [
+            RedisDelivery(self, stream, entry_id, fields or {}, self._queue_of_stream[stream])
+            for raw_stream, entries in cast(StreamReply, fetched or [])
+            for stream in (raw_stream.decode(),)
+            for entry_id, fields in entries
+        ]
+        for delivery in deliveries:  # building them cannot fail: whatever the fields say
+            self.held[(delivery.stream, delivery.entry_id)] = delivery
         # Several streams can each answer with up to COUNT entries: give back what we
         # cannot start now instead of hoarding it.
         for extra in deliveries[max_messages:]:
@@ -306,32 +306,32 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         """The Redis URL (print it with ``redact_url``)."""
         return self._url
 
-    # -- dead letters (library errors become BrokerErrors: `asyncjobs dlq` prints one line)
+    # -- dead letters (brokers.redis_dead_letters) -------------------------------
+    # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
     @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self.redis() as conn:
             entries = cast(EntryList, await conn.xrange(self._dead_key(queue), count=limit))
-        return [
-            DeadLetter.from_json(fields[b"record"], _text(entry_id)) for entry_id, fields in entries
-        ]
+        return dead_letter_stream.letters(entries)
+
+    @translating_pages("listing dead letters")
+    async def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        key = self._dead_key(queue)
+        async for page in dead_letter_stream.snapshot(self.redis, key, page_size):
+            yield page
 
     @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         async with self.redis() as conn:
             return int(await conn.xlen(self._dead_key(queue)))
 
-    @translating("replaying a dead letter")
-    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+    @translating("replaying dead letters")
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
         key = self._dead_key(queue)
-        async with self.redis() as conn:
-            if not await conn.xrange(key, dead_letter_id, dead_letter_id):
-                raise DeadLetterNotFoundError(
-                    f"no dead letter {dead_letter_id!r} in queue {queue!r}"
-                )
-            async with conn.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream_key(self.options.key_prefix, queue), {DATA: body, DELIVERIES: 0})
-                pipe.xdel(key, dead_letter_id)
-                await pipe.execute()
+        stream = stream_key(self.options.key_prefix, queue)
+        return await dead_letter_stream.replay(self.redis, key, stream, bodies)
 
     @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
@@ -355,6 +355,29 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         return dead_letter_key(self.options.key_prefix, queue)
 
 
+MAX_COUNT_DIGITS = 9
+
+
+def prior_deliveries(fields: dict[bytes, bytes]) -> int | None:
+    """The entry's ``deliveries`` field: 0 when absent (a raw taskiq producer), None when
+    it is not a plain non-negative count. Fields are input from whoever wrote the entry:
+    a negative count would defeat MAX_DELIVERIES, a non-number must not break a fetch."""
+    raw = fields.get(DELIVERIES)
+    if raw is None:
+        return 0
+    if raw.isdigit() and len(raw) <= MAX_COUNT_DIGITS:  # ASCII digits only (bytes)
+        return int(raw)
+    return None
+
+
+def _bad_count(fields: dict[bytes, bytes]) -> Defect:
+    shown = excerpt(fields.get(DELIVERIES, b""), 40)
+    return Defect(
+        Reason.BAD_DELIVERY_COUNT,
+        f"stream field 'deliveries' is {shown!r}, not a count of 0 to {MAX_COUNT_DIGITS} digits",
+    )
+
+
 def _entry_time(entry_id: bytes) -> float | None:
     """When the entry was added (unix seconds): an auto id is ``<ms>-<seq>``. A message
     moved in from the delayed set was added when it became due."""
@@ -362,7 +385,3 @@ def _entry_time(entry_id: bytes) -> float | None:
         return int(entry_id.split(b"-", 1)[0]) / 1000
     except ValueError:
         return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -194,12 +194,12 @@ class MetricsObserver(WorkerObserver):
         running, known = self._running.copy(), self._task_attributes.copy()
         counts = dict.fromkeys(known, 0)  # 0 rather than a gap once a task was seen
         for delivery, key in running.items():
-            if not delivery.settled:
+            if not delivery.closed:
                 counts[key] += 1
         return [Observation(n, known[key]) for key, n in counts.items()]
 
     def _prune(self) -> None:
-        for delivery in [d for d in self._running if d.settled]:
+        for delivery in [d for d in self._running if d.closed]:
             del self._running[delivery]
 
     # -- attribute sets, built once per queue and task ---------------------------

@@ -18,6 +18,11 @@ logger = logging.getLogger("asyncjobs.worker")
 MAX_ERROR_MESSAGE_CHARS = 2000
 
 
+class DeliveryDefect(ValueError):
+    """What the dead letter of a message with a bad envelope records as its error (see
+    ``brokers.base.Defect``)."""
+
+
 def describe(error: BaseException | None) -> str:
     """``Type: message`` for logs, the message cut to 300 characters."""
     if error is None:

@@ -26,29 +26,30 @@ from taskiq import AsyncBroker
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.message import TaskiqMessage
 from taskiq.receiver import Receiver
-from taskiq.result import TaskiqResult
 from taskiq.utils import maybe_awaitable
 
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.retries import (
     ATTEMPT_LABEL,
-    HISTORY_LABEL,
     attempt_of,
-    history_with,
-    policy_for,
     running_attempt,
 )
-from asyncjobs.tasks import ATTEMPTS_LABEL
-from asyncjobs.tracing.conventions import without_trace_context
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.events import Outcome, WorkerEvents
 from asyncjobs.worker.hooks import wrap_task_function
-from asyncjobs.worker.outcomes import dead_letter_record, describe, record_attempt
-from asyncjobs.worker.settings import CANCEL_GRACE_S, HARD_MARGIN_S, WorkerSettings
+from asyncjobs.worker.limits import Limits, apply_timeout, limits_for
+from asyncjobs.worker.outcomes import DeliveryDefect, describe
+from asyncjobs.worker.settings import (
+    CANCEL_GRACE_S,
+    HARD_MARGIN_S,
+    WorkerSettings,
+    isolation_line,
+)
+from asyncjobs.worker.settling import Settling
 from asyncjobs.worker.waiting import backoff_s, first_done
 from brokers.base import Delivery, ReliableBroker
-from brokers.dead_letters import Reason, excerpt
+from brokers.dead_letters import Reason
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -79,6 +80,7 @@ class AsyncJobsReceiver(Receiver):
         self._targets: dict[str, Any] = {}
         self._validators: dict[str, ArgumentValidator] = {}
         self.events = WorkerEvents(self.settings.observers)
+        self.settling = Settling(broker, self.settings, self.events)
 
     # -- the consume loop --------------------------------------------------------
     async def listen(self, finish_event: asyncio.Event) -> None:
@@ -181,29 +183,46 @@ class AsyncJobsReceiver(Receiver):
     async def _start_all(
         self, deliveries: Sequence[Delivery], drain_wait: asyncio.Task[Any]
     ) -> None:
-        """Start what was fetched; a crash suspect runs alone.
+        """Start what was fetched; a repeat crash suspect runs alone.
 
         A suspect was held by a worker that died (or lost its connection): it may be the
-        task that killed it. Run with others, a crash would count a delivery against each
-        of them and dead-letter innocent tasks beside the poison one; run alone, a poison
-        message only counts its own deliveries. A message a draining worker handed back
-        is no suspect: it runs beside others.
+        task that killed it, or only a neighbour of that task. A first-time suspect runs
+        beside everything else: a mass kill (an OOM-killed pod) costs one lease and no
+        stall. A message that keeps coming back (``runs_alone``) runs alone in its worker,
+        which stops fetching until it ran: a crash then counts against it only, so a
+        poison message is dead-lettered after MAX_DELIVERIES deliveries and never takes a
+        neighbour with it (a neighbour reaches the line too, and then runs alone and
+        succeeds). One per batch: the others go back for other workers.
         """
-        suspect = next((d for d in deliveries if d.suspect), None)
-        if suspect is None:
-            for delivery in deliveries:
-                self._start(delivery)
-            return
+        alone: Delivery | None = None
         for delivery in deliveries:
-            if delivery is not suspect:
+            if not self._runs_alone(delivery):
+                self._start(delivery)
+            elif alone is None:
+                alone = delivery
+            else:
                 await self._release_quietly(delivery)
-        while self._running and not self._draining.is_set():
-            self._slot_freed.clear()
-            await first_done(self._slot_freed.wait(), drain_wait)
-        if self._draining.is_set():
-            await self._release_quietly(suspect)
+        if alone is None:
             return
-        self._start(suspect)
+        await self._until_idle(drain_wait)
+        if self._draining.is_set():
+            await self._release_quietly(alone)
+            return
+        logger.info(
+            "running a message alone: its workers died %d times while it ran",
+            alone.delivery_count - 1,
+        )
+        self._start(alone)
+        await self._until_idle(drain_wait)
+
+    def _runs_alone(self, delivery: Delivery) -> bool:
+        """A suspect on one of its last permitted deliveries (over the limit it is
+        dead-lettered unrun, with nothing to isolate)."""
+        limit = self.settings.max_deliveries
+        return delivery.suspect and isolation_line(limit) <= delivery.delivery_count <= limit
+
+    async def _until_idle(self, drain_wait: asyncio.Task[Any]) -> None:
+        """Wait until nothing runs in this worker, or it drains."""
         while self._running and not self._draining.is_set():
             self._slot_freed.clear()
             await first_done(self._slot_freed.wait(), drain_wait)
@@ -258,35 +277,52 @@ class AsyncJobsReceiver(Receiver):
         except asyncio.CancelledError:
             await self._hand_back_quietly(delivery)
             raise
-        except Exception:
-            # A bug of ours or a broker error while settling: give the message back; its
-            # delivery count grows, so this cannot loop past MAX_DELIVERIES.
-            logger.exception("processing a message failed; handing it back")
+        except Exception as exc:
+            # A bug of ours or a broker error while settling: the delivery is still open
+            # (a failed settlement does not count), so give it back; its delivery count
+            # grows, so this cannot loop past MAX_DELIVERIES.
+            logger.error(
+                "settling a message from queue %s failed (%s); handing it back",
+                delivery.queue,
+                describe(exc),
+                exc_info=exc,
+            )
             await self._hand_back_quietly(delivery)
 
     async def _run(self, delivery: Delivery) -> None:
         try:
             message = self.broker.formatter.loads(delivery.data)
         except Exception as exc:
-            await self._dead_letter(delivery, None, Reason.UNDECODABLE, exc)
+            await self.settling.dead_letter(delivery, None, Reason.UNDECODABLE, exc)
+            return
+        if delivery.defect is not None:
+            defect = delivery.defect
+            await self.settling.dead_letter(
+                delivery, message, defect.reason, DeliveryDefect(defect.detail)
+            )
             return
         task = self.broker.find_task(message.task_name)
         if task is None:
-            await self._dead_letter(delivery, message, Reason.UNKNOWN_TASK, None)
+            await self.settling.dead_letter(delivery, message, Reason.UNKNOWN_TASK, None)
             return
         if delivery.delivery_count > self.settings.max_deliveries:
-            await self._dead_letter(delivery, message, Reason.MAX_DELIVERIES, None)
+            await self.settling.dead_letter(delivery, message, Reason.MAX_DELIVERIES, None)
             return
         try:
             message.args, message.kwargs = self._validator(
                 message.task_name, task.original_func
             ).validate(message.args, message.kwargs)
         except InvalidArguments as exc:
-            await self._dead_letter(delivery, message, Reason.INVALID_ARGUMENTS, exc)
+            await self.settling.dead_letter(delivery, message, Reason.INVALID_ARGUMENTS, exc)
             return
-        await self._execute(delivery, message, self._target(message.task_name, task.original_func))
+        limits = limits_for(task, message.labels, self.settings.max_attempts)
+        apply_timeout(message.labels, limits)
+        target = self._target(message.task_name, task.original_func)
+        await self._execute(delivery, message, target, limits)
 
-    async def _execute(self, delivery: Delivery, message: TaskiqMessage, target: Any) -> None:
+    async def _execute(
+        self, delivery: Delivery, message: TaskiqMessage, target: Any, limits: Limits
+    ) -> None:
         for middleware in self.broker.middlewares:
             if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
                 message = await maybe_awaitable(middleware.pre_execute(message))
@@ -303,94 +339,23 @@ class AsyncJobsReceiver(Receiver):
             await delivery.hand_back()
             outcome = Outcome.CUT_OFF
         elif result.is_err:
-            outcome = await self._failed(delivery, message, result)
+            outcome = await self.settling.failed(delivery, message, result, limits)
         else:
-            await self._save(message, result)
-            await delivery.ack()
-            outcome = Outcome.SUCCEEDED
+            outcome = await self.settling.succeeded(delivery, message, result)
         self.events.task_finished(delivery, message, outcome, duration_s)
-
-    async def _failed(
-        self, delivery: Delivery, message: TaskiqMessage, result: TaskiqResult[Any]
-    ) -> Outcome:
-        error, attempt = result.error, attempt_of(message.labels)
-        policy = policy_for(
-            self.broker.find_task(message.task_name),
-            int(message.labels.get(ATTEMPTS_LABEL) or self.settings.max_attempts),
-            self.settings.backoff,
-        )
-        history = history_with(message.labels, error, attempt)
-        decision = policy.decide(error, attempt)
-        logger.warning(
-            "task %s [%s] failed on attempt %d/%d: %s; %s",
-            message.task_name,
-            message.task_id,
-            attempt,
-            policy.max_attempts,
-            describe(error),
-            decision.describe(),
-        )
-        await record_attempt(self.broker.result_backend, message.task_id, history[-1])
-        message.labels[HISTORY_LABEL] = list(history)
-        if result.labels is not message.labels:  # the final result shows the history too
-            result.labels[HISTORY_LABEL] = list(history)
-        self.events.task_failed(delivery, message, error, decision)
-        if decision.give_up is not None:
-            await self._save(message, result)
-            await self._dead_letter(
-                delivery, message, decision.give_up, error, attempts=attempt, history=history
-            )
-            return Outcome.FAILED
-        message.labels[ATTEMPT_LABEL] = attempt + 1
-        body = self.broker.formatter.dumps(message).message
-        await delivery.retry_at(body, time.time() + decision.delay_s)
-        return Outcome.RETRIED
-
-    async def _save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        result.labels = without_trace_context(result.labels)  # the message's own labels
-        try:
-            await self.broker.result_backend.set_result(message.task_id, result)
-        except Exception as exc:
-            logger.error(
-                "storing the result of %s [%s] failed: %s", message.task_name, message.task_id, exc
-            )
-            return
-        for middleware in reversed(self.broker.middlewares):
-            if type(middleware).post_save is not TaskiqMiddleware.post_save:
-                await maybe_awaitable(middleware.post_save(message, result))
-
-    async def _dead_letter(
-        self,
-        delivery: Delivery,
-        message: TaskiqMessage | None,
-        reason: Reason,
-        error: BaseException | None,
-        attempts: int = 0,
-        history: tuple[dict[str, Any], ...] = (),
-    ) -> None:
-        record = dead_letter_record(delivery, message, reason, error, attempts, history)
-        logger.warning(
-            "dead-lettered %s [%s] from queue %s: %s%s; payload starts %r",
-            record.task_name or "a message",
-            record.task_id or "no id",
-            delivery.queue,
-            reason.value,
-            f" ({describe(error)})" if error is not None else "",
-            excerpt(delivery.data),
-        )
-        await delivery.dead_letter(record)
-        self.events.dead_lettered(delivery, record.task_name, reason)
 
     async def _release_quietly(self, delivery: Delivery) -> None:
         try:
             await asyncio.wait_for(delivery.release(), CANCEL_GRACE_S)
         except Exception as exc:
+            delivery.abandon()
             logger.warning("giving a message back failed (%s); it will be redelivered", exc)
 
     async def _hand_back_quietly(self, delivery: Delivery) -> None:
         try:
             await asyncio.shield(asyncio.wait_for(delivery.hand_back(), CANCEL_GRACE_S))
         except (Exception, asyncio.CancelledError) as exc:
+            delivery.abandon()
             logger.warning("handing a message back failed (%s); it will be redelivered", exc)
 
     # -- per-task caches --------------------------------------------------------

@@ -16,6 +16,14 @@ CANCEL_GRACE_S = 2.0
 DEFAULT_CONCURRENCY = 500
 
 
+def isolation_line(max_deliveries: int) -> int:
+    """From which delivery on a crash suspect runs alone in its worker: its last two
+    permitted deliveries (from the 2nd with MAX_DELIVERIES <= 3). Up to the line,
+    neighbours of a poison message share its crashes; from the line on, each runs
+    alone, so only the poison message reaches MAX_DELIVERIES and is dead-lettered."""
+    return max(2, max_deliveries - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     concurrency: int = DEFAULT_CONCURRENCY

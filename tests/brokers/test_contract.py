@@ -242,6 +242,45 @@ async def test_dead_letters_are_kept_listed_replayed_and_purged(transport: Trans
     assert await worker.dead_letters("default") == []
 
 
+async def dead_letter_each(transport: Transport, worker: ReliableBroker, *bodies: bytes) -> None:
+    client = transport.broker()
+    for body in bodies:
+        await client.kick(message(body))
+        delivery = await fetch_one(worker)
+        await delivery.dead_letter(
+            DeadLetter(body=delivery.data, queue="default", reason=Reason.REJECTED)
+        )
+
+
+async def test_a_dead_letter_snapshot_ends_where_it_started(transport: Transport) -> None:
+    worker = await transport.worker()
+    await dead_letter_each(transport, worker, b"one", b"two", b"three")
+    pages = worker.dead_letter_snapshot("default", page_size=2)
+    first = await anext(pages)
+    await dead_letter_each(transport, worker, b"four")  # dead-lettered meanwhile
+    rest = [page async for page in pages]
+    assert [d.body for page in [first, *rest] for d in page] == [b"one", b"two", b"three"]
+    # Redis pages through the stream; RabbitMQ lists the whole queue anyway: one page.
+    sizes = [len(page) for page in [first, *rest]]
+    assert sizes == ([2, 1] if transport.name == "redis" else [3])
+    assert [page async for page in worker.dead_letter_snapshot("other")] == []
+
+
+async def test_replaying_dead_letters_by_id_returns_the_ones_gone(transport: Transport) -> None:
+    worker = await transport.worker()
+    await dead_letter_each(transport, worker, b"one", b"two", b"three")
+    one, two, three = await worker.dead_letters("default")
+    await worker.delete_dead_letter("default", two.id)  # someone else, meanwhile
+    bodies = {one.id: b"one-again", two.id: b"2", three.id: b"3", "0-1": b"x", "nope": b"x"}
+    assert await worker.replay_dead_letters("default", bodies) == {two.id, "0-1", "nope"}
+    replayed = [await fetch_one(worker), await fetch_one(worker)]
+    assert sorted(d.data for d in replayed) == [b"3", b"one-again"]
+    assert all(d.delivery_count == 1 for d in replayed)
+    assert await worker.dead_letter_count("default") == 0
+    for delivery in replayed:
+        await delivery.ack()
+
+
 async def test_a_delivery_is_settled_only_once(transport: Transport) -> None:
     client, worker = transport.broker(), await transport.worker()
     await client.kick(message(b"x"))
@@ -251,3 +290,43 @@ async def test_a_delivery_is_settled_only_once(transport: Transport) -> None:
     await delivery.dead_letter(DeadLetter(body=b"x", queue="default", reason=Reason.REJECTED))
     assert await worker.fetch(10, 0.5) == []
     assert await worker.dead_letter_count("default") == 0
+
+
+class UnwritableRecord(DeadLetter):
+    """A record that cannot be encoded (``to_json`` itself never fails any more: this
+    stands for whatever fails before the transport is reached)."""
+
+    def to_json(self) -> bytes:
+        raise TypeError("Integer exceeds 64-bit range")
+
+
+async def test_a_settlement_that_failed_leaves_the_delivery_open(transport: Transport) -> None:
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(worker)
+    record = UnwritableRecord(body=b"x", queue="default", reason=Reason.REJECTED)
+    with pytest.raises(TypeError):
+        await delivery.dead_letter(record)
+    assert not delivery.settled and not delivery.closed  # still the worker's: hand it back
+    await delivery.hand_back()
+    assert delivery.settled
+    again = await fetch_one(worker)
+    assert (again.data, again.delivery_count, again.suspect) == (b"x", 2, False)
+    await again.ack()
+    assert await worker.dead_letter_count("default") == 0
+
+
+async def test_a_delivery_given_up_on_comes_back_after_its_lease(transport: Transport) -> None:
+    """A delivery the worker could neither settle nor hand back is abandoned: no longer
+    renewed, it returns like a crashed worker's (RabbitMQ: when the channel closes)."""
+    client, worker = transport.broker(), await transport.worker()
+    await client.kick(message(b"x"))
+    delivery = await fetch_one(worker)
+    delivery.abandon()
+    assert delivery.closed and not delivery.settled
+    if transport.name == "rabbitmq":
+        await transport.crash(worker)
+    other = await transport.worker(name="other")
+    again = await fetch_one(other, timeout=LEASE_S + 10)
+    assert (again.data, again.delivery_count) == (b"x", 2)
+    await again.ack()

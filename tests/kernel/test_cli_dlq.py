@@ -71,6 +71,22 @@ async def test_replay_runs_the_task_again_with_fresh_attempts(
     assert (await again.ledger()).count("fail:x") == 6  # three attempts, twice
 
 
+async def test_list_and_replay_all_take_reason_and_task_filters(
+    start_worker: Callable[..., object],
+) -> None:
+    await dead_lettered(start_worker)
+    status, text = await _in_thread(cli, "dlq", "list", "--reason", "rejected", "--json")
+    assert status == 0 and [item["reason"] for item in orjson.loads(text)] == ["rejected"]
+    _, text = await _in_thread(cli, "dlq", "list", "--task", tasks.always_fails.task_name)
+    assert "max_attempts" in text and "rejected" not in text
+    status, text = await _in_thread(cli, "dlq", "replay", "--all", "--reason", "rejected")
+    assert (status, text) == (0, "replayed 1 dead letters (0 skipped: gone meanwhile)\n")
+    status, _ = await _in_thread(cli, "dlq", "replay", "0-1", "--task", "x")
+    assert status == 1  # the filters go with --all
+    _, text = await _in_thread(cli, "dlq", "list", "--json")
+    assert [item["reason"] for item in orjson.loads(text)] == ["max_attempts"]
+
+
 async def test_purge_needs_yes(start_worker: Callable[..., object]) -> None:
     worker = await dead_lettered(start_worker)
     status, text = await _in_thread(cli, "dlq", "purge")

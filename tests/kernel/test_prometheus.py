@@ -114,7 +114,7 @@ class FakeDelivery(Delivery):
     async def _ack(self) -> None:
         pass
 
-    async def _dead_letter(self, record: DeadLetter) -> None:
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
         pass
 
     async def _hand_back(self) -> None:
@@ -195,8 +195,10 @@ def test_renders_the_worker_metrics() -> None:
     assert dead == {frozenset({("queue", "emails"), ("task", ""), ("reason", "undecodable")}): 1}
 
 
-def test_a_delivery_that_was_settled_no_longer_counts_as_running() -> None:
-    # The receiver may fail while settling and never report the end of the run.
+@pytest.mark.parametrize("ending", ["settled", "abandoned"])
+async def test_a_delivery_that_was_settled_no_longer_counts_as_running(ending: str) -> None:
+    # The receiver may fail while settling and never report the end of the run; or it
+    # may give up on a delivery it could not settle or hand back (the broker redelivers).
     observer, reader = prometheus_setup()
     delivery = FakeDelivery(b"", "default", 1)
     observer.task_started(delivery, task_message("shop:add"))
@@ -204,7 +206,10 @@ def test_a_delivery_that_was_settled_no_longer_counts_as_running() -> None:
         parse(render(reader)).value("asyncjobs_tasks_running", queue="default", task="shop:add")
         == 1
     )
-    delivery.settled = True
+    if ending == "settled":
+        await delivery.ack()
+    else:
+        delivery.abandon()
     assert (
         parse(render(reader)).value("asyncjobs_tasks_running", queue="default", task="shop:add")
         == 0

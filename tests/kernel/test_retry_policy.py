@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from asyncjobs import Backoff, Reject, RetryPolicy, current_attempt, task
@@ -13,6 +14,7 @@ from asyncjobs.errors import ConfigurationError
 from asyncjobs.retries import (
     ATTEMPT_LABEL,
     HISTORY_LABEL,
+    MAX_ATTEMPT_NUMBER,
     MAX_HISTORY,
     attempt_of,
     history_with,
@@ -114,9 +116,32 @@ def test_history_keeps_the_last_failures_with_type_message_and_attempt() -> None
     assert history_with({HISTORY_LABEL: "garbage"}, None, 1)[0]["error_type"] == ""
 
 
+def test_a_history_from_labels_keeps_only_well_formed_bounded_entries() -> None:
+    """A sender writes the label: what goes into the dead letter must stay encodable."""
+    earlier = [
+        {"attempt": 10**30, "error_type": "E" * 999, "error_message": "m" * 9999, "at": 1.0},
+        {"attempt": 2, "at": float("inf")},  # not a time
+        {"attempt": "3", "at": 1.0},  # not a number
+        {"attempt": True, "at": 1.0},
+        {"attempt": 4, "at": 10**400},
+        "not an entry",
+        {"attempt": 5, "error_type": ["x"], "at": 2},
+    ]
+    history = history_with({HISTORY_LABEL: earlier}, ValueError("now"), 6)
+    assert [entry["attempt"] for entry in history] == [MAX_ATTEMPT_NUMBER, 5, 6]
+    first = history[0]
+    assert (len(first["error_type"]), len(first["error_message"])) == (200, 500)
+    assert history[1]["error_type"] == "['x']" and history[1]["at"] == 2.0
+    orjson.dumps(history)  # encodable, whatever the label held
+
+
 def test_the_attempt_comes_from_the_label_and_is_visible_to_the_task() -> None:
     assert attempt_of({}) == 1 and attempt_of({ATTEMPT_LABEL: "3"}) == 3
     assert attempt_of({ATTEMPT_LABEL: "x"}) == 1 and attempt_of({ATTEMPT_LABEL: 0}) == 1
+    assert attempt_of({ATTEMPT_LABEL: 10**30}) == MAX_ATTEMPT_NUMBER  # a sender's label
+    assert attempt_of({ATTEMPT_LABEL: 1e30}) == MAX_ATTEMPT_NUMBER
+    assert attempt_of({ATTEMPT_LABEL: float("nan")}) == 1
+    assert attempt_of({ATTEMPT_LABEL: float("inf")}) == 1
     assert current_attempt() == 0  # outside a task
     with running_attempt(4):
         assert current_attempt() == 4
