@@ -1,7 +1,8 @@
 """Transports (Redis Streams, RabbitMQ, memory) built on taskiq-redis and taskiq-aio-pika."""
 
-from brokers.base import MAX_DELAY_S, Delivery, ReliableBroker, TransportOptions
+from brokers.base import Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
+from brokers.due import MAX_DELAY_S
 from brokers.factory import build_broker
 from brokers.urls import Transport, check_url, redact_url, scrub, transport_for
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.base import MAX_DELAY_S, ReliableBroker, due_of
+from brokers.base import ReliableBroker
+from brokers.due import MAX_DELAY_S, due_of
 from brokers.errors import ConfigurationError
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import Transport, fetch_one, message, transport

@@ -17,7 +17,7 @@ from asyncjobs.errors import (
     UnknownQueueError,
 )
 from brokers.amqp import AmqpBroker, queue_name
-from brokers.base import MAX_DELAY_S
+from brokers.due import MAX_DELAY_S
 from brokers.redis_delayed import delayed_key
 from brokers.redis_streams import stream_key
 from tests.conftest import REDIS_URL
