@@ -79,7 +79,7 @@ class AclRedis(PrivateRedis):
 def forbidding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis where connecting works and every later command of the CLI is refused
     (NOPERM): the failure comes from inside a command, not from the connection."""
-    denied = ("xrange", "xlen", "xdel", "eval", "hgetall", "del", "exec")
+    denied = ("xrange", "xrevrange", "xlen", "xdel", "eval", "hgetall", "del", "exec")
     with AclRedis(tmp_path_factory.mktemp("acl"), denied) as server:
         yield server.url
 
