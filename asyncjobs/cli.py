@@ -25,13 +25,15 @@ from typing import Any, TextIO
 
 import orjson
 
-from asyncjobs.app import current_broker
+from asyncjobs.app import current_broker, current_config
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
 from asyncjobs.inspect_cli import inspect_command
 from asyncjobs.schedules_cli import add_parser as add_schedules_parser
 from asyncjobs.schedules_cli import schedules_command
 from brokers.dead_letters import DeadLetter, Reason, excerpt
+from brokers.failures import library_errors
+from brokers.urls import describe_failure, scrub
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,13 +73,48 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
-    """Run a command against the configured broker; the exit status."""
+    """Run a command against the configured broker; the exit status. A failure is one
+    line on stderr (``asyncjobs: ...``, no secrets) and status 1, never a traceback."""
     args = parser().parse_args(argv)
     try:
         return asyncio.run(_dispatch(args, out))
     except AsyncJobsError as exc:
-        print(f"asyncjobs: {exc}", file=sys.stderr)
-        return 1
+        return _failed(str(exc))
+    except library_errors() as exc:
+        # The transports translate their libraries' errors; this catches what slips past.
+        doing = f"asyncjobs {args.command} {getattr(args, 'action', '')}".rstrip()
+        return _failed(describe_failure(f"{doing} failed", _url_of(args), exc))
+
+
+def _failed(message: str) -> int:
+    print(f"asyncjobs: {scrub(message, *_configured_urls())}", file=sys.stderr)
+    return 1
+
+
+def _url_of(args: argparse.Namespace) -> str:
+    """Where the command went: the schedule store for ``schedules``, else the broker."""
+    try:
+        config = current_config()
+    except AsyncJobsError:
+        return "(not configured)"
+    if args.command == "schedules":
+        return config.effective_schedule_store_url or "(no schedule store)"
+    return config.broker_url
+
+
+def _configured_urls() -> tuple[str | None, ...]:
+    """Every configured URL, whose secrets no message may show (belt and braces: the
+    messages are built with redacted URLs, but may quote a library's text)."""
+    try:
+        config = current_config()
+    except AsyncJobsError:
+        return ()
+    return (
+        config.broker_url,
+        config.result_backend_url,
+        config.schedule_store_url,
+        config.amqp_management_url,
+    )
 
 
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:

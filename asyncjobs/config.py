@@ -2,7 +2,8 @@
 
 Every key can be overridden by an environment variable ``ASYNCJOBS_<KEY>`` (12-factor,
 Kubernetes Secrets). A wrong value raises ``ConfigurationError`` naming the key, where it
-came from and what is allowed; URLs are shown with their password redacted.
+came from and what is allowed. Broker and store URLs are parsed as their library will
+read them (``brokers.urls.check_url``), and shown with their secrets redacted.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from asyncjobs.retries import Backoff
+from asyncjobs.retries import MAX_BACKOFF_S, Backoff
 from brokers.base import TransportOptions
 from brokers.errors import ConfigurationError
-from brokers.urls import Transport, redact_url, transport_for
+from brokers.urls import Transport, check_url, redact_url, transport_for
 
 ENV_PREFIX = "ASYNCJOBS_"
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -52,7 +53,7 @@ class BackoffSettings(BaseModel):
 
     base: float = Field(default=1.0, gt=0, le=86_400)
     factor: float = Field(default=2.0, ge=1, le=100)
-    max: float = Field(default=300.0, gt=0, le=7 * 86_400)
+    max: float = Field(default=300.0, gt=0, le=MAX_BACKOFF_S)
     jitter: float = Field(default=1.0, ge=0, le=1)
 
     @field_validator("base", "max", mode="before")
@@ -150,7 +151,7 @@ class AsyncJobsConfig(BaseModel):
     @field_validator("schedule_store_url")
     @classmethod
     def _store_url(cls, value: str | None) -> str | None:
-        if value and transport_for(value, "SCHEDULE_STORE_URL") is not Transport.REDIS:
+        if value and check_url(value, "SCHEDULE_STORE_URL") is not Transport.REDIS:
             raise ConfigurationError(
                 f"SCHEDULE_STORE_URL: schedules are kept in Redis; got {redact_url(value)!r}"
             )
@@ -178,13 +179,13 @@ class AsyncJobsConfig(BaseModel):
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
-        transport_for(value, "BROKER_URL")
+        check_url(value, "BROKER_URL")
         return value
 
     @field_validator("result_backend_url")
     @classmethod
     def _result_url(cls, value: str | None) -> str | None:
-        if value and transport_for(value, "RESULT_BACKEND_URL") is not Transport.REDIS:
+        if value and check_url(value, "RESULT_BACKEND_URL") is not Transport.REDIS:
             raise ConfigurationError(
                 f"RESULT_BACKEND_URL: results are stored in Redis; got {redact_url(value)!r}"
             )
@@ -328,10 +329,12 @@ def _describe(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[s
         ]
         if inner:
             message = f"{'.'.join(inner)}: {message}"
+        message = message.removeprefix(f"{key}: ")  # our validators name the key too
         if key and key in merged:
             value = merged[key]
             shown = redact_url(value) if key in URL_KEYS and isinstance(value, str) else value
-            lines.append(f"{key} (from {where}): {message}; got {shown!r}")
+            got = "" if repr(shown) in message else f"; got {shown!r}"
+            lines.append(f"{key} (from {where}): {message}{got}")
         else:
             lines.append(f"{key or 'ASYNCJOBS'}: {message}")
     return "invalid asyncjobs settings:\n  " + "\n  ".join(lines)

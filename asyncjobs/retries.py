@@ -69,6 +69,9 @@ def running_attempt(attempt: int) -> Iterator[None]:
         _attempt.reset(token)
 
 
+MAX_BACKOFF_S = 7 * 86_400  # the longest wait before a retry (RETRY_BACKOFF's MAX too)
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with jitter and a cap (seconds)."""
@@ -86,6 +89,12 @@ class Backoff:
         if not (self.max_s >= self.base_s and math.isfinite(self.max_s)):
             raise ConfigurationError(
                 f"backoff max ({self.max_s} s) must be finite and >= its base ({self.base_s} s)"
+            )
+        if self.max_s > MAX_BACKOFF_S:
+            # The retry is parked on the broker until then: a week is already a long wait.
+            raise ConfigurationError(
+                f"backoff max ({self.max_s} s) must be at most {MAX_BACKOFF_S} s (7 days), "
+                "as RETRY_BACKOFF's MAX"
             )
         if not (0 <= self.jitter <= 1):
             raise ConfigurationError(f"backoff jitter must be in [0, 1], got {self.jitter}")

@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import orjson
-from redis.exceptions import RedisError
 
 from asyncjobs.app import current_config
 from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.errors import AsyncJobsError, BrokerConnectionError, ConfigurationError
+from asyncjobs.errors import AsyncJobsError, ConfigurationError
 from asyncjobs.tasks import registered_tasks
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
-from brokers.urls import redact_url
+from brokers.failures import broker_failure, library_errors
 from schedules.definitions import Schedule
 from schedules.registry import static_schedules
 from schedules.store import ScheduleStore
@@ -32,6 +31,11 @@ from schedules.store import ScheduleStore
 STATIC = "static"
 DYNAMIC = "dynamic"
 COLUMNS = ("ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP")
+DOING = {
+    "list": "reading the schedule store",
+    "add": "adding to the schedule store",
+    "remove": "removing from the schedule store",
+}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,10 +73,10 @@ async def schedules_command(args: argparse.Namespace, out: TextIO) -> int:
         if args.action == "add":
             return await _add(store, config, args, out)
         return await _remove(store, config, args.id, args.json, out)
-    except RedisError as exc:
-        raise BrokerConnectionError(
-            f"schedule store {redact_url(url)}: {type(exc).__name__}: {exc}"
-        ) from None
+    except AsyncJobsError:
+        raise
+    except library_errors() as exc:  # one line on stderr, never a traceback
+        raise broker_failure(DOING[args.action], url, exc) from None
     finally:
         await store.aclose()
 

@@ -2,10 +2,12 @@
 
 from brokers.base import Delivery, ReliableBroker, TransportOptions
 from brokers.dead_letters import DeadLetter, Reason
+from brokers.due import MAX_DELAY_S
 from brokers.factory import build_broker
-from brokers.urls import Transport, redact_url, transport_for
+from brokers.urls import Transport, check_url, redact_url, scrub, transport_for
 
 __all__ = [
+    "MAX_DELAY_S",
     "DeadLetter",
     "Delivery",
     "Reason",
@@ -13,6 +15,8 @@ __all__ = [
     "Transport",
     "TransportOptions",
     "build_broker",
+    "check_url",
     "redact_url",
+    "scrub",
     "transport_for",
 ]

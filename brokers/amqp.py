@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from aio_pika import DeliveryMode, ExchangeType, Message, connect_robust
 from aio_pika.abc import (
@@ -66,24 +66,13 @@ from brokers.amqp_delivery import (
 )
 from brokers.base import Delivery, ReliableBroker, TransportOptions, logger
 from brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
-from brokers.urls import redact_url
+from brokers.urls import redact_url, scrub
 
 __all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
 
 CLOSE_TIMEOUT_S = 5.0
 
 Inbox = asyncio.Queue[tuple[str, AbstractIncomingMessage]]
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` without the URL's password, however a library chose to quote it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return text.replace(url, "<unparseable URL>")
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        text = text.replace(str(secret), "***")
-    return text
 
 
 class _AioPikaClient(AioPikaBroker):
@@ -156,7 +145,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
                 self.url, client_properties={"connection_name": name}, **self._conn_kwargs
             )
         except (OSError, AMQPError, ValueError) as exc:
-            reason = _scrub(f"{type(exc).__name__}: {exc}", self.url)
+            reason = scrub(f"{type(exc).__name__}: {exc}", self.url)
             raise BrokerConnectionError(
                 f"cannot connect to RabbitMQ at {redact_url(self.url)} ({reason}); "
                 "check BROKER_URL (host, port, user, password, vhost) and that it is running"

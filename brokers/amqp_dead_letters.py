@@ -69,6 +69,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from brokers.base import QUEUE_LABEL
 from brokers.dead_letters import DeadLetter, Reason
 from brokers.errors import DeadLetterNotFoundError
+from brokers.failures import translating, translating_pages
 
 if TYPE_CHECKING:
     from brokers.amqp import AmqpBroker
@@ -87,6 +88,8 @@ RABBIT_REASONS = {"delivery_limit": Reason.MAX_DELIVERIES, "rejected": Reason.RE
 class AmqpDeadLetters:
     """Dead-letter queue operations of ``AmqpBroker`` (only mixed into that class)."""
 
+    # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
+    @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters of ``queue``, oldest first; none is removed."""
         broker = self._amqp_broker()
@@ -99,6 +102,7 @@ class AmqpDeadLetters:
             finally:
                 await put_back(dead, taken)
 
+    @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         broker = self._amqp_broker()
         async with broker_dead_queue(broker, queue) as dead:
@@ -106,6 +110,7 @@ class AmqpDeadLetters:
                 return 0
             return dead.declaration_result.message_count or 0
 
+    @translating_pages("listing dead letters")
     async def dead_letter_snapshot(
         self, queue: str, page_size: int = 500
     ) -> AsyncIterator[list[DeadLetter]]:
@@ -116,6 +121,7 @@ class AmqpDeadLetters:
         if letters:
             yield letters
 
+    @translating("replaying dead letters")
     async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
         """Publish each body to ``queue`` (confirmed), then remove its dead letter; the ids
         not found. One pass over the queue (``settle_each``)."""
@@ -132,12 +138,14 @@ class AmqpDeadLetters:
         if await self.replay_dead_letters(queue, {dead_letter_id: body}):
             raise not_found(queue, dead_letter_id)
 
+    @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
         async def nothing(letter: DeadLetter) -> None:
             return None
 
         await settle_one(self._amqp_broker(), queue, dead_letter_id, nothing)
 
+    @translating("purging dead letters")
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every ready dead letter of ``queue``; how many there were."""
         broker = self._amqp_broker()

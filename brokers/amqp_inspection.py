@@ -38,6 +38,7 @@ import orjson
 from brokers.amqp import AmqpBroker, dead_letter_queue_name, queue_name
 from brokers.amqp_delay import delay_queue_name
 from brokers.errors import BrokerConnectionError, BrokerError
+from brokers.failures import translating
 from brokers.inspection import QueueStats
 from brokers.urls import redact_url
 
@@ -62,6 +63,7 @@ async def inspect_amqp(
 
 
 # -- over AMQP -----------------------------------------------------------------------
+@translating("reading queue figures from RabbitMQ")  # e.g. no access to the vhost
 async def _over_amqp(broker: AmqpBroker, queues: Sequence[str]) -> list[QueueStats]:
     await broker.ensure_started()
     prefix = broker.options.key_prefix

@@ -15,61 +15,21 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
 from brokers.dead_letters import DeadLetter, Reason
+from brokers.due import DELAY_LABEL as DELAY_LABEL  # re-exported: when a message is due
+from brokers.due import ETA_LABEL as ETA_LABEL
+from brokers.due import MAX_DELAY_S as MAX_DELAY_S
+from brokers.due import due_of as due_of
 from brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
 
 logger = logging.getLogger("asyncjobs.broker")
 
 QUEUE_LABEL = "queue_name"  # the label taskiq-redis and taskiq-aio-pika route on
-DELAY_LABEL = "delay"  # seconds from now: ``fn.kicker().with_labels(delay=2)``
-ETA_LABEL = "eta"  # unix seconds, or an ISO 8601 datetime (naive means UTC)
-
-
-def due_of(labels: dict[str, Any]) -> float | None:
-    """When a message with these labels is due (unix seconds); None: at once.
-
-    With both labels, the later time wins. Raises ``ConfigurationError`` on a value
-    that is neither a number nor (for ``eta``) an ISO datetime.
-    """
-    due: float | None = None
-    delay = labels.get(DELAY_LABEL)
-    if delay not in (None, ""):
-        try:
-            due = time.time() + float(delay)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"label {DELAY_LABEL!r} must be a number of seconds, not {delay!r}"
-            ) from None
-    eta = labels.get(ETA_LABEL)
-    if eta not in (None, ""):
-        at = _unix_seconds(eta)
-        due = at if due is None else max(due, at)
-    return due
-
-
-def _unix_seconds(eta: Any) -> float:
-    if isinstance(eta, datetime):
-        moment = eta
-    else:
-        try:
-            return float(eta)
-        except (TypeError, ValueError):
-            pass
-        try:
-            moment = datetime.fromisoformat(str(eta))
-        except ValueError:
-            raise ConfigurationError(
-                f"label {ETA_LABEL!r} must be unix seconds or an ISO 8601 datetime, not {eta!r}"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 @dataclass(frozen=True, slots=True)

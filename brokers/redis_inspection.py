@@ -34,14 +34,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from brokers.errors import BrokerConnectionError
+from brokers.errors import AsyncJobsError, BrokerConnectionError
+from brokers.failures import broker_failure, library_errors
 from brokers.inspection import QueueStats
 from brokers.redis_delayed import delayed_key
 from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
-from brokers.urls import redact_url
 
 # KEYS: stream, delayed set, dead-letter stream. ARGV: group.
 # Returns {now ms, XLEN, ZCARD delayed, XLEN dead, group found 0/1, consumers, pending,
@@ -93,11 +90,12 @@ async def inspect_redis(broker: RedisStreamsBroker, queues: Sequence[str]) -> li
                 )
                 for queue in queues
             ]
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise BrokerConnectionError(
-            f"cannot read queue figures from Redis at {redact_url(broker._url)} "
-            f"({type(exc).__name__}); check BROKER_URL and that Redis is running"
-        ) from None  # the original may carry the URL
+    except BrokerConnectionError as exc:  # connecting failed: it says where and why
+        raise BrokerConnectionError(f"cannot read queue figures from Redis: {exc}") from None
+    except AsyncJobsError:
+        raise
+    except library_errors() as exc:  # e.g. an ACL without EVAL: one line, not a traceback
+        raise broker_failure("reading queue figures from Redis", broker.url, exc) from None
     return [_stats(queue, reply) for queue, reply in zip(queues, replies, strict=True)]
 
 

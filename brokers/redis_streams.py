@@ -40,6 +40,7 @@ from brokers.errors import (
     DeadLetterNotFoundError,
     SendOutcomeUnknownError,
 )
+from brokers.failures import translating, translating_pages
 from brokers.redis_batch import PipelineBatcher
 from brokers.redis_connection import RETRYABLE, connection_pool, retrying
 from brokers.redis_delayed import DelayedPromoter, delayed_key, delayed_member, due_score
@@ -332,12 +333,20 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             await extra.release()
         return deliveries[:max_messages]
 
+    @property
+    def url(self) -> str:
+        """The Redis URL (print it with ``redact_url``)."""
+        return self._url
+
     # -- dead letters (brokers.redis_dead_letters) -------------------------------
+    # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
+    @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         async with self.redis() as conn:
             entries = cast(EntryList, await conn.xrange(self._dead_key(queue), count=limit))
         return dead_letter_stream.letters(entries)
 
+    @translating_pages("listing dead letters")
     async def dead_letter_snapshot(
         self, queue: str, page_size: int = 500
     ) -> AsyncIterator[list[DeadLetter]]:
@@ -345,15 +354,18 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         async for page in dead_letter_stream.snapshot(self.redis, key, page_size):
             yield page
 
+    @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         async with self.redis() as conn:
             return int(await conn.xlen(self._dead_key(queue)))
 
+    @translating("replaying dead letters")
     async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
         key = self._dead_key(queue)
         stream = stream_key(self.options.key_prefix, queue)
         return await dead_letter_stream.replay(self.redis, key, stream, bodies)
 
+    @translating("deleting a dead letter")
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
         async with self.redis() as conn:
             if not await conn.xdel(self._dead_key(queue), dead_letter_id):
@@ -361,6 +373,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                     f"no dead letter {dead_letter_id!r} in queue {queue!r}"
                 )
 
+    @translating("purging dead letters")
     async def purge_dead_letters(self, queue: str) -> int:
         key = self._dead_key(queue)
         async with self.redis() as conn, conn.pipeline(transaction=True) as pipe:

@@ -32,7 +32,7 @@ from asyncjobs.tracing.spans import (
     start_send,
     tracer_for,
 )
-from brokers.base import due_of
+from brokers.due import due_of
 from brokers.errors import ConfigurationError
 
 # Send spans between pre_send and post_send/on_send_error, innermost last. All three run

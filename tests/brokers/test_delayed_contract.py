@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.base import ReliableBroker, due_of
+from brokers.base import ReliableBroker
+from brokers.due import MAX_DELAY_S, due_of
 from brokers.errors import ConfigurationError
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import Transport, fetch_one, message, transport
@@ -222,13 +223,49 @@ def test_due_of_reads_delay_and_eta_labels() -> None:
     assert due_of({"delay": ""}) is None
     now = time.time()
     assert abs((due_of({"delay": "2.5"}) or 0) - (now + 2.5)) < 0.1
-    assert due_of({"eta": 1_900_000_000}) == 1_900_000_000
-    assert due_of({"eta": "2030-01-01T00:00:00"}) == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    soon = int(now) + 86_400
+    assert due_of({"eta": soon}) == soon
+    day = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0, tzinfo=None)
+    assert due_of({"eta": day.isoformat()}) == day.replace(tzinfo=UTC).timestamp()
     assert (
-        due_of({"eta": "2030-01-01T01:00:00+01:00"}) == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+        due_of({"eta": (day + timedelta(hours=1)).isoformat() + "+01:00"})
+        == day.replace(tzinfo=UTC).timestamp()
     )
-    assert due_of({"delay": 1, "eta": 1_900_000_000}) == 1_900_000_000  # the later wins
+    assert due_of({"delay": 1, "eta": soon}) == soon  # the later wins
     with pytest.raises(ConfigurationError):
         due_of({"delay": "soon"})
     with pytest.raises(ConfigurationError):
         due_of({"eta": "tomorrow"})
+    # At once: a negative delay, a past eta.
+    assert (due_of({"delay": -5}) or 0) < now and due_of({"eta": "2001-01-01T00:00:00"})
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"delay": 1e300},
+        {"delay": 10**400},  # too large for a float
+        {"delay": "inf"},
+        {"delay": "nan"},
+        {"delay": "-inf"},
+        {"delay": MAX_DELAY_S + 60},
+        {"eta": 1e20},
+        {"eta": "9999-12-31T23:59:59"},
+        {"eta": "9999-12-31T23:59:59-05:00"},  # past the last datetime in UTC
+        {"eta": float("nan")},
+        {"delay": 1, "eta": time.time() + MAX_DELAY_S + 86_400},
+    ],
+    ids=repr,
+)
+def test_due_of_refuses_what_would_park_a_message_for_good(labels: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        due_of(labels)
+    message = str(raised.value)
+    assert f"{MAX_DELAY_S // 86_400} days" in message and "MAX_DELAY_S" in message
+    assert any(f"label {name!r}" in message for name in labels)
+
+
+def test_due_of_takes_delays_up_to_the_maximum() -> None:
+    now = time.time()
+    assert abs((due_of({"delay": MAX_DELAY_S - 60}) or 0) - (now + MAX_DELAY_S - 60)) < 1
+    assert due_of({"eta": int(now) + MAX_DELAY_S - 60}) == int(now) + MAX_DELAY_S - 60

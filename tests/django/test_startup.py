@@ -39,10 +39,44 @@ def test_system_check_reports_bad_settings() -> None:
 
 
 @pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"BROKER_URL": f"redis://h/x?password={PASSWORD}"}, ["BROKER_URL", "database"]),
+        (
+            {"BROKER_URL": f"redis://:{PASSWORD}@h:6379/0?socket_timeout=abc"},
+            ["BROKER_URL", "socket_timeout"],
+        ),
+        ({"BROKER_URL": "amqp://h/?heartbeat=abc"}, ["BROKER_URL", "heartbeat"]),
+        (
+            {"BROKER_URL": "redis://h/0", "SCHEDULE_STORE_URL": "redis://h:99999/0"},
+            ["SCHEDULE_STORE_URL", "Port out of range"],
+        ),
+    ],
+)
+def test_system_check_reports_urls_that_would_be_misread(
+    settings: dict[str, str], names: list[str]
+) -> None:
+    with override_settings(ASYNCJOBS={**settings, "QUEUES": ["default", "other"]}):
+        errors = check_settings()
+    assert len(errors) == 1, errors  # the URL's, and no other
+    [error] = errors
+    assert error.id == "asyncjobs.E001"
+    for name in names:
+        assert name in error.msg, error.msg
+    assert PASSWORD not in error.msg
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "key"),
     [
         ("ASYNCJOBS_BROKER_URL", "kafka://127.0.0.1:9092", "BROKER_URL"),
         ("ASYNCJOBS_BROKER_URL", f"redis://u:{PASSWORD}@127.0.0.1:port/0", "BROKER_URL"),
+        ("ASYNCJOBS_BROKER_URL", f"redis://127.0.0.1:6379/x?password={PASSWORD}", "BROKER_URL"),
+        (
+            "ASYNCJOBS_RESULT_BACKEND_URL",
+            f"redis://127.0.0.1:6379/0?password={PASSWORD}&socket_timeout=abc",
+            "RESULT_BACKEND_URL",
+        ),
         ("ASYNCJOBS_DRAIN_TIMEOUT", "-1", "DRAIN_TIMEOUT"),
     ],
 )

@@ -6,7 +6,7 @@ import pytest
 
 from asyncjobs.config import load_config
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
-from brokers.urls import Transport, redact_url
+from brokers.urls import Transport, redact_url, scrub
 
 PASSWORD = "s3cret-pw"
 
@@ -154,3 +154,101 @@ def test_send_timeout_is_seconds_or_a_timedelta_up_to_five_minutes() -> None:
     for bad, why in ((0, "greater than 0"), (301, "less than or equal to 300")):
         with pytest.raises(ConfigurationError, match=f"SEND_TIMEOUT.*{why}"):
             load_config({"BROKER_URL": "redis://h/0", "SEND_TIMEOUT": bad}, environ={})
+
+
+def test_redact_url_masks_credentials_in_the_query_string() -> None:
+    # redis-py reads ?password= and ?username= as credentials: shown nowhere.
+    assert (
+        redact_url(f"redis://h:6379/0?username=me&PassWord={PASSWORD}&socket_timeout=5")
+        == "redis://h:6379/0?username=***&PassWord=***&socket_timeout=5"
+    )
+    assert redact_url(f"rediss://u:{PASSWORD}@h/0?passwd={PASSWORD}") == (
+        "rediss://u:***@h/0?passwd=***"
+    )
+    assert redact_url("memory://") == "memory://"
+    assert redact_url("redis://h/0?password=") == "redis://h/0?password="  # nothing to hide
+
+
+def test_scrub_removes_passwords_from_library_text() -> None:
+    url = f"amqp://u:{PASSWORD}%21@h/?password={PASSWORD}-q%2B"
+    text = f"failed: {url} with {PASSWORD}! and {PASSWORD}-q+ or {PASSWORD}%21"
+    scrubbed = scrub(text, url, None)
+    assert PASSWORD not in scrubbed, scrubbed
+    assert scrubbed.startswith("failed: amqp://u:***@h/?password=***")
+
+
+@pytest.mark.parametrize(
+    ("key", "url", "reason"),
+    [
+        # redis-py reads a path it cannot parse as database 0, silently.
+        ("BROKER_URL", "redis://h/x", "the database is a number"),
+        ("BROKER_URL", "redis://h/0/1", "the database is a number"),
+        ("BROKER_URL", "redis://h/-1", "the database is a number"),
+        ("BROKER_URL", "redis://h:6379/0?socket_timeout=abc", "socket_timeout"),
+        ("BROKER_URL", "redis://h:6379/0?socket_timeout=-1", "socket_timeout"),
+        ("BROKER_URL", "redis://h:6379/0?max_connections=0", "max_connections"),
+        ("BROKER_URL", "redis://h:6379/0?db=-2", "db"),
+        ("BROKER_URL", "redis://h:6379/0?sockettimeout=5", "unknown option 'sockettimeout'"),
+        ("BROKER_URL", "redis://h:6379/0?protocol=4", "protocol"),
+        ("BROKER_URL", "rediss://h:6379/0?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("BROKER_URL", "redis://h:70000/0", "Port out of range"),
+        ("BROKER_URL", "redis://h:0/0", "port 0"),
+        ("RESULT_BACKEND_URL", "redis://h/results", "the database is a number"),
+        ("SCHEDULE_STORE_URL", "redis://h:6379/0?health_check_interval=soon", "health_check"),
+        # aiormq reads a heartbeat it cannot parse as 0 (no heartbeats), aio-pika an
+        # unparseable reconnect_interval as 0 (reconnect at once, forever).
+        ("BROKER_URL", "amqp://h/?heartbeat=abc", "heartbeat"),
+        ("BROKER_URL", "amqp://h/?heartbeat=70000", "heartbeat"),
+        ("BROKER_URL", "amqp://h/?reconnect_interval=soon", "reconnect_interval"),
+        ("BROKER_URL", "amqp://h/?fail_fast=perhaps", "fail_fast"),
+        ("BROKER_URL", "amqp://h/?heartbeats=30", "unknown option 'heartbeats'"),
+        ("BROKER_URL", "amqps://h/?no_verify_ssl=yes", "no_verify_ssl"),
+        ("BROKER_URL", "amqp://h:99999/", "Port out of range"),
+        ("BROKER_URL", "amqp://h/50%", "vhost"),
+    ],
+)
+def test_urls_their_library_would_misread_fail_at_start_up(key: str, url: str, reason: str) -> None:
+    settings = {"BROKER_URL": "redis://h:6379/0", key: url}
+    with_secret = url.replace("://h", f"://u:{PASSWORD}@h", 1)
+    with_secret += ("&" if "?" in url else "?") + f"password={PASSWORD}"
+    for given in (url, with_secret):
+        with pytest.raises(ConfigurationError) as info:
+            load_config(settings | {key: given}, environ={})
+        message = str(info.value)
+        assert key in message and reason in message, message
+        assert PASSWORD not in message, message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h",
+        "redis://h/",
+        "redis://h:6379/15",
+        "rediss://u:p@h:6380/1?ssl_cert_reqs=none&socket_timeout=2.5&health_check_interval=0",
+        f"redis://h:6379/0?db=3&password={PASSWORD}&username=me&client_name=web",
+        "amqp://guest:guest@h:5672/",
+        "amqp://h/vhost%2Fwith%2Fslash?heartbeat=30&reconnect_interval=0.5&fail_fast=no",
+        "amqps://h/?name=web&auth=plain&no_verify_ssl=1&cafile=/etc/ca.pem",
+    ],
+)
+def test_urls_as_their_library_reads_them_are_accepted(url: str) -> None:
+    key = "RESULT_BACKEND_URL" if url.startswith("redis") else "BROKER_URL"
+    load_config({"BROKER_URL": "redis://h:6379/0", key: url}, environ={})
+
+
+def test_a_bad_setting_beside_urls_with_secrets_shows_none_of_them() -> None:
+    secret = "S3CRET-QS"
+    settings = {
+        "BROKER_URL": f"redis://127.0.0.1:6379/0?password={secret}",
+        "RESULT_BACKEND_URL": f"redis://127.0.0.1:6379/x?passwd={secret}",  # bad twice
+        "SCHEDULE_STORE_URL": f"redis://:{secret}@127.0.0.1:6379/2?username={secret}",
+        "MAX_ATTEMPTS": 0,
+    }
+    with pytest.raises(ConfigurationError) as info:
+        load_config(settings, environ={})
+    message = str(info.value)
+    assert "MAX_ATTEMPTS" in message and "RESULT_BACKEND_URL" in message
+    assert secret not in message
+    config = load_config(settings | {"MAX_ATTEMPTS": 1, "RESULT_BACKEND_URL": None}, environ={})
+    assert secret not in repr(config)

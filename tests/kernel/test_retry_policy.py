@@ -50,6 +50,9 @@ def test_full_jitter_spreads_over_zero_to_the_ceiling() -> None:
         ({"base_s": 10, "max_s": 5}, "max"),
         ({"jitter": 1.5}, "jitter"),
         ({"max_s": float("inf")}, "finite"),
+        # A retry parked on the broker for 30 years: refused like RETRY_BACKOFF's MAX.
+        ({"base_s": 1, "max_s": 1e9}, "7 days"),
+        ({"base_s": 8 * 86_400, "max_s": 8 * 86_400}, "7 days"),
     ],
 )
 def test_bad_backoff_is_a_clear_error(kwargs: dict[str, float], words: str) -> None:

@@ -267,7 +267,8 @@ async def test_the_store_url_setting_wins(
         err = io.StringIO()
         status = await asyncio.to_thread(_run_capturing, ["schedules", "list"], out, err)
         assert status == 1
-        assert f"schedule store redis://user:***@127.0.0.1:{free_port}/0" in err.getvalue()
+        where = f"schedule store failed at redis://user:***@127.0.0.1:{free_port}/0"
+        assert where in err.getvalue()
         assert "secret" not in err.getvalue()
 
 

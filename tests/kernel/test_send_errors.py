@@ -6,14 +6,21 @@ from __future__ import annotations
 import pytest
 from taskiq.exceptions import SendTaskError
 
+from asyncjobs.app import current_broker
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerConnectionError,
+    ConfigurationError,
     PayloadTooLargeError,
     SerializationError,
     UnknownQueueError,
 )
+from brokers.amqp import AmqpBroker, queue_name
+from brokers.due import MAX_DELAY_S
+from brokers.redis_delayed import delayed_key
+from brokers.redis_streams import stream_key
+from tests.conftest import REDIS_URL
 from tests.helpers import configured_app
 from tests.testapp.tasks import add
 
@@ -44,3 +51,43 @@ async def test_a_dead_broker_raises_broker_connection_error(scheme: str, free_po
             await add.kiq(1, 2)
     assert isinstance(raised.value, AsyncJobsError)
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{"delay": 1e300}, {"eta": 1e20}, {"eta": "9999-12-31T23:59:59"}, {"delay": "nan"}],
+    ids=repr,
+)
+async def test_a_delay_beyond_the_maximum_is_refused_and_nothing_is_sent(
+    configured_any: AsyncJobsConfig, labels: dict[str, object]
+) -> None:
+    with pytest.raises(ConfigurationError, match="maximum delay is 366 days") as raised:
+        await add.kicker().with_labels(**labels).kiq(1, 2)
+    assert not isinstance(raised.value, SendTaskError)
+    assert await sent_anywhere(configured_any) == 0
+
+
+async def sent_anywhere(config: AsyncJobsConfig) -> int:
+    """Messages in the queue, waiting in its delayed set (Redis) or its delay queues
+    (RabbitMQ: none was even declared)."""
+    broker = current_broker()
+    if isinstance(broker, AmqpBroker):
+        await broker.ensure_started()
+        ready, _ = await broker.declared_counts(queue_name(config.key_prefix, "default"))
+        return ready + len(broker.delay_queues.names)
+    from redis.asyncio import Redis
+
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        waiting = await conn.xlen(stream_key(config.key_prefix, "default"))
+        delayed = await conn.zcard(delayed_key(config.key_prefix, "default"))
+    finally:
+        await conn.aclose()
+    return int(waiting) + int(delayed)
+
+
+async def test_a_delay_just_below_the_maximum_is_sent(configured_any: AsyncJobsConfig) -> None:
+    # The maximum is one both transports hold: RabbitMQ takes a delay queue whose TTL
+    # and expiry are a year long (it refuses x-expires of ~31 years).
+    await add.kicker().with_labels(delay=MAX_DELAY_S - 60).kiq(1, 2)
+    assert await sent_anywhere(configured_any) == 1
