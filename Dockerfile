@@ -18,9 +18,6 @@ WORKDIR /src
 COPY constraints/ constraints/
 COPY pyproject.toml README.md ./
 COPY asyncjobs/ asyncjobs/
-COPY brokers/ brokers/
-COPY schedules/ schedules/
-COPY django_integration/ django_integration/
 # constraints/py3.X.txt pins every dependency for that Python line; uvicorn serves ASGI.
 RUN /opt/venv/bin/pip install --constraint "constraints/py${PYTHON_VERSION}.txt" . uvicorn
 
@@ -44,4 +41,4 @@ USER 10001:10001
 EXPOSE 8000 8001
 # Exec form (no shell): the process is PID 1 and receives SIGTERM itself.
 # The default command runs a worker; the web and scheduler Deployments set their own.
-CMD ["taskiq", "worker", "django_integration.worker:broker", "--workers", "1"]
+CMD ["taskiq", "worker", "asyncjobs.django.worker:broker", "--workers", "1"]

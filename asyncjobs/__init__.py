@@ -12,8 +12,8 @@ from asyncjobs.app import configure, current_broker, current_config, failed_atte
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import Reject
 from asyncjobs.retries import Backoff, RetryPolicy, current_attempt
+from asyncjobs.schedules.definitions import cron, every
 from asyncjobs.tasks import JobTask, TaskOptions, task
-from schedules.definitions import cron, every
 
 __all__ = [
     "AsyncJobsConfig",

@@ -11,13 +11,13 @@ from typing import Any
 
 from taskiq import AsyncBroker
 
+from asyncjobs.brokers.factory import build_broker
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.handles import JobHandle
+from asyncjobs.schedules.registry import static_schedules
 from asyncjobs.tasks import registered_tasks, registry
-from brokers.factory import build_broker
-from schedules.registry import static_schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ def configure(config: AsyncJobsConfig) -> AsyncBroker:
 def current_app() -> App:
     if _app is None:
         raise NotConfiguredError(
-            "asyncjobs is not configured: add 'django_integration' to INSTALLED_APPS "
+            "asyncjobs is not configured: add 'asyncjobs.django' to INSTALLED_APPS "
             "(with settings.ASYNCJOBS or ASYNCJOBS_BROKER_URL), or call asyncjobs.configure()"
         )
     return _app

@@ -26,14 +26,14 @@ from typing import Any, TextIO
 import orjson
 
 from asyncjobs.app import current_broker, current_config
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason, excerpt
+from asyncjobs.brokers.failures import library_errors
+from asyncjobs.brokers.urls import describe_failure, scrub
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
 from asyncjobs.inspect_cli import inspect_command
 from asyncjobs.schedules_cli import add_parser as add_schedules_parser
 from asyncjobs.schedules_cli import schedules_command
-from brokers.dead_letters import DeadLetter, Reason, excerpt
-from brokers.failures import library_errors
-from brokers.urls import describe_failure, scrub
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@
 Every key can be overridden by an environment variable ``ASYNCJOBS_<KEY>`` (12-factor,
 Kubernetes Secrets). A wrong value raises ``ConfigurationError`` naming the key, where it
 came from and what is allowed. Broker and store URLs are parsed as their library will
-read them (``brokers.urls.check_url``), and shown with their secrets redacted.
+read them (``asyncjobs.brokers.urls.check_url``), and shown with their secrets redacted.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from asyncjobs.brokers.base import TransportOptions
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.urls import Transport, check_url, redact_url, transport_for
 from asyncjobs.retries import MAX_BACKOFF_S, Backoff
-from brokers.base import TransportOptions
-from brokers.errors import ConfigurationError
-from brokers.urls import Transport, check_url, redact_url, transport_for
 
 ENV_PREFIX = "ASYNCJOBS_"
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -137,7 +137,7 @@ class AsyncJobsConfig(BaseModel):
     @field_validator("schedules", mode="before")
     @classmethod
     def _schedules(cls, value: Any) -> Any:
-        from schedules.definitions import Schedule
+        from asyncjobs.schedules.definitions import Schedule
 
         if isinstance(value, dict) or not isinstance(value, list | tuple):
             raise ValueError("a list of schedules: [{'TASK': 'app.tasks:fn', 'CRON': '0 * * * *'}]")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from taskiq import AsyncBroker
 
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.errors import BrokerError, ConfigurationError, DeadLetterNotFoundError
 from asyncjobs.retries import ATTEMPT_LABEL, HISTORY_LABEL
-from brokers.base import ReliableBroker
-from brokers.dead_letters import DeadLetter, Reason
 
 
 @dataclass(frozen=True, slots=True)

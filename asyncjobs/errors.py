@@ -1,14 +1,14 @@
 """The one error tree, rooted at ``AsyncJobsError``.
 
-Transport errors are defined in the lowest layer (``brokers.errors``) and re-exported here,
-so ``except asyncjobs.errors.AsyncJobsError`` catches everything asyncjobs raises.
+Transport errors are defined in the lowest layer (``asyncjobs.brokers.errors``) and
+re-exported here, so ``except asyncjobs.errors.AsyncJobsError`` catches everything asyncjobs raises.
 """
 
 from __future__ import annotations
 
 from taskiq.exceptions import TaskiqResultTimeoutError
 
-from brokers.errors import (
+from asyncjobs.brokers.errors import (
     AsyncJobsError,
     BrokerConnectionError,
     BrokerError,

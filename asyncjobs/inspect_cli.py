@@ -12,8 +12,8 @@ from typing import Any, TextIO
 import orjson
 
 from asyncjobs.app import current_config
+from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.inspection import health_problems, inspect
-from brokers.inspection import QueueStats
 
 COLUMNS = (
     "QUEUE",

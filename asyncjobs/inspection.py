@@ -1,7 +1,7 @@
 """``asyncjobs inspect`` and the health view: queue figures of the configured broker,
 and which of them are over the ``HEALTH_MAX_*`` limits.
 
-The figures and what each transport can know are described in ``brokers.inspection``.
+The figures and what each transport can know are described in ``asyncjobs.brokers.inspection``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from asyncjobs.app import current_app
+from asyncjobs.brokers.base import QUEUE_LABEL, ReliableBroker
+from asyncjobs.brokers.inspection import QueueStats, inspect_queues
 from asyncjobs.config import AsyncJobsConfig
-from brokers.base import QUEUE_LABEL, ReliableBroker
-from brokers.inspection import QueueStats, inspect_queues
 
 __all__ = ["QueueStats", "health_problems", "inspect"]
 

@@ -29,8 +29,8 @@ from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
 from asyncjobs.handles import JobHandle
-from brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
 
 logger = logging.getLogger("asyncjobs")
 

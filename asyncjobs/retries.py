@@ -27,8 +27,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.errors import ConfigurationError, Reject
-from brokers.dead_letters import Reason
 
 ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt a message is (1-based; absent: 1)
 HISTORY_LABEL = "asyncjobs_history"

@@ -19,14 +19,14 @@ from typing import Any, TextIO
 import orjson
 
 from asyncjobs.app import current_config
+from asyncjobs.brokers.failures import broker_failure, library_errors
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
+from asyncjobs.schedules.definitions import Schedule
+from asyncjobs.schedules.registry import static_schedules
+from asyncjobs.schedules.store import ScheduleStore
 from asyncjobs.tasks import registered_tasks
 from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
-from brokers.failures import broker_failure, library_errors
-from schedules.definitions import Schedule
-from schedules.registry import static_schedules
-from schedules.store import ScheduleStore
 
 STATIC = "static"
 DYNAMIC = "dynamic"

@@ -1,9 +1,9 @@
-"""The scheduler process: ``taskiq scheduler django_integration.worker:scheduler``.
+"""The scheduler process: ``taskiq scheduler asyncjobs.django.worker:scheduler``.
 
 Taskiq's own scheduler loop decides ticks from the wall clock and in-memory "last run"
 times: two replicas fire every job twice, a restart within the minute fires again, and a
 send that times out is dropped. Ours keeps taskiq's CLI and process but gives it no
-sources; our engine (``schedules.engine``) runs beside it, claiming every (schedule,
+sources; our engine (``asyncjobs.schedules.engine``) runs beside it, claiming every (schedule,
 tick) in Redis before sending, so any number of replicas send each tick once.
 
 On Redis the scheduler also moves due delayed messages and retries of every queue into
@@ -26,16 +26,16 @@ from taskiq import AsyncBroker
 from taskiq.scheduler.scheduler import TaskiqScheduler
 
 from asyncjobs.app import current_config
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker, consumer_name, stream_key
+from asyncjobs.brokers.redis.connection import connection_pool
+from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key
 from asyncjobs.errors import ConfigurationError
+from asyncjobs.schedules.claims import ClaimStore, tick_ms
+from asyncjobs.schedules.definitions import Schedule
+from asyncjobs.schedules.engine import SchedulerEngine
+from asyncjobs.schedules.registry import static_schedules
+from asyncjobs.schedules.store import ScheduleStore
 from asyncjobs.tasks import registered_tasks
-from brokers.redis_connection import connection_pool
-from brokers.redis_delayed import DelayedPromoter, delayed_key
-from brokers.redis_streams import RedisStreamsBroker, consumer_name, stream_key
-from schedules.claims import ClaimStore, tick_ms
-from schedules.definitions import Schedule
-from schedules.engine import SchedulerEngine
-from schedules.registry import static_schedules
-from schedules.store import ScheduleStore
 
 logger = logging.getLogger("asyncjobs.scheduler")
 

@@ -15,13 +15,13 @@ from typing import Any, ParamSpec, TypeVar, overload
 from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
 from taskiq.kicker import AsyncKicker
 
+from asyncjobs.brokers.base import QUEUE_LABEL
+from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.config import QUEUE_NAME
 from asyncjobs.kicker import JobKicker
 from asyncjobs.retries import Backoff, exception_types
-from brokers.base import QUEUE_LABEL
-from brokers.errors import ConfigurationError
-from schedules.definitions import Schedule
-from schedules.registry import declare
+from asyncjobs.schedules.definitions import Schedule
+from asyncjobs.schedules.registry import declare
 
 P = ParamSpec("P")
 R = TypeVar("R")

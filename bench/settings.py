@@ -13,7 +13,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS: list[str] = []
 INSTALLED_APPS = [
-    "django_integration",
+    "asyncjobs.django",
     "example.shop",
     "bench.tasksapp",
 ]

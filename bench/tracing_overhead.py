@@ -36,11 +36,11 @@ from taskiq.message import TaskiqMessage
 
 from asyncjobs import app as app_state
 from asyncjobs import load_config, task
+from asyncjobs.brokers.base import Delivery, ReliableBroker
 from asyncjobs.tracing import TracingMiddleware
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
 from asyncjobs.worker.events import Outcome, WorkerObserver
 from asyncjobs.worker.tracing import tracing_observer
-from brokers.base import Delivery, ReliableBroker
 
 MODES: dict[str, Sampler | None] = {"off": None, "always_off": ALWAYS_OFF, "always_on": ALWAYS_ON}
 

@@ -23,7 +23,7 @@ ASYNCJOBS = "asyncjobs"
 RAW = "raw"
 SETTINGS_MODULE = "bench.settings"
 QUEUES = ("default", "emails")
-AJ_APP = "django_integration.worker:broker"
+AJ_APP = "asyncjobs.django.worker:broker"
 RAW_APP = "bench.raw_app:broker"
 
 
@@ -56,9 +56,7 @@ class Target:
         return env
 
     def start_worker(self, log_dir: Path, label: str) -> ManagedProcess:
-        app = (
-            "django_integration.worker:broker" if self.kind == ASYNCJOBS else "bench.raw_app:broker"
-        )
+        app = "asyncjobs.django.worker:broker" if self.kind == ASYNCJOBS else "bench.raw_app:broker"
         argv = [sys.executable, "-m", "taskiq", "worker", app, "--workers", "1"]
         name = f"{self.kind}-{self.broker}-{label}"
         return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=self.env())

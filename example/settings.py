@@ -17,7 +17,7 @@ DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 INSTALLED_APPS = [
-    "django_integration",
+    "asyncjobs.django",
     "example.shop",
 ]
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from taskiq import AsyncBroker
 
+    from asyncjobs.brokers.base import Delivery, ReliableBroker
     from asyncjobs.config import AsyncJobsConfig
-    from brokers.base import Delivery, ReliableBroker
 
 T = TypeVar("T")
 

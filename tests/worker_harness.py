@@ -11,10 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from asyncjobs import current_broker
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
-from brokers.base import ReliableBroker
-from brokers.dead_letters import DeadLetter
 
 
 @dataclass

@@ -19,12 +19,12 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 
-from brokers.base import QUEUE_LABEL
+from asyncjobs.brokers.base import QUEUE_LABEL
 
 TRACER_NAME = "asyncjobs"
 
 # OpenTelemetry messaging semantic conventions.
-MESSAGING_SYSTEM = "messaging.system"  # "redis", "rabbitmq" (brokers.urls.Transport)
+MESSAGING_SYSTEM = "messaging.system"  # "redis", "rabbitmq" (asyncjobs.brokers.urls.Transport)
 OPERATION_TYPE = "messaging.operation.type"  # "send", "process"
 OPERATION_NAME = "messaging.operation.name"
 DESTINATION = "messaging.destination.name"  # the queue's name in QUEUES

@@ -23,6 +23,8 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import Span, TracerProvider
 from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
 
+from asyncjobs.brokers.due import due_of
+from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.retries import attempt_of
 from asyncjobs.tracing import conventions as c
 from asyncjobs.tracing.spans import (
@@ -32,8 +34,6 @@ from asyncjobs.tracing.spans import (
     start_send,
     tracer_for,
 )
-from brokers.due import due_of
-from brokers.errors import ConfigurationError
 
 # Send spans between pre_send and post_send/on_send_error, innermost last. All three run
 # in the caller's context (taskiq calls them from kiq(), in the caller's task), so sends

@@ -14,9 +14,9 @@ from enum import StrEnum
 
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.retries import Decision
-from brokers.base import Delivery
-from brokers.dead_letters import Reason
 
 logger = logging.getLogger("asyncjobs.worker")
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asyncjobs.brokers.base import Delivery
 from asyncjobs.worker.events import WorkerObserver
-from brokers.base import Delivery
 
 # A fetch waits at most a few seconds (WorkerSettings.fetch_block_s, 2 s) before it
 # returns empty-handed: no successful fetch for this long means the broker is not there.

@@ -39,9 +39,9 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.worker.events import Outcome, WorkerObserver
-from brokers.base import Delivery
-from brokers.dead_letters import Reason
 
 METER_NAME = "asyncjobs"
 # Seconds, 1 ms to 10 min: tasks are mostly short I/O, some run for minutes.

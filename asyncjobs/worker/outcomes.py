@@ -10,8 +10,8 @@ from typing import Any
 from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.message import TaskiqMessage
 
-from brokers.base import Delivery
-from brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -20,7 +20,7 @@ MAX_ERROR_MESSAGE_CHARS = 2000
 
 class DeliveryDefect(ValueError):
     """What the dead letter of a message with a bad envelope records as its error (see
-    ``brokers.base.Defect``)."""
+    ``asyncjobs.brokers.base.Defect``)."""
 
 
 def describe(error: BaseException | None) -> str:

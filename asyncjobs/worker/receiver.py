@@ -28,6 +28,8 @@ from taskiq.message import TaskiqMessage
 from taskiq.receiver import Receiver
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.brokers.base import Delivery, ReliableBroker
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.retries import (
     ATTEMPT_LABEL,
@@ -48,8 +50,6 @@ from asyncjobs.worker.settings import (
 )
 from asyncjobs.worker.settling import Settling
 from asyncjobs.worker.waiting import backoff_s, first_done
-from brokers.base import Delivery, ReliableBroker
-from brokers.dead_letters import Reason
 
 logger = logging.getLogger("asyncjobs.worker")
 

@@ -17,6 +17,8 @@ from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import Reason, excerpt
 from asyncjobs.errors import PayloadTooLargeError, SerializationError
 from asyncjobs.retries import ATTEMPT_LABEL, HISTORY_LABEL, attempt_of, history_with, policy_for
 from asyncjobs.tracing.conventions import without_trace_context
@@ -24,8 +26,6 @@ from asyncjobs.worker.events import Outcome, WorkerEvents
 from asyncjobs.worker.limits import Limits
 from asyncjobs.worker.outcomes import dead_letter_record, describe, record_attempt
 from asyncjobs.worker.settings import WorkerSettings
-from brokers.base import Delivery
-from brokers.dead_letters import Reason, excerpt
 
 logger = logging.getLogger("asyncjobs.worker")
 

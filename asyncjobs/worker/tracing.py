@@ -43,6 +43,8 @@ from opentelemetry.trace import (
 )
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.config import AsyncJobsConfig, TracingSettings
 from asyncjobs.retries import Decision, attempt_of
 from asyncjobs.tracing import conventions as c
@@ -55,8 +57,6 @@ from asyncjobs.tracing.spans import (
     tracer_for,
 )
 from asyncjobs.worker.events import Outcome, WorkerObserver
-from brokers.base import Delivery
-from brokers.dead_letters import Reason
 
 
 @dataclass(slots=True)
@@ -70,11 +70,11 @@ def consumer_group(transport: str, key_prefix: str) -> Callable[[str], str | Non
     """``messaging.consumer.group.name`` of a queue: the Redis consumer group; on
     RabbitMQ, the queue the workers compete on."""
     if transport == "redis":
-        from brokers.redis_streams import GROUP
+        from asyncjobs.brokers.redis.broker import GROUP
 
         return lambda queue: GROUP
     if transport == "rabbitmq":
-        from brokers.amqp import queue_name
+        from asyncjobs.brokers.rabbitmq.broker import queue_name
 
         return lambda queue: queue_name(key_prefix, queue)
     return lambda queue: None

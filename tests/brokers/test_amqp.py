@@ -16,17 +16,17 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from taskiq.message import BrokerMessage
 
-import brokers.amqp as amqp
-from brokers.amqp import AmqpBroker, dead_letter_queue_name
-from brokers.base import Delivery, TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import (
+import asyncjobs.brokers.rabbitmq.broker as amqp
+from asyncjobs.brokers.base import Delivery, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.errors import (
     BrokerConnectionError,
     BrokerError,
     SendOutcomeUnknownError,
     UnknownQueueError,
 )
-from brokers.urls import host_port
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
+from asyncjobs.brokers.urls import host_port
 from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
 
@@ -436,7 +436,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
 
 
-# -- merged acknowledgements (brokers/amqp_acks.py) ------------------------------------
+# -- merged acknowledgements (asyncjobs/brokers/rabbitmq/acks.py) -----------------------------
 async def test_acks_of_one_step_go_out_as_one_multiple_ack(make_broker: MakeBroker) -> None:
     web = await make_broker(worker=False)
     worker = await make_broker(capacity=50)

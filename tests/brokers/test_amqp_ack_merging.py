@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from brokers.amqp_acks import AckMerger
+from asyncjobs.brokers.rabbitmq.acks import AckMerger
 
 
 @dataclass(eq=False)  # hashed by identity, as aiormq channels are

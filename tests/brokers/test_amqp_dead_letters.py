@@ -13,16 +13,16 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from taskiq.message import BrokerMessage
 
-from brokers.amqp import (
+from asyncjobs.brokers.base import Delivery, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.errors import BrokerError, DeadLetterNotFoundError, UnknownQueueError
+from asyncjobs.brokers.rabbitmq.broker import (
     DELIVERIES,
     AmqpBroker,
     AmqpDelivery,
     queue_name,
 )
-from brokers.amqp_dead_letters import dead_letter_id_of
-from brokers.base import Delivery, TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import BrokerError, DeadLetterNotFoundError, UnknownQueueError
+from asyncjobs.brokers.rabbitmq.dead_letters import dead_letter_id_of
 from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
 

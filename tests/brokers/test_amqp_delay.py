@@ -7,7 +7,7 @@ import time
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from brokers.amqp_delay import (
+from asyncjobs.brokers.rabbitmq.delay import (
     REDECLARE_EVERY_S,
     delay_bucket_ms,
     delay_queue_arguments,

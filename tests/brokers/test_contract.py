@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import pytest
 from taskiq.message import BrokerMessage
 
-from brokers.base import Delivery, ReliableBroker, TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import DeadLetterNotFoundError
+from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.errors import DeadLetterNotFoundError
 from tests.conftest import require_server
 from tests.helpers import wait_until
 
@@ -33,11 +33,11 @@ class Transport:
 
     def broker(self) -> ReliableBroker:
         if self.name == "redis":
-            from brokers.redis_streams import RedisStreamsBroker
+            from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 
             broker: ReliableBroker = RedisStreamsBroker(self.url, self.options)
         else:
-            from brokers.amqp import AmqpBroker
+            from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
 
             broker = AmqpBroker(self.url, self.options)
         self.brokers.append(broker)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 
 
 def test_a_record_with_an_unencodable_history_is_written_without_it() -> None:

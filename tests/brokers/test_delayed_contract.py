@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.base import ReliableBroker
-from brokers.due import MAX_DELAY_S, due_of
-from brokers.errors import ConfigurationError
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.due import MAX_DELAY_S, due_of
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.rabbitmq.delay import delay_bucket_ms, delay_queue_name
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import Transport, fetch_one, message, transport
 

@@ -1,4 +1,4 @@
-"""Queue figures (``brokers.inspection``) against the real brokers.
+"""Queue figures (``asyncjobs.brokers.inspection``) against the real brokers.
 
 Each test puts a known number of messages in each state in queue ``default`` (2 dead
 letters, 2 fetched and not acknowledged, 3 waiting, 1 scheduled an hour ahead), then
@@ -19,17 +19,17 @@ import pytest
 from redis.asyncio import Redis
 from taskiq.message import BrokerMessage
 
-from brokers.amqp import AmqpBroker, dead_letter_queue_name, queue_name
-from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.amqp_inspection import AMQP_NOTE, list_queues, vhost_of
-from brokers.base import Delivery, ReliableBroker, TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
-from brokers.inspection import QueueStats, inspect_queues
-from brokers.memory import MemoryBroker
-from brokers.redis_delayed import delayed_key
-from brokers.redis_inspection import LAG_UNKNOWN_NOTE
-from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
+from asyncjobs.brokers.inspection import QueueStats, inspect_queues
+from asyncjobs.brokers.memory.broker import MemoryBroker
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name, queue_name
+from asyncjobs.brokers.rabbitmq.delay import delay_bucket_ms, delay_queue_name
+from asyncjobs.brokers.rabbitmq.inspection import AMQP_NOTE, list_queues, vhost_of
+from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.redis.delayed import delayed_key
+from asyncjobs.brokers.redis.inspection import LAG_UNKNOWN_NOTE
 from example.processes import delete_amqp_queues
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
 from tests.helpers import fetch_n, wait_until

@@ -12,7 +12,7 @@ import sys
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from brokers.redis_connection import connection_pool
+from asyncjobs.brokers.redis.connection import connection_pool
 
 pytestmark = pytest.mark.redis
 

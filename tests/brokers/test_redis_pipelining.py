@@ -15,8 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from brokers.redis_connection import connection_pool
-from brokers.redis_pipelining import NotSentError, PipelinedConnection, Unconfirmed
+from asyncjobs.brokers.redis.connection import connection_pool
+from asyncjobs.brokers.redis.pipelining import NotSentError, PipelinedConnection, Unconfirmed
 from tests.faults.redis_server import PrivateRedis
 
 pytestmark = pytest.mark.redis

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from brokers.redis_delayed import DelayedPromoter
-from brokers.redis_leases import LeaseKeeper
-from brokers.redis_streams import GROUP, stream_key
+from asyncjobs.brokers.redis.broker import GROUP, stream_key
+from asyncjobs.brokers.redis.delayed import DelayedPromoter
+from asyncjobs.brokers.redis.leases import LeaseKeeper
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis

@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from brokers.base import TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.errors import UnknownQueueError
-from brokers.redis_streams import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.base import TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.errors import UnknownQueueError
+from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
@@ -194,7 +194,7 @@ def test_consumer_names_are_stable_and_meaningful() -> None:
     import os
     import socket
 
-    from brokers.redis_streams import consumer_name
+    from asyncjobs.brokers.redis.broker import consumer_name
 
     assert consumer_name() == consumer_name() == f"{socket.gethostname()}:{os.getpid()}"
 
@@ -202,7 +202,7 @@ def test_consumer_names_are_stable_and_meaningful() -> None:
 async def test_dead_consumers_are_pruned_and_a_clean_shutdown_leaves_the_group(
     client: RedisStreamsBroker, redis_url: str, prefix: str, conn: Redis
 ) -> None:
-    from brokers.redis_leases import LeaseKeeper
+    from asyncjobs.brokers.redis.leases import LeaseKeeper
 
     stream = stream_key(prefix, "default")
     await client.kick(message(b"x"))
@@ -231,7 +231,7 @@ async def test_one_client_object_serves_every_command(
 ) -> None:
     """taskiq-redis builds a ``Redis`` per command, and each copies ~300 response
     callbacks: a quarter of a worker's CPU. Ours is built once per connection pool."""
-    from brokers.results import JsonRedisResultBackend
+    from asyncjobs.brokers.redis.results import JsonRedisResultBackend
 
     assert client.redis() is client.redis()
     client.forget_connections()  # a new pool (a new event loop): a new client on it

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from taskiq.result import TaskiqResult
 
-from brokers.results import JsonRedisResultBackend, results_prefix
+from asyncjobs.brokers.redis.results import JsonRedisResultBackend, results_prefix
 
 pytestmark = pytest.mark.redis
 

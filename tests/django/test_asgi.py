@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from asyncjobs import current_broker
+from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.config import AsyncJobsConfig
-from brokers.base import ReliableBroker
-from django_integration.asgi import get_asgi_application
+from asyncjobs.django.asgi import get_asgi_application
 from tests.testapp import tasks
 
 

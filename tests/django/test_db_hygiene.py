@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from django_integration.db import DatabaseHygiene
+from asyncjobs.django.db import DatabaseHygiene
 from tests.testapp.models import Note
 
 

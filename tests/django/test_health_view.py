@@ -1,4 +1,4 @@
-"""``django_integration.health.queue_health``: 200 with the figures, 503 on a problem or
+"""``asyncjobs.django.health.queue_health``: 200 with the figures, 503 on a problem or
 when the broker cannot be reached (called directly: the test settings route no URL)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from django.test import RequestFactory
 
 from asyncjobs import app as app_state
 from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.django.health import queue_health
 from asyncjobs.tasks import registry
-from django_integration.health import queue_health
 from tests.testapp import tasks
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from django_integration.checks import check_settings
+from asyncjobs.django.checks import check_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKIQ = str(Path(sys.executable).with_name("taskiq"))
@@ -99,7 +99,7 @@ def test_worker_with_a_bad_setting_stops_instead_of_restart_looping() -> None:
     # Four children that all fail at once: when each signalled the manager (or died
     # while it handled the signal), its non-reentrant queue lock hung it now and then.
     proc = subprocess.run(
-        [TASKIQ, "worker", "django_integration.worker:broker", "--workers", "4"],
+        [TASKIQ, "worker", "asyncjobs.django.worker:broker", "--workers", "4"],
         cwd=ROOT,
         env=env(ASYNCJOBS_DRAIN_TIMEOUT="-1"),
         capture_output=True,
@@ -121,7 +121,7 @@ def test_worker_logs_never_show_the_broker_password(redis_url: str) -> None:
         [
             TASKIQ,
             "worker",
-            "django_integration.worker:broker",
+            "asyncjobs.django.worker:broker",
             "--workers",
             "1",
             "--log-level",

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from asyncjobs import app as app_state
+from asyncjobs.brokers.dead_letters import Reason
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
 from asyncjobs.config import load_config
-from brokers.amqp import AmqpBroker
-from brokers.dead_letters import Reason
 from example.processes import ManagedProcess, delete_amqp_queues
 from tests.faults.workers import (
     kill_worker_child,

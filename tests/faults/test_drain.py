@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.worker.settings import HARD_MARGIN_S
-from brokers.base import ReliableBroker
 from example.processes import REPO_ROOT, ManagedProcess, delete_amqp_queues
 from tests.faults.redis_server import PrivateRedis
 from tests.faults.workers import (

@@ -1,6 +1,6 @@
 """The delivery guarantees of the Redis Streams transport, with real ``taskiq worker``s.
 
-Each test starts ``taskiq worker django_integration.worker:broker`` subprocesses on its
+Each test starts ``taskiq worker asyncjobs.django.worker:broker`` subprocesses on its
 own key prefix (settings as ``ASYNCJOBS_*`` environment variables), sends tasks from this
 process (asyncjobs configured in-process on the same broker and prefix), breaks something
 on purpose (SIGKILL of a worker child, ``os._exit`` in a task, a Redis restart) and reads
@@ -26,19 +26,19 @@ from taskiq.message import BrokerMessage
 from taskiq.result import TaskiqResult
 
 from asyncjobs import current_broker
-from asyncjobs.config import AsyncJobsConfig, load_config
-from asyncjobs.errors import BrokerConnectionError, SendOutcomeUnknownError
-from brokers.base import TransportOptions
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.redis_connection import RETRYABLE
-from brokers.redis_leases import LeaseKeeper
-from brokers.redis_streams import (
+from asyncjobs.brokers.base import TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.redis.broker import (
     GROUP,
     RedisDelivery,
     RedisStreamsBroker,
     dead_letter_key,
     stream_key,
 )
+from asyncjobs.brokers.redis.connection import RETRYABLE
+from asyncjobs.brokers.redis.leases import LeaseKeeper
+from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.errors import BrokerConnectionError, SendOutcomeUnknownError
 from example.processes import ManagedProcess
 from tests.faults.redis_server import PrivateRedis
 from tests.faults.workers import (

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from brokers.amqp import AmqpBroker
-from brokers.amqp_delay import delay_bucket_ms, delay_queue_name
-from brokers.base import ReliableBroker
-from brokers.redis_delayed import delayed_key
-from brokers.redis_streams import RedisStreamsBroker
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
+from asyncjobs.brokers.rabbitmq.delay import delay_bucket_ms, delay_queue_name
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
+from asyncjobs.brokers.redis.delayed import delayed_key
 from example.processes import ManagedProcess, delete_amqp_queues
 from tests.faults.workers import (
     configured_like,

@@ -22,6 +22,8 @@ from redis.asyncio import Redis
 from taskiq.exceptions import TaskiqResultTimeoutError
 
 from asyncjobs import job, load_config
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, queue_name
+from asyncjobs.brokers.redis.broker import stream_key
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerConnectionError,
@@ -29,8 +31,6 @@ from asyncjobs.errors import (
     SendOutcomeUnknownError,
 )
 from asyncjobs.handles import JobHandle
-from brokers.amqp import AmqpBroker, queue_name
-from brokers.redis_streams import stream_key
 from tests.faults.rabbitmq_node import PrivateRabbit
 from tests.faults.redis_server import PrivateRedis
 from tests.helpers import configured_app, wait_until

@@ -29,10 +29,10 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from brokers.base import ReliableBroker
+from asyncjobs.brokers.base import ReliableBroker
 from example.processes import REPO_ROOT, ManagedProcess, ProcessError
 
-WORKER_APP = "django_integration.worker:broker"
+WORKER_APP = "asyncjobs.django.worker:broker"
 TEST_SETTINGS = "tests.django_settings"
 READY_MARKER = "worker ready:"  # logged by asyncjobs.worker.receiver once it consumes
 
@@ -80,7 +80,7 @@ def start_worker(
     name: str = "worker",
     extra_args: Sequence[str] = (),
 ) -> ManagedProcess:
-    """``taskiq worker django_integration.worker:broker --workers N`` on the test settings.
+    """``taskiq worker asyncjobs.django.worker:broker --workers N`` on the test settings.
 
     ``env`` (``ASYNCJOBS_*`` overrides) is applied on top of this process's environment;
     the log goes to ``log_dir/<name>.log``. Stop it with ``stop_worker`` in a finalizer.

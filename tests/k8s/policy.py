@@ -12,8 +12,8 @@ from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.worker.settings import HARD_MARGIN_S
 from tests.k8s.manifests import Doc, Manifests, Workload
 
-WORKER_ARGV = ["taskiq", "worker", "django_integration.worker:broker", "--workers", "1"]
-SCHEDULER_ARGV = ["taskiq", "scheduler", "django_integration.worker:scheduler"]
+WORKER_ARGV = ["taskiq", "worker", "asyncjobs.django.worker:broker", "--workers", "1"]
+SCHEDULER_ARGV = ["taskiq", "scheduler", "asyncjobs.django.worker:scheduler"]
 # taskiq's process manager checks its children once a second: the main process exits at
 # most this long after its worker child.
 MANAGER_POLL_S = 1.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from asyncjobs.brokers.urls import Transport, transport_for
 from asyncjobs.config import AsyncJobsConfig
-from brokers.urls import Transport, transport_for
 from tests.k8s import keda_model
 from tests.k8s.backlog_formula import check_formula_counts_backlog, queue_of
 from tests.k8s.keda_model import FormulaError

@@ -33,8 +33,8 @@ DOCKERFILE_DEFECTS = [
     (
         "shell-form CMD",
         lambda t: t.replace(
-            'CMD ["taskiq", "worker", "django_integration.worker:broker", "--workers", "1"]',
-            "CMD taskiq worker django_integration.worker:broker --workers 1",
+            'CMD ["taskiq", "worker", "asyncjobs.django.worker:broker", "--workers", "1"]',
+            "CMD taskiq worker asyncjobs.django.worker:broker --workers 1",
         ),
         "is in shell form",
     ),

@@ -143,7 +143,7 @@ DEFECTS: list[tuple[str, str, Edit, str]] = [
         lambda d: set_key(
             container(d, "worker"),
             "command",
-            ["sh", "-c", "taskiq worker django_integration.worker:broker"],
+            ["sh", "-c", "taskiq worker asyncjobs.django.worker:broker"],
         ),
         "runs a shell; use the exec form",
     ),
@@ -153,9 +153,9 @@ DEFECTS: list[tuple[str, str, Edit, str]] = [
         lambda d: set_key(
             container(d, "worker"),
             "command",
-            ["taskiq", "worker", "django_integration.worker:broker"],
+            ["taskiq", "worker", "asyncjobs.django.worker:broker"],
         ),
-        "the worker must run exactly taskiq worker django_integration.worker:broker --workers 1",
+        "the worker must run exactly taskiq worker asyncjobs.django.worker:broker --workers 1",
     ),
     (
         "redis",
@@ -222,7 +222,7 @@ DEFECTS: list[tuple[str, str, Edit, str]] = [
         "redis",
         "scheduler command",
         lambda d: container(d, "scheduler")["command"].append("--skip-first-run"),
-        "the scheduler must run exactly taskiq scheduler django_integration.worker:scheduler",
+        "the scheduler must run exactly taskiq scheduler asyncjobs.django.worker:scheduler",
     ),
     (
         "redis",

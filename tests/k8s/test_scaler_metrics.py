@@ -1,6 +1,6 @@
 """The scaler's number is the right number: what KEDA computes from the overlays'
 ScaledObjects, against real Redis and RabbitMQ, equals asyncjobs' backlog
-(``brokers.inspection.inspect_queues``) before consumption, while a worker holds
+(``asyncjobs.brokers.inspection.inspect_queues``) before consumption, while a worker holds
 messages (fetched, not acknowledged), when tasks finish out of order, after a worker
 dies like a SIGKILLed one, and once everything is done.
 
@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 
+from asyncjobs.brokers.base import QUEUE_LABEL, ReliableBroker, TransportOptions
+from asyncjobs.brokers.inspection import inspect_queues
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
+from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker
 from asyncjobs.config import AsyncJobsConfig
-from brokers.amqp import AmqpBroker
-from brokers.base import QUEUE_LABEL, ReliableBroker, TransportOptions
-from brokers.inspection import inspect_queues
-from brokers.redis_streams import GROUP, RedisStreamsBroker
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import crash_amqp, crash_redis
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from asyncjobs.brokers.redis.broker import stream_key
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig
-from brokers.redis_streams import stream_key
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
+from asyncjobs.brokers.urls import Transport, redact_url, scrub
 from asyncjobs.config import load_config
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
-from brokers.urls import Transport, redact_url, scrub
 
 PASSWORD = "s3cret-pw"
 

@@ -16,12 +16,12 @@ import orjson
 import pytest
 
 from asyncjobs import current_broker
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.factory import build_broker
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.dead_letters import DeadLetters, ReplayCount
 from asyncjobs.errors import ConfigurationError
-from brokers.base import ReliableBroker
-from brokers.dead_letters import DeadLetter, Reason
-from brokers.factory import build_broker
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

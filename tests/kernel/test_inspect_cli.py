@@ -14,12 +14,12 @@ import orjson
 import pytest
 from taskiq.message import BrokerMessage
 
+from asyncjobs.brokers.factory import build_broker
+from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.inspect_cli import age, table
 from asyncjobs.inspection import health_problems
-from brokers.factory import build_broker
-from brokers.inspection import QueueStats
 from tests.helpers import wait_until
 
 

@@ -14,6 +14,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.config import load_config
 from asyncjobs.worker.events import Outcome
 from asyncjobs.worker.health import HealthObserver
@@ -21,8 +23,6 @@ from asyncjobs.worker.metrics import MetricsObserver
 from asyncjobs.worker.probe_server import PROMETHEUS_CONTENT_TYPE, ProbeServer
 from asyncjobs.worker.prometheus import CONTENT_TYPE, PrometheusReader, metric_name, render
 from asyncjobs.worker.prometheus import metrics_setup as setup
-from brokers.base import Delivery
-from brokers.dead_letters import DeadLetter, Reason
 
 # -- a strict reader of the text format --------------------------------------------
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

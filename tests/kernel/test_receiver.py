@@ -9,8 +9,8 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from brokers.dead_letters import Reason
-from brokers.redis_streams import DATA, DELIVERIES, stream_key
+from asyncjobs.brokers.dead_letters import Reason
+from asyncjobs.brokers.redis.broker import DATA, DELIVERIES, stream_key
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

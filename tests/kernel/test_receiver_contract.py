@@ -9,8 +9,8 @@ import pytest
 from taskiq.message import BrokerMessage
 
 from asyncjobs import current_broker
-from brokers.base import ReliableBroker
-from brokers.dead_letters import Reason
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.dead_letters import Reason
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from asyncjobs import Backoff, Reject, RetryPolicy, current_attempt, task
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.config import load_config
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.retries import (
@@ -21,7 +22,6 @@ from asyncjobs.retries import (
     policy_for,
     running_attempt,
 )
-from brokers.dead_letters import Reason
 
 
 def test_backoff_is_exponential_with_a_cap() -> None:

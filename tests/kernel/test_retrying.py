@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from asyncjobs import failed_attempts, job
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.cli import run
-from brokers.dead_letters import DeadLetter, Reason
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

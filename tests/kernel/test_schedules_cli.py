@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
+from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.schedules.definitions import every
+from asyncjobs.schedules.store import ScheduleStore
 from asyncjobs.schedules_cli import store_url
-from brokers.errors import ConfigurationError
-from schedules.definitions import every
-from schedules.store import ScheduleStore
 from tests.helpers import configured_app
 from tests.testapp import tasks
 

@@ -7,6 +7,10 @@ import pytest
 from taskiq.exceptions import SendTaskError
 
 from asyncjobs.app import current_broker
+from asyncjobs.brokers.due import MAX_DELAY_S
+from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, queue_name
+from asyncjobs.brokers.redis.broker import stream_key
+from asyncjobs.brokers.redis.delayed import delayed_key
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import (
     AsyncJobsError,
@@ -16,10 +20,6 @@ from asyncjobs.errors import (
     SerializationError,
     UnknownQueueError,
 )
-from brokers.amqp import AmqpBroker, queue_name
-from brokers.due import MAX_DELAY_S
-from brokers.redis_delayed import delayed_key
-from brokers.redis_streams import stream_key
 from tests.conftest import REDIS_URL
 from tests.helpers import configured_app
 from tests.testapp.tasks import add

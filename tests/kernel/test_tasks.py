@@ -7,10 +7,10 @@ from taskiq.brokers.shared_broker import AsyncSharedBroker
 
 from asyncjobs import TaskOptions, task
 from asyncjobs.app import check_tasks
+from asyncjobs.brokers.base import QUEUE_LABEL
 from asyncjobs.config import load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.tasks import JobTask, registered_tasks
-from brokers.base import QUEUE_LABEL
 
 
 @task

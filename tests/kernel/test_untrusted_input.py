@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from asyncjobs import current_broker
+from asyncjobs.brokers.base import ReliableBroker
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.retries import ATTEMPT_LABEL
-from brokers.base import ReliableBroker
-from brokers.dead_letters import DeadLetter, Reason
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker
@@ -40,14 +40,14 @@ async def publish(data: bytes, deliveries: object = None) -> None:
     assert isinstance(broker, ReliableBroker)
     await broker.ensure_started()
     if broker.transport_name == "redis":
-        from brokers.redis_streams import DATA, DELIVERIES, stream_key
+        from asyncjobs.brokers.redis.broker import DATA, DELIVERIES, stream_key
 
         fields: dict[Any, Any] = {DATA: data}
         if deliveries is not None:
             fields[DELIVERIES] = str(deliveries).encode()
         await broker.redis().xadd(stream_key(broker.options.key_prefix, "default"), fields)
     else:
-        from brokers.amqp import DELIVERIES, AmqpBroker
+        from asyncjobs.brokers.rabbitmq.broker import DELIVERIES, AmqpBroker
 
         assert isinstance(broker, AmqpBroker)
         headers: dict[str, Any] = {"task_id": "raw", "task_name": "raw"}
@@ -167,7 +167,7 @@ async def test_an_attempt_label_over_64_bits_is_still_dead_lettered(
 async def _holds_nothing(broker: ReliableBroker) -> bool:
     if broker.transport_name != "redis":
         return True  # RabbitMQ: the dead letter above is the proof (acked after it)
-    from brokers.redis_streams import GROUP, stream_key
+    from asyncjobs.brokers.redis.broker import GROUP, stream_key
 
     stream = stream_key(broker.options.key_prefix, "default")
     conn = broker.redis()

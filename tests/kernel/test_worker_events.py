@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import pytest
 from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.worker.events import Outcome, WorkerObserver
-from brokers.base import Delivery
-from brokers.dead_letters import Reason
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

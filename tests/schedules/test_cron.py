@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from brokers.errors import ConfigurationError
-from schedules.cron import CronExpression
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.schedules.cron import CronExpression
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from brokers.errors import ConfigurationError
-from schedules.definitions import Schedule, cron, every
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.schedules.definitions import Schedule, cron, every
 
 ROOT = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -58,7 +58,7 @@ def test_same_definition_same_id_in_another_process() -> None:
     # A fresh interpreter with another hash seed: the id must not depend on hash() or
     # anything else of this process.
     code = (
-        "from schedules.definitions import Schedule\n"
+        "from asyncjobs.schedules.definitions import Schedule\n"
         "print(Schedule('shop.tasks:send_report', cron='0 9 * * MON-FRI', tz='Europe/Berlin',"
         " args=(1, 'a'), kwargs={'b': [1, 2], 'a': None}).id)"
     )
@@ -294,7 +294,7 @@ def test_from_dict_rejects_wrong_values_and_types(data: dict[str, Any], message:
 def test_a_job_with_wildcard_hours_keeps_running_through_the_repeated_hour() -> None:
     from datetime import UTC, datetime
 
-    from schedules.definitions import cron
+    from asyncjobs.schedules.definitions import cron
 
     schedule = cron("*/30 * * * *", tz="Europe/Berlin").for_task("t:x")
     # 2026-10-25: 02:00-02:59 happens twice in Berlin (00:00-01:59 UTC).

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import ConnectionPool, Redis
 
-from schedules.claims import ClaimStore, tick_ms
-from schedules.definitions import Schedule, cron, every
-from schedules.engine import SchedulerEngine
+from asyncjobs.schedules.claims import ClaimStore, tick_ms
+from asyncjobs.schedules.definitions import Schedule, cron, every
+from asyncjobs.schedules.engine import SchedulerEngine
 
 pytestmark = pytest.mark.redis
 

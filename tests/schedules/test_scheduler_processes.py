@@ -1,4 +1,4 @@
-"""Real ``taskiq scheduler django_integration.worker:scheduler`` processes, three at once,
+"""Real ``taskiq scheduler asyncjobs.django.worker:scheduler`` processes, three at once,
 sending an every-second schedule to Redis Streams with no worker running: the messages
 in the stream are counted, tick by tick."""
 
@@ -15,7 +15,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from brokers.redis_streams import DATA, stream_key
+from asyncjobs.brokers.redis.broker import DATA, stream_key
 from example.processes import REPO_ROOT, ManagedProcess
 from tests.helpers import wait_until
 
@@ -37,7 +37,7 @@ def start_scheduler(redis_url: str, prefix: str, log_dir: Path, name: str) -> Ma
             [{"TASK": TASK, "EVERY": 1, "ARGS": [1, 2], "ID": "every-second"}]
         ).decode(),
     }
-    argv = [sys.executable, "-m", "taskiq", "scheduler", "django_integration.worker:scheduler"]
+    argv = [sys.executable, "-m", "taskiq", "scheduler", "asyncjobs.django.worker:scheduler"]
     return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=env)
 
 

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from brokers.errors import ConfigurationError
-from schedules.definitions import Schedule, cron, every
-from schedules.store import ScheduleStore, store_key
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.schedules.definitions import Schedule, cron, every
+from asyncjobs.schedules.store import ScheduleStore, store_key
 
 pytestmark = pytest.mark.redis
 LOGGER = "asyncjobs.scheduler"

@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from asyncjobs.config import TracingSettings, load_config
+from asyncjobs.django import tracing as django_tracing
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.tracing import build_tracer_provider, process_role
 from asyncjobs.tracing.setup import exporters_from_env
-from django_integration import tracing as django_tracing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OTEL_VARS = ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER")
@@ -65,12 +65,12 @@ def test_a_bad_tracing_setting_names_the_key(value: object, message: str) -> Non
 @pytest.mark.parametrize(
     ("argv", "role"),
     [
-        (["/venv/bin/taskiq", "worker", "django_integration.worker:broker"], "worker"),
+        (["/venv/bin/taskiq", "worker", "asyncjobs.django.worker:broker"], "worker"),
         # What taskiq's CLI leaves in sys.argv once it runs (it pops its own name).
-        (["worker", "django_integration.worker:broker", "--workers", "1"], "worker"),
-        (["scheduler", "django_integration.worker:scheduler"], "scheduler"),
+        (["worker", "asyncjobs.django.worker:broker", "--workers", "1"], "worker"),
+        (["scheduler", "asyncjobs.django.worker:scheduler"], "scheduler"),
         (["/venv/lib/taskiq/__main__.py", "worker", "x:broker", "--workers", "2"], "worker"),
-        (["/venv/bin/taskiq", "scheduler", "django_integration.worker:scheduler"], "scheduler"),
+        (["/venv/bin/taskiq", "scheduler", "asyncjobs.django.worker:scheduler"], "scheduler"),
         (["/venv/bin/uvicorn", "example.asgi:application"], "web"),
         (["/venv/lib/uvicorn/__main__.py", "worker"], "web"),
         (["manage.py", "runserver"], "web"),

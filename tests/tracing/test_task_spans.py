@@ -21,11 +21,11 @@ from redis.asyncio import Redis
 from taskiq.kicker import AsyncKicker
 
 from asyncjobs import current_broker
+from asyncjobs.brokers.redis.results import results_prefix
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.tracing import TracingMiddleware
 from asyncjobs.tracing import conventions as c
 from asyncjobs.worker.tracing import TracingObserver, tracing_observer
-from brokers.results import results_prefix
 from tests.helpers import wait_until
 from tests.testapp.tasks import add, always_fails, flaky, traced_sync_work, traced_work
 from tests.tracing.spans import (

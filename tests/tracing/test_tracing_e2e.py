@@ -17,7 +17,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from brokers.results import results_prefix
+from asyncjobs.brokers.redis.results import results_prefix
 from example.traces import OtlpReceiver, ReceivedSpan
 from tests.e2e.processes import ExampleStack, delete_amqp_queues, delete_results, wait_for_task
 from tests.tracing.spans import TRACE_LABELS

@@ -1,0 +1,351 @@
+"""The contract every asyncjobs transport implements.
+
+A worker asks for at most as many messages as it can start (``fetch``), and settles each
+``Delivery`` exactly once: ``ack`` after the task finished, ``dead_letter`` for a message
+that must never run again, ``hand_back`` for one it will not run (drain) so another worker
+can take it at once. A delivery that is never settled (the worker died) is redelivered by
+the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from taskiq import AckableMessage, AsyncBroker
+from taskiq.message import BrokerMessage
+
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.due import DELAY_LABEL as DELAY_LABEL  # re-exported: when a message is due
+from asyncjobs.brokers.due import ETA_LABEL as ETA_LABEL
+from asyncjobs.brokers.due import MAX_DELAY_S as MAX_DELAY_S
+from asyncjobs.brokers.due import due_of as due_of
+from asyncjobs.brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
+
+logger = logging.getLogger("asyncjobs.broker")
+
+QUEUE_LABEL = "queue_name"  # the label taskiq-redis and taskiq-aio-pika route on
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """Transport settings, already validated by the kernel's config."""
+
+    queues: tuple[str, ...] = ("default",)
+    default_queue: str = "default"
+    consume_queues: tuple[str, ...] = ()  # empty: consume every queue
+    lease_timeout_s: float = 15.0
+    max_deliveries: int = 5
+    key_prefix: str = "asyncjobs"
+    send_timeout_s: float = 10.0  # kiq(): no confirmation by then is an unknown outcome
+
+    @property
+    def listened_queues(self) -> tuple[str, ...]:
+        return self.consume_queues or self.queues
+
+
+@dataclass(frozen=True, slots=True)
+class Defect:
+    """Why a transport will not let a delivery run: its envelope (not its body) is bad,
+    e.g. a stream field ``deliveries`` that is not a count. Such a message is
+    dead-lettered with ``reason``, never run and never dropped."""
+
+    reason: Reason
+    detail: str
+
+
+class Delivery(ABC):
+    """One received message, to be settled exactly once.
+
+    A delivery counts as settled only once its transport confirmed the settlement: one
+    that failed (the dead-letter record could not be written, the broker went away)
+    leaves the delivery open, so the worker can hand it back; one the worker cannot
+    settle at all it ``abandon``s, and the transport then redelivers it (Redis: when
+    the lease expires; RabbitMQ: when the channel closes). Concurrent settlements: the
+    first wins, the others do nothing.
+    """
+
+    __slots__ = (
+        "_state",
+        "data",
+        "defect",
+        "delivery_count",
+        "enqueued_at",
+        "queue",
+        "suspect",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        queue: str,
+        delivery_count: int,
+        enqueued_at: float | None = None,
+        *,
+        suspect: bool | None = None,
+        defect: Defect | None = None,
+    ) -> None:
+        self.data = data
+        self.queue = queue
+        self.delivery_count = delivery_count  # 1 on the first delivery
+        # When this message became deliverable in its queue (unix seconds): sent, or due
+        # after a delay; None when the transport cannot tell. Redis: the stream entry's id
+        # (Redis's clock, 1 ms); RabbitMQ: the AMQP timestamp, or when the delay queue
+        # dead-lettered it (whole seconds: AMQP timestamps have no fraction).
+        self.enqueued_at = enqueued_at
+        # A crash suspect: its last delivery ended without a live worker settling it (the
+        # worker died, or lost its connection), so it may be what killed that worker. A
+        # message handed back by a draining worker has a count > 1 but is no suspect.
+        self.suspect = delivery_count > 1 if suspect is None else suspect
+        self.defect = defect
+        self._state = _OPEN
+
+    @property
+    def settled(self) -> bool:
+        """A settlement completed: the broker has the outcome."""
+        return self._state is _SETTLED
+
+    @property
+    def closed(self) -> bool:
+        """No longer this worker's to run or to keep leased: settled, being settled, or
+        abandoned."""
+        return self._state is not _OPEN
+
+    def abandon(self) -> None:
+        """Give up on settling (the broker is unreachable): stop keeping the message
+        leased, so the transport redelivers it."""
+        if self._state is _OPEN:
+            self._state = _ABANDONED
+            self._forget()
+
+    async def ack(self) -> None:
+        await self._settle_by(self._ack)
+
+    async def dead_letter(self, record: DeadLetter) -> None:
+        # Encoded before the delivery counts as being settled: a record that cannot be
+        # written must leave the message to be handed back, not leased forever.
+        payload = record.to_json()
+        await self._settle_by(self._dead_letter, record, payload)
+
+    async def hand_back(self) -> None:
+        await self._settle_by(self._hand_back)
+
+    async def release(self) -> None:
+        """Give back a delivery that was never started, without counting it as one."""
+        await self._settle_by(self._release)
+
+    async def republish(self, body: bytes) -> None:
+        """Atomically replace this delivery by a new message (a retry) in the same queue."""
+        await self._settle_by(self._republish, body)
+
+    async def retry_at(self, body: bytes, due_unix_s: float) -> None:
+        """Atomically replace this delivery by ``body``, delivered to the same queue no
+        earlier than ``due_unix_s`` (a scheduled retry; its delivery count starts again).
+        A crash in between duplicates, never loses. A time already past republishes."""
+        if due_unix_s <= time.time():
+            await self._settle_by(self._republish, body)
+        else:
+            await self._settle_by(self._retry_at, body, due_unix_s)
+
+    async def _settle_by(self, settle: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._state is not _OPEN:
+            return
+        self._state = _SETTLING
+        try:
+            await settle(*args)
+        except BaseException:
+            self._state = _OPEN  # still ours: the worker hands it back or abandons it
+            raise
+        self._state = _SETTLED
+        self._forget()
+
+    def _forget(self) -> None:  # noqa: B027 - a hook; most transports keep no state
+        """Stop keeping this delivery (Redis: stop renewing its lease)."""
+
+    @abstractmethod
+    async def _ack(self) -> None: ...
+
+    @abstractmethod
+    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
+        """Move the message to its dead letters as ``payload`` (``record.to_json()``)."""
+
+    @abstractmethod
+    async def _hand_back(self) -> None: ...
+
+    @abstractmethod
+    async def _republish(self, body: bytes) -> None: ...
+
+    @abstractmethod
+    async def _retry_at(self, body: bytes, due_unix_s: float) -> None: ...
+
+    async def _release(self) -> None:
+        # Transports that cannot preserve the count hand back (conservative: it counts).
+        await self._hand_back()
+
+
+_OPEN, _SETTLING, _SETTLED, _ABANDONED = "open", "settling", "settled", "abandoned"
+
+
+class ReliableBroker(AsyncBroker, ABC):
+    """A taskiq broker with at-least-once settlement and a lazily started client side.
+
+    Web processes never call ``startup()`` themselves (Django's ASGI handler has no
+    lifespan): the first ``kick`` in an event loop starts the client, exactly once even
+    under concurrent first calls, and a new event loop (``asyncio.run`` in a shell) gets
+    a fresh client.
+    """
+
+    transport_name = "abstract"
+
+    def __init__(self, options: TransportOptions, **transport_kwargs: Any) -> None:
+        # Cooperative: the rest goes to the upstream broker class (taskiq-redis, aio-pika).
+        super().__init__(**transport_kwargs)
+        self.options = options
+        self._started_loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        # Set by the asyncjobs receiver: taskiq's stock receiver acks and drops bad
+        # messages, so a worker must not run this broker without ours.
+        self.receiver_attached = False
+        self._base_started = False
+
+    # -- routing -----------------------------------------------------------------
+    def queue_of(self, labels: dict[str, Any]) -> str:
+        queue = labels.get(QUEUE_LABEL) or self.options.default_queue
+        if queue not in self.options.queues:
+            raise UnknownQueueError(
+                f"queue {queue!r} is not configured; QUEUES is {list(self.options.queues)}"
+            )
+        return str(queue)
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def startup(self) -> None:
+        if self.is_worker_process and not self.receiver_attached:
+            raise ConfigurationError(
+                "this worker runs an asyncjobs broker with a receiver that is not asyncjobs': "
+                "start it as `taskiq worker asyncjobs.django.worker:broker` without --receiver"
+            )
+        if not self._base_started:  # events, middlewares, result backend: once
+            await super().startup()
+            self._base_started = True
+        await self.connect()
+        self._started_loop = asyncio.get_running_loop()
+
+    async def shutdown(self) -> None:
+        try:
+            await self.disconnect()
+        finally:
+            self._started_loop = None
+            self._base_started = False
+            await super().shutdown()
+
+    @property
+    def started(self) -> bool:
+        return self._started_loop is not None
+
+    async def ensure_started(self) -> None:
+        """Start the client side once per event loop (the lazy web-process client)."""
+        loop = asyncio.get_running_loop()
+        if self._started_loop is loop:
+            return
+        if self._lock_loop is not loop or self._start_lock is None:
+            self._start_lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._start_lock:
+            if self._started_loop is loop:
+                return
+            if self._started_loop is not None:
+                # The previous loop is gone (e.g. one asyncio.run per shell command):
+                # its connections cannot be used or awaited from here.
+                self.forget_connections()
+                self._base_started = False
+            await self.startup()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        queue = self.queue_of(message.labels)  # UnknownQueueError before connecting
+        due = due_of(message.labels)
+        await self.ensure_started()
+        if due is None or due <= time.time():
+            await self.publish(queue, message)
+        else:
+            await self.publish_at(queue, message, due)
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """taskiq's generator interface, for tools that use it; workers use ``fetch``."""
+        while True:
+            for delivery in await self.fetch(1, timeout_s=1.0):
+                yield AckableMessage(data=delivery.data, ack=delivery.ack)
+
+    # -- what a transport implements ---------------------------------------------
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and declare queues/streams (idempotent)."""
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections; a worker hands back what it still holds first."""
+
+    @abstractmethod
+    def forget_connections(self) -> None:
+        """Drop connections bound to an event loop that no longer runs."""
+
+    @abstractmethod
+    async def publish(self, queue: str, message: BrokerMessage) -> None:
+        """Durably enqueue: when this returns, the broker has the message."""
+
+    @abstractmethod
+    async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
+        """Durably enqueue for delivery no earlier than ``due_unix_s`` (and soon after:
+        within ~0.2 s on Redis, a few % of the delay on RabbitMQ)."""
+
+    @abstractmethod
+    async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
+        """Up to ``max_messages`` deliveries; an empty list after ``timeout_s`` idle."""
+
+    # -- dead letters (``asyncjobs dlq``) -------------------------------------------
+    @abstractmethod
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters of ``queue``, each with its ``id``."""
+
+    @abstractmethod
+    async def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters ``queue`` holds."""
+
+    @abstractmethod
+    def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """The dead letters ``queue`` holds when the first page is read, oldest first, in
+        pages of the transport's choosing (about ``page_size``; RabbitMQ: one page, see
+        ``amqp_dead_letters``). Letters dead-lettered later are not in it; letters removed
+        meanwhile may still be."""
+
+    @abstractmethod
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
+        """For each dead letter id in ``bodies``: send its body to ``queue`` again, then
+        remove the dead letter (a crash in between leaves a duplicate, never a loss).
+        The ids that were not there (replayed or deleted by someone else): nothing is
+        sent for them."""
+
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
+        """``replay_dead_letters`` for one. Raises ``DeadLetterNotFoundError``."""
+        if await self.replay_dead_letters(queue, {dead_letter_id: body}):
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r} in queue {queue!r}")
+
+    @abstractmethod
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
+        """Remove one dead letter. Raises ``DeadLetterNotFoundError``."""
+
+    @abstractmethod
+    async def purge_dead_letters(self, queue: str) -> int:
+        """Remove every dead letter of ``queue``; how many there were."""
+
+    async def set_capacity(self, capacity: int) -> None:
+        """How many deliveries the worker can run at once (push transports prefetch this)."""
+
+    async def stop_consuming(self) -> None:
+        """Stop new deliveries from arriving (drain); pull transports need nothing."""

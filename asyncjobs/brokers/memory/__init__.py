@@ -1,0 +1,1 @@
+"""``memory://``: in-process queues, for tests of user code."""

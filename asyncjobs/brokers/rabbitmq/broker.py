@@ -1,0 +1,379 @@
+"""RabbitMQ transport, on top of taskiq-aio-pika's ``AioPikaBroker``.
+
+What we keep from taskiq-aio-pika: the split into a publishing and a consuming robust
+connection (a publisher under flow control never stalls consumption), its exchange
+declaration and its message headers (``task_id``, ``task_name``), so a plain
+taskiq-aio-pika producer pointed at the same exchange interoperates. What we replace,
+and why (each is a weak spot listed in the README):
+
+- one durable quorum queue per configured queue (``{prefix}.{queue}``), each with its own
+  dead-letter queue (``{prefix}.{queue}.dead``, taskiq-aio-pika shares one) and a
+  delivery limit as a backstop against messages that crash every worker that takes them;
+- a worker prefetches exactly its capacity (taskiq-aio-pika prefetches 10 regardless);
+- ``publish`` raises when RabbitMQ did not confirm the message or could not route it
+  (taskiq-aio-pika lets an unroutable message vanish);
+- a dead letter is a full record, confirmed in the dead-letter queue before the original
+  is acknowledged;
+- settling a delivery whose channel died in a reconnect logs a warning instead of
+  crashing the worker: RabbitMQ has already requeued the message;
+- connection errors never carry the password;
+- delayed messages (``kiq`` with a delay, scheduled retries) wait in per-delay TTL queues
+  that dead-letter back into their queue (see ``amqp_delay``; no plugin needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Sequence
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from aio_pika import DeliveryMode, ExchangeType, Message, connect_robust
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aiormq.exceptions import (
+    AMQPError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    DeliveryError,
+    PublishError,
+)
+from pamqp.common import FieldTable
+from taskiq import AsyncBroker
+from taskiq.message import BrokerMessage
+from taskiq_aio_pika import AioPikaBroker
+from taskiq_aio_pika.exchange import Exchange
+
+from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions, logger
+from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
+from asyncjobs.brokers.rabbitmq.acks import AckMerger
+from asyncjobs.brokers.rabbitmq.dead_letters import AmqpDeadLetters
+from asyncjobs.brokers.rabbitmq.delay import DeclaredDelayQueues, send_delayed
+from asyncjobs.brokers.rabbitmq.delivery import (
+    CHANNEL_GONE,
+    DELIVERIES,
+    QUORUM,
+    AmqpDelivery,
+    _live,
+    dead_letter_queue_name,
+    queue_name,
+)
+from asyncjobs.brokers.urls import redact_url, scrub
+
+__all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
+
+CLOSE_TIMEOUT_S = 5.0
+
+Inbox = asyncio.Queue[tuple[str, AbstractIncomingMessage]]
+
+
+class _AioPikaClient(AioPikaBroker):
+    """taskiq-aio-pika's broker minus its startup/shutdown: connect/disconnect own those."""
+
+    async def startup(self) -> None:
+        await AsyncBroker.startup(self)
+
+    async def shutdown(self) -> None:
+        await AsyncBroker.shutdown(self)
+
+
+class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
+    """A direct exchange ``{prefix}`` routing each queue name to a quorum queue."""
+
+    transport_name = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str,
+        options: TransportOptions,
+        *,
+        connect_timeout_s: float = 10.0,
+        publish_timeout_s: float | None = None,
+        reconnect_interval_s: float = 2.0,
+    ) -> None:
+        exchange = Exchange(name=options.key_prefix, type=ExchangeType.DIRECT, durable=True)
+        connection_kwargs: dict[str, Any] = {"timeout": connect_timeout_s}
+        if "reconnect_interval" not in parse_qs(urlsplit(url).query):  # the URL's wins
+            # aio-pika waits 5 s: a worker would idle that long after every blip.
+            connection_kwargs["reconnect_interval"] = reconnect_interval_s
+        super().__init__(options, url=url, exchange=exchange, **connection_kwargs)
+        self.url: str = url
+        # How long a publish waits for RabbitMQ's confirm: SEND_TIMEOUT unless given.
+        self.send_timeout_s = publish_timeout_s or options.send_timeout_s
+        self._capacity = 0  # 0: not set, the first fetch's max_messages is used
+        self.delay_queues = DeclaredDelayQueues()
+        self._reset_consumer_state()
+
+    @property
+    def exchange_name(self) -> str:
+        return self.options.key_prefix
+
+    def _reset_consumer_state(self) -> None:
+        self._inbox: Inbox = asyncio.Queue()
+        self.acks = AckMerger()  # per channel: a reconnect starts a new one anyway
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
+        self._consume_lock: asyncio.Lock | None = None
+        self._stopped = False
+
+    # -- connections -------------------------------------------------------------
+    async def connect(self) -> None:
+        try:
+            if self.write_channel is None:
+                self.write_conn = await self._open_connection("publisher")
+                self.write_channel = await self.write_conn.channel(on_return_raises=True)
+                await self._declare_exchanges()
+                await self._declare_queues_of(self.write_channel)
+            if self.is_worker_process and self.read_channel is None:
+                self.read_conn = await self._open_connection("consumer")
+                self.read_channel = await self.read_conn.channel(publisher_confirms=False)
+        except BaseException:
+            await self._close_all()  # a half-open broker would look connected next time
+            raise
+
+    async def _open_connection(self, role: str) -> AbstractRobustConnection:
+        name = f"asyncjobs {role} {socket.gethostname()}:{os.getpid()}"
+        try:
+            connection: AbstractRobustConnection = await connect_robust(
+                self.url, client_properties={"connection_name": name}, **self._conn_kwargs
+            )
+        except (OSError, AMQPError, ValueError) as exc:
+            reason = scrub(f"{type(exc).__name__}: {exc}", self.url)
+            raise BrokerConnectionError(
+                f"cannot connect to RabbitMQ at {redact_url(self.url)} ({reason}); "
+                "check BROKER_URL (host, port, user, password, vhost) and that it is running"
+            ) from None  # the original may carry the URL
+        return connection
+
+    async def _declare_queues_of(self, channel: AbstractChannel) -> None:
+        """Declare (idempotently) and bind every configured queue and its dead letters."""
+        prefix = self.options.key_prefix
+        try:
+            for queue in self.options.queues:
+                await channel.declare_queue(
+                    dead_letter_queue_name(prefix, queue), durable=True, arguments=QUORUM
+                )
+                declared = await self._declare_queue(channel, queue)
+                await declared.bind(self.exchange_name, routing_key=queue)
+        except ChannelPreconditionFailed as exc:
+            raise BrokerError(
+                f"RabbitMQ refused to declare queues under {prefix!r}: {exc}; a queue with "
+                "that name exists with other arguments (MAX_DELIVERIES changed?): delete it "
+                "once empty, or use another key prefix"
+            ) from exc
+
+    async def _declare_queue(self, channel: AbstractChannel, queue: str) -> AbstractQueue:
+        prefix = self.options.key_prefix
+        arguments: FieldTable = {
+            **QUORUM,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead_letter_queue_name(prefix, queue),
+            # A backstop only: the worker dead-letters first, with a full record.
+            "x-delivery-limit": self.options.max_deliveries + 1,
+        }
+        return await channel.declare_queue(
+            queue_name(prefix, queue), durable=True, arguments=arguments
+        )
+
+    async def disconnect(self) -> None:
+        try:
+            await self.stop_consuming()
+            await _bounded("hand back prefetched messages", self._hand_back_inbox())
+        finally:
+            await self._close_all()
+
+    async def _close_all(self) -> None:
+        for closable in (self.read_channel, self.read_conn, self.write_channel, self.write_conn):
+            if closable is not None:
+                await _bounded("close", closable.close())
+        self._drop_handles()
+
+    async def _hand_back_inbox(self) -> None:
+        # Prefetched but never handed to the worker: give them to other workers now
+        # rather than when our channel closes.
+        while not self._inbox.empty():
+            queue, message = self._inbox.get_nowait()
+            if _live(message):
+                await AmqpDelivery(self, message, queue).release()
+
+    def forget_connections(self) -> None:
+        # Objects bound to a dead loop can be neither used nor closed from this one.
+        self._drop_handles()
+        forget = getattr(self.result_backend, "forget_connections", None)
+        if forget is not None:
+            forget()
+
+    def _drop_handles(self) -> None:
+        self.write_conn = self.read_conn = None
+        self.write_channel = self.read_channel = None
+        self.delay_queues.forget()
+        self._reset_consumer_state()
+
+    # -- publishing --------------------------------------------------------------
+    async def publish(self, queue: str, message: BrokerMessage) -> None:
+        headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
+        await self.send(self.exchange_name, queue, message.message, headers, queue=queue)
+
+    async def publish_at(self, queue: str, message: BrokerMessage, due_unix_s: float) -> None:
+        headers = {"task_id": message.task_id, "task_name": message.task_name, DELIVERIES: 0}
+        await send_delayed(self, queue, message.message, headers, due_unix_s)
+
+    async def send(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        queue: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Publish persistently; returns once RabbitMQ confirmed it has the message, within
+        ``timeout_s`` (default SEND_TIMEOUT). ``BrokerConnectionError``: nothing was sent
+        (no open channel); ``BrokerError``: RabbitMQ refused it (unroutable, nack);
+        ``SendOutcomeUnknownError``: written, not confirmed (``queue``: the queue it
+        was meant for, in that error; default the routing key)."""
+        channel = self.write_channel
+        if channel is None:
+            raise BrokerError("the RabbitMQ broker is not started: call startup() first")
+        where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
+        if channel.is_closed:  # the robust connection is reconnecting: nothing is written
+            raise BrokerConnectionError(
+                f"no open channel to publish to {where} (the connection is down or "
+                "reconnecting); nothing was sent"
+            )
+        target = await channel.get_exchange(exchange, ensure=False)
+        message = Message(
+            body,
+            headers=headers,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            timestamp=time.time(),  # read back as Delivery.enqueued_at (whole seconds)
+        )
+        limit = self.send_timeout_s if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                await target.publish(message, routing_key=routing_key, mandatory=True)
+        except PublishError as exc:  # returned: no queue bound (the confirm came after it)
+            raise BrokerError(
+                f"RabbitMQ could not route a message to {where}: {exc}; nothing was stored"
+            ) from exc
+        except DeliveryError as exc:  # nacked
+            raise BrokerError(
+                f"RabbitMQ refused a message to {where}: {exc}; nothing was stored"
+            ) from exc
+        except TimeoutError:
+            reason = f"no publisher confirm within {limit:g} s"
+            raise _unconfirmed(headers, queue or routing_key, where, reason) from None
+        except CHANNEL_GONE as exc:
+            reason = f"the channel closed before the confirm: {type(exc).__name__}"
+            raise _unconfirmed(headers, queue or routing_key, where, reason) from exc
+
+    # -- consuming ---------------------------------------------------------------
+    async def set_capacity(self, capacity: int) -> None:
+        self._capacity = capacity
+        if self._consumers:
+            # RabbitMQ applies a per-consumer prefetch to new consumers only (quorum
+            # queues have no channel-wide prefetch): subscribe again.
+            await self.stop_consuming()
+            self._stopped = False
+            await self._ensure_consuming(capacity)
+
+    async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
+        try:
+            async with asyncio.timeout(timeout_s):  # also while RabbitMQ is unreachable
+                await self._ensure_consuming(max_messages)
+                first = await self._inbox.get()  # cancellation leaves it in the inbox
+        except TimeoutError:
+            return []
+        received = [first]
+        while len(received) < max_messages and not self._inbox.empty():
+            received.append(self._inbox.get_nowait())
+        return [AmqpDelivery(self, message, queue) for queue, message in received if _live(message)]
+
+    async def _ensure_consuming(self, max_messages: int) -> None:
+        if self._stopped or len(self._consumers) == len(self.options.listened_queues):
+            return
+        self._consume_lock = self._consume_lock or asyncio.Lock()
+        async with self._consume_lock:
+            channel = self._reader()
+            if not self._consumers:
+                # Never prefetch more than the worker can start; the robust channel
+                # restores prefetch and consumers after a reconnect.
+                await channel.set_qos(prefetch_count=self._capacity or max_messages)
+            for queue in self.options.listened_queues:
+                if queue in self._consumers or self._stopped:
+                    continue  # a start cut short by fetch's timeout resumes here
+                declared = await self._declare_queue(channel, queue)
+                tag = await declared.consume(partial(self._on_message, queue))
+                self._consumers[queue] = (declared, tag)
+
+    async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
+        self.acks.delivered(message)  # before anything can ack it
+        self._inbox.put_nowait((queue, message))
+
+    def _reader(self) -> AbstractChannel:
+        if self.read_channel is None:
+            raise BrokerError(
+                "this RabbitMQ broker does not consume: set is_worker_process and start it"
+            )
+        return self.read_channel
+
+    async def stop_consuming(self) -> None:
+        self._stopped = True
+        consumers, self._consumers = self._consumers, {}
+        if not consumers or self.read_channel is None or self.read_channel.is_closed:
+            # Nothing to cancel on a dead channel (a cancel would wait for the reconnect);
+            # what a restored consumer might still prefetch, disconnect() hands back.
+            return
+        cancels = [declared.cancel(tag) for declared, tag in consumers.values()]
+        await _bounded("cancel consumers", asyncio.gather(*cancels))
+
+    # -- inspection --------------------------------------------------------------
+    async def queue_depths(self) -> dict[str, tuple[int, int]]:
+        """(ready messages, consumers) of each configured queue."""
+        await self.ensure_started()
+        prefix = self.options.key_prefix
+        return {q: await self.declared_counts(queue_name(prefix, q)) for q in self.options.queues}
+
+    async def declared_counts(self, name: str) -> tuple[int, int]:
+        """(ready messages, consumers) of the RabbitMQ queue ``name`` (a passive declare);
+        (0, 0) when it does not exist. Call ``ensure_started()`` first."""
+        assert self.write_conn is not None  # ensure_started connected
+        # A channel of its own: a passive declare of a missing queue closes it.
+        channel = await self.write_conn.channel(publisher_confirms=False)
+        try:
+            declared = await channel.declare_queue(name, passive=True)
+        except ChannelNotFoundEntity:
+            return 0, 0
+        finally:
+            await _bounded("close", channel.close())
+        result = declared.declaration_result
+        return result.message_count or 0, result.consumer_count or 0
+
+
+def _unconfirmed(
+    headers: dict[str, Any], queue: str, where: str, reason: str
+) -> SendOutcomeUnknownError:
+    # A publish can also fail before its frames were written (aiormq knows, but does not
+    # tell): it is said to be unknown then too, never a false "nothing was sent".
+    task_id = str(headers.get("task_id") or "?")
+    return SendOutcomeUnknownError.unconfirmed(
+        task_id=task_id, queue=queue, where=where, reason=reason
+    )
+
+
+async def _bounded(what: str, awaitable: Awaitable[Any]) -> None:
+    """Await a clean-up step for at most CLOSE_TIMEOUT_S; shutting down must not hang."""
+    try:
+        await asyncio.wait_for(awaitable, CLOSE_TIMEOUT_S)
+    except (TimeoutError, *CHANNEL_GONE) as exc:
+        logger.warning("RabbitMQ: %s failed (%s); continuing", what, type(exc).__name__)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AsyncJobsConfig(AppConfig):
+    name = "asyncjobs.django"
+    label = "asyncjobs"
+    verbose_name = "asyncjobs"
+
+    def ready(self) -> None:
+        from asyncjobs.django import checks, conf
+
+        checks.register_checks()
+        conf.setup()
