@@ -17,8 +17,8 @@ from taskiq.message import BrokerMessage
 from asyncjobs.brokers.factory import build_broker
 from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.cli import run
+from asyncjobs.cli.inspect import age, table
 from asyncjobs.config import AsyncJobsConfig, load_config
-from asyncjobs.inspect_cli import age, table
 from asyncjobs.inspection import health_problems
 from tests.helpers import wait_until
 

@@ -5,7 +5,7 @@
     asyncjobs dlq show ID [--queue Q] [--json]
     asyncjobs dlq replay (ID | --all [--reason R] [--task NAME]) [--queue Q] [--json]
     asyncjobs dlq purge [--queue Q] --yes
-    asyncjobs schedules list|add|remove [--json]   (see asyncjobs.schedules_cli)
+    asyncjobs schedules list|add|remove [--json]   (see asyncjobs.cli.schedules)
 
 The command runs against the configured broker: Django settings when run through
 ``manage.py`` or with ``DJANGO_SETTINGS_MODULE`` set, else ``ASYNCJOBS_*`` variables.
@@ -15,25 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime
-from typing import Any, TextIO
-
-import orjson
+from typing import TextIO
 
 from asyncjobs.app import current_broker, current_config
-from asyncjobs.brokers.dead_letters import DeadLetter, Reason, excerpt
+from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.brokers.failures import library_errors
 from asyncjobs.brokers.urls import describe_failure, scrub
+from asyncjobs.cli.dead_letters import dlq_command
+from asyncjobs.cli.inspect import inspect_command
+from asyncjobs.cli.schedules import add_parser as add_schedules_parser
+from asyncjobs.cli.schedules import schedules_command
 from asyncjobs.dead_letters import DeadLetters
-from asyncjobs.errors import AsyncJobsError, ConfigurationError
-from asyncjobs.inspect_cli import inspect_command
-from asyncjobs.schedules_cli import add_parser as add_schedules_parser
-from asyncjobs.schedules_cli import schedules_command
+from asyncjobs.errors import AsyncJobsError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,131 +119,10 @@ async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "inspect":
             return await inspect_command(args.queue, args.json, out)
-        letters = DeadLetters.of(broker)
-        return await _dlq(letters, args, out)
+        return await dlq_command(DeadLetters.of(broker), args, out)
     finally:
         if getattr(broker, "started", False):
             await broker.shutdown()
-
-
-async def _dlq(letters: DeadLetters, args: argparse.Namespace, out: TextIO) -> int:
-    await letters.broker.ensure_started()
-    if args.action == "list":
-        found = await letters.list(args.queue, args.limit, reason=args.reason, task_name=args.task)
-        _emit(out, args.json, [_as_dict(item, full=False) for item in found], _table(found))
-    elif args.action == "show":
-        letter = await letters.find(args.id, args.queue)
-        _emit(out, args.json, _as_dict(letter, full=True), _details(letter))
-    elif args.action == "replay":
-        if args.all:
-            report = await letters.replay_all(args.queue, reason=args.reason, task_name=args.task)
-            _emit(
-                out,
-                args.json,
-                {"replayed": report.replayed, "skipped": report.skipped},
-                f"replayed {report.replayed} dead letters "
-                f"({report.skipped} skipped: gone meanwhile)",
-            )
-        elif args.reason or args.task:
-            raise ConfigurationError("--reason and --task filter --all, not one ID")
-        else:
-            letter = await letters.replay(args.id, args.queue)
-            _emit(
-                out,
-                args.json,
-                {"replayed": 1, "id": letter.id, "queue": letter.queue},
-                f"replayed {letter.id} to queue {letter.queue}",
-            )
-    elif args.action == "purge":
-        if not args.yes:
-            counts = await letters.counts(args.queue)
-            out.write(f"would delete {sum(counts.values())} dead letters {counts}; add --yes\n")
-            return 2
-        counts = await letters.purge(args.queue)
-        _emit(
-            out,
-            args.json,
-            {"purged": counts},
-            f"purged {sum(counts.values())} dead letters {counts}",
-        )
-    return 0
-
-
-def _emit(out: TextIO, as_json: bool, data: Any, text: str) -> None:
-    # One write per output: Django's OutputWrapper adds a newline to each write otherwise.
-    body = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else text
-    out.write(body + "\n")
-
-
-def _as_dict(letter: DeadLetter, *, full: bool) -> dict[str, Any]:
-    data = asdict(letter)
-    body = data.pop("body")
-    if full:
-        try:
-            data["body"] = body.decode()
-        except UnicodeDecodeError:
-            data["body_b64"] = base64.b64encode(body).decode()
-    else:
-        data["excerpt"] = excerpt(body, 60)
-        data.pop("history")
-    return data
-
-
-def _table(letters: list[DeadLetter]) -> str:
-    if not letters:
-        return "no dead letters"
-    rows = [("ID", "QUEUE", "REASON", "TASK", "ATTEMPTS", "DELIVERIES", "AGE", "ERROR")]
-    now = time.time()
-    for item in letters:
-        error = f"{item.error_type}: {item.error_message}" if item.error_type else ""
-        rows.append(
-            (
-                item.id,
-                item.queue,
-                item.reason.value,
-                item.task_name or "?",
-                str(item.attempts),
-                str(item.deliveries),
-                _age(now - item.dead_lettered_at),
-                error[:60],
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def _details(letter: DeadLetter) -> str:
-    lines = [
-        f"{key}: {value}"
-        for key, value in _as_dict(letter, full=True).items()
-        if value not in ("", (), None) and key != "history"
-    ]
-    if letter.history:
-        lines.append("history:")
-        lines += [f"  {_failure(entry)}" for entry in letter.history]
-    return "\n".join(lines)
-
-
-def _failure(entry: dict[str, Any]) -> str:
-    at = entry.get("at")
-    when = (
-        datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
-        if isinstance(at, int | float)
-        else "?"
-    )
-    message = entry.get("error_message") or ""
-    error = f"{entry.get('error_type', '?')}: {message}" if message else entry.get("error_type")
-    return f"attempt {entry.get('attempt', '?')} at {when}: {error}"
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,10 +20,10 @@ import pytest
 
 from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.cli import run
+from asyncjobs.cli.schedules import store_url
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.schedules.definitions import every
 from asyncjobs.schedules.store import ScheduleStore
-from asyncjobs.schedules_cli import store_url
 from tests.helpers import configured_app
 from tests.testapp import tasks
 

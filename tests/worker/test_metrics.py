@@ -28,9 +28,9 @@ from asyncjobs.worker.metrics import DURATION_BUCKETS_S, MetricsObserver
 from asyncjobs.worker.observers import observers_for
 from asyncjobs.worker.prometheus import PrometheusReader, metrics_setup
 from tests.helpers import wait_until
-from tests.kernel.test_prometheus import FakeDelivery
-from tests.kernel.test_receiver_contract import publish_raw
 from tests.testapp import tasks
+from tests.worker.test_prometheus import FakeDelivery
+from tests.worker.test_receiver_contract import publish_raw
 from tests.worker_harness import Worker
 
 ADD = "tests.testapp.tasks:add"
