@@ -1,63 +1,167 @@
-"""The process-wide state: which config and broker this process uses.
+"""The app: one configured asyncjobs, owning its settings, transport, tasks, hooks and
+static schedules.
 
-Configured once per process (by the Django adapter, or by ``configure()`` directly);
-everything else asks ``current_broker()``.
+``configure(config)`` builds an ``App`` and makes it the process's current one (the
+Django adapter does this at start-up); ``@task`` functions send through the current app's
+broker, workers and the scheduler run the current app. Tests (and scripts) use
+``async with asyncjobs.configured(settings) as app:``, which restores what was current
+before and shuts the app's broker down afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from taskiq import AsyncBroker
+from taskiq import TaskiqMiddleware
+from taskiq.message import TaskiqMessage
 
+from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.factory import build_broker
+from asyncjobs.brokers.stores import ResultStore
 from asyncjobs.codec import JsonFormatter
-from asyncjobs.config import AsyncJobsConfig
+from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.handles import JobHandle
+from asyncjobs.hooks import Hooks, HookSet
+from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.registry import static_schedules
-from asyncjobs.tasks import registered_tasks, registry
+from asyncjobs.tasks import JobTask, registered_tasks, registry
+
+CLOSE_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)
 class App:
     config: AsyncJobsConfig
-    broker: AsyncBroker
+    broker: ReliableBroker
+    hooks: HookSet = field(default_factory=HookSet)
+
+    @classmethod
+    def from_config(cls, config: AsyncJobsConfig, hooks: Iterable[Hooks] = ()) -> App:
+        """The app ``config`` describes: its broker (not connected yet) and result store,
+        the hooks of ``HOOKS``, tracing's when ``TRACING`` is on, then ``hooks``."""
+        broker = build_broker(
+            config.broker_url,
+            config.transport_options(),
+            result_backend_url=config.effective_result_backend_url,
+            result_ttl_s=config.result_ttl_s,
+        )
+        broker.with_formatter(JsonFormatter(config.max_payload_bytes))
+        app = cls(config, broker)
+        # Sends through a plain taskiq kicker reach the hooks too.
+        broker.add_middlewares(HookBridge(app))
+        found = [_hook_from_path(path) for path in config.hooks]
+        if config.tracing_settings is not None:
+            from asyncjobs.tracing import enable_tracing
+
+            found.append(enable_tracing(config))  # send spans; a provider unless one is set
+        app.add_hooks(*found, *hooks)
+        return app
+
+    def add_hooks(self, *hooks: Hooks) -> None:
+        """Run these hooks too (after those added before). A worker takes the hooks it
+        finds when it starts."""
+        self.hooks = self.hooks.with_hooks(*hooks)
+
+    @property
+    def tasks(self) -> dict[str, JobTask[Any, Any]]:
+        """The registered tasks by name (``module:function``)."""
+        return registered_tasks()
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The static schedules: declared with ``@task(schedule=...)`` and in SCHEDULES."""
+        return static_schedules(self.config)
+
+    @property
+    def result_store(self) -> ResultStore | None:
+        store = self.broker.result_backend
+        return store if isinstance(store, ResultStore) else None
+
+    def check(self) -> None:
+        """Fail when a task is routed to a queue that is not configured, or a schedule
+        names a task that does not exist."""
+        check_tasks(self.config)
+
+    def activate(self) -> App | None:
+        """Make this the process's current app; the app that was current before."""
+        global _current
+        previous, _current = _current, self
+        registry.default_broker(self.broker)
+        return previous
+
+    async def close(self) -> None:
+        """Shut the broker down if it started (bounded: its server may be gone)."""
+        if self.broker.started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.broker.shutdown(), CLOSE_TIMEOUT_S)
 
 
-_app: App | None = None
+class HookBridge(TaskiqMiddleware):
+    """taskiq's send hooks, forwarded to the app's: ``fn.kiq()`` and a plain taskiq
+    kicker alike reach ``on_send``/``on_sent`` (``JobKicker`` reports failures)."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self.app = app
+
+    async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        await self.app.hooks.on_send(message)
+        return message
+
+    async def post_send(self, message: TaskiqMessage) -> None:
+        await self.app.hooks.on_sent(message)
 
 
-def configure(config: AsyncJobsConfig) -> AsyncBroker:
-    """Build this process's broker from ``config`` and route every task to it."""
-    global _app
-    broker = build_broker(
-        config.broker_url,
-        config.transport_options(),
-        result_backend_url=config.effective_result_backend_url,
-        result_ttl_s=config.result_ttl_s,
-    )
-    broker.with_formatter(JsonFormatter(config.max_payload_bytes))
-    if config.tracing_settings is not None:
-        from asyncjobs.tracing import enable_tracing
+_current: App | None = None
 
-        enable_tracing(broker, config)  # send spans; a tracer provider unless one is set
-    registry.default_broker(broker)
-    _app = App(config, broker)
-    return broker
+
+def configure(config: AsyncJobsConfig, *, hooks: Iterable[Hooks] = ()) -> App:
+    """Build the app ``config`` describes and make it the process's current one."""
+    app = App.from_config(config, hooks)
+    app.activate()
+    return app
+
+
+@contextlib.asynccontextmanager
+async def configured(
+    settings: AsyncJobsConfig | Mapping[str, Any], *, hooks: Iterable[Hooks] = ()
+) -> AsyncIterator[App]:
+    """An app current for the block (``settings``: a config, or an ``ASYNCJOBS`` dict,
+    environment variables ignored); afterwards its broker is shut down and the app that
+    was current before is current again."""
+    config = settings if isinstance(settings, AsyncJobsConfig) else load_config(settings, {})
+    app = App.from_config(config, hooks)
+    previous = app.activate()
+    try:
+        yield app
+    finally:
+        await app.close()
+        _restore(previous)
+
+
+def _restore(previous: App | None) -> None:
+    global _current
+    _current = None
+    if previous is not None:
+        previous.activate()
 
 
 def current_app() -> App:
-    if _app is None:
+    if _current is None:
         raise NotConfiguredError(
             "asyncjobs is not configured: add 'asyncjobs.django' to INSTALLED_APPS "
             "(with settings.ASYNCJOBS or ASYNCJOBS_BROKER_URL), or call asyncjobs.configure()"
         )
-    return _app
+    return _current
 
 
-def current_broker() -> AsyncBroker:
+def current_broker() -> ReliableBroker:
     return current_app().broker
 
 
@@ -74,12 +178,9 @@ def job(task_id: str) -> JobHandle[Any]:
 async def failed_attempts(task_id: str) -> list[dict[str, Any]]:
     """The failed attempts of a task so far, oldest first: ``attempt``, ``error_type``,
     ``error_message``, ``at`` (unix seconds). Empty when none failed, or when no result
-    backend is configured (the worker's log has the same lines)."""
-    attempts = getattr(current_broker().result_backend, "attempts", None)
-    if attempts is None:
-        return []
-    found: list[dict[str, Any]] = await attempts(task_id)
-    return found
+    store is configured (the worker's log has the same lines)."""
+    store = current_app().result_store
+    return [] if store is None else await store.attempts(task_id)
 
 
 def check_tasks(config: AsyncJobsConfig) -> None:
@@ -97,3 +198,20 @@ def check_tasks(config: AsyncJobsConfig) -> None:
     unknown = [s.describe() for s in static_schedules(config) if s.task_name not in tasks]
     if unknown:
         raise ConfigurationError(f"SCHEDULES name tasks that do not exist: {'; '.join(unknown)}")
+
+
+def _hook_from_path(path: str) -> Hooks:
+    """An instance of the ``Hooks`` subclass at ``path`` (a HOOKS entry)."""
+    module_name, _, name = path.replace(":", ".").rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"HOOKS: cannot import {path!r}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, Hooks)):
+        raise ConfigurationError(f"HOOKS: {path!r} is not a subclass of asyncjobs.hooks.Hooks")
+    try:
+        return found()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"HOOKS: {path!r} cannot be built without arguments: {exc}"
+        ) from None

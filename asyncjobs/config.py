@@ -3,7 +3,7 @@
 Every key can be overridden by an environment variable ``ASYNCJOBS_<KEY>`` (12-factor,
 Kubernetes Secrets). A wrong value raises ``ConfigurationError`` naming the key, where it
 came from and what is allowed. Broker and store URLs are parsed as their library will
-read them (``asyncjobs.brokers.urls.check_url``), and shown with their secrets redacted.
+read them (``asyncjobs.brokers.transport.check_url``), and shown with their secrets redacted.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from pydantic import (
 
 from asyncjobs.brokers.base import TransportOptions
 from asyncjobs.brokers.errors import ConfigurationError
-from asyncjobs.brokers.urls import Transport, check_url, redact_url, transport_for
+from asyncjobs.brokers.transport import TransportSpec, check_url, transport_for
+from asyncjobs.brokers.urls import redact_url
 from asyncjobs.retries import MAX_BACKOFF_S, Backoff
 
 ENV_PREFIX = "ASYNCJOBS_"
+HOOK_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 URL_KEYS = frozenset(
     {"BROKER_URL", "RESULT_BACKEND_URL", "SCHEDULE_STORE_URL", "AMQP_MANAGEMENT_URL"}
@@ -123,6 +125,9 @@ class AsyncJobsConfig(BaseModel):
     schedules: tuple[Any, ...] = ()  # Schedule objects, from dicts (see _schedules)
     schedule_store_url: str | None = Field(default=None, repr=False)
     tracing: TracingValue = False
+    # Hooks (asyncjobs.hooks.Hooks subclasses) every process of the project runs with, by
+    # import path ("shop.hooks.Audit" or "shop.hooks:Audit"); built when it is configured.
+    hooks: tuple[str, ...] = ()
     # Worker probes and metrics (see README, "Health, metrics and inspection").
     health_port: int | None = Field(default=None, ge=1, le=65535)
     liveness_timeout_s: float = Field(default=10.0, gt=0, alias="LIVENESS_TIMEOUT")
@@ -151,7 +156,7 @@ class AsyncJobsConfig(BaseModel):
     @field_validator("schedule_store_url")
     @classmethod
     def _store_url(cls, value: str | None) -> str | None:
-        if value and check_url(value, "SCHEDULE_STORE_URL") is not Transport.REDIS:
+        if value and not check_url(value, "SCHEDULE_STORE_URL").capabilities.stores_schedules:
             raise ConfigurationError(
                 f"SCHEDULE_STORE_URL: schedules are kept in Redis; got {redact_url(value)!r}"
             )
@@ -185,11 +190,19 @@ class AsyncJobsConfig(BaseModel):
     @field_validator("result_backend_url")
     @classmethod
     def _result_url(cls, value: str | None) -> str | None:
-        if value and check_url(value, "RESULT_BACKEND_URL") is not Transport.REDIS:
+        if value and not check_url(value, "RESULT_BACKEND_URL").capabilities.stores_results:
             raise ConfigurationError(
                 f"RESULT_BACKEND_URL: results are stored in Redis; got {redact_url(value)!r}"
             )
         return value or None
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not HOOK_PATH.match(path):
+                raise ValueError(f"{path!r} is not an import path such as 'shop.hooks.Audit'")
+        return value
 
     @field_validator("queues", "worker_queues")
     @classmethod
@@ -214,7 +227,8 @@ class AsyncJobsConfig(BaseModel):
 
     # -- derived -----------------------------------------------------------------
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> TransportSpec:
+        """The transport ``BROKER_URL`` selects (``asyncjobs.brokers.transport``)."""
         return transport_for(self.broker_url)
 
     @property
@@ -226,10 +240,11 @@ class AsyncJobsConfig(BaseModel):
 
     @property
     def effective_result_backend_url(self) -> str | None:
-        """Results go to RESULT_BACKEND_URL, else to the broker itself when it is Redis."""
+        """Results go to RESULT_BACKEND_URL, else to the broker itself when its transport
+        stores results (Redis; memory:// in-process)."""
         if self.result_backend_url:
             return self.result_backend_url
-        return self.broker_url if self.transport is Transport.REDIS else None
+        return self.broker_url if self.transport.capabilities.stores_results else None
 
     @property
     def effective_schedule_store_url(self) -> str | None:
@@ -245,6 +260,7 @@ class AsyncJobsConfig(BaseModel):
             max_deliveries=self.max_deliveries,
             key_prefix=self.key_prefix,
             send_timeout_s=self.send_timeout_s,
+            management_url=self.amqp_management_url,
         )
 
     def __repr__(self) -> str:
@@ -258,7 +274,7 @@ FIELDS_BY_KEY = {
 }
 # pydantic reports errors by field name or alias: both map back to the settings key.
 KEY_OF = {name: key for key, name in FIELDS_BY_KEY.items()} | {key: key for key in FIELDS_BY_KEY}
-SEQUENCE_KEYS = frozenset({"QUEUES", "WORKER_QUEUES", "SCHEDULES"})
+SEQUENCE_KEYS = frozenset({"QUEUES", "WORKER_QUEUES", "SCHEDULES", "HOOKS"})
 
 
 def load_config(

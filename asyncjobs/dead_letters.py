@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from taskiq import AsyncBroker
 
+from asyncjobs.brokers import envelope
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.errors import BrokerError, ConfigurationError, DeadLetterNotFoundError
-from asyncjobs.retries import ATTEMPT_LABEL, HISTORY_LABEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class DeadLetters:
 
     def queues(self, queue: str | None) -> tuple[str, ...]:
         if queue is not None:
-            self.broker.queue_of({"queue_name": queue})  # UnknownQueueError, naming QUEUES
+            self.broker.check_queue(queue)  # UnknownQueueError, naming QUEUES
             return (queue,)
         return self.broker.options.queues
 
@@ -169,8 +169,7 @@ def fresh_attempts(body: bytes) -> bytes:
         message = codec.loads(body)
     except ValueError:
         return body
-    for label in (ATTEMPT_LABEL, HISTORY_LABEL):  # the dead letter keeps the history
-        message.labels.pop(label, None)
-        if message.labels_types:
-            message.labels_types.pop(label, None)
+    envelope.clear_retry(message.labels)  # the dead letter keeps the history
+    if message.labels_types:
+        envelope.clear_retry(message.labels_types)
     return codec.dumps(message).message

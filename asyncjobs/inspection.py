@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from asyncjobs.app import current_app
-from asyncjobs.brokers.base import QUEUE_LABEL, ReliableBroker
 from asyncjobs.brokers.inspection import QueueStats, inspect_queues
 from asyncjobs.config import AsyncJobsConfig
 
@@ -24,12 +23,8 @@ async def inspect(queue: str | None = None) -> list[QueueStats]:
     reached.
     """
     app = current_app()
-    queues: tuple[str, ...] = app.config.queues
-    if queue is not None:
-        if isinstance(app.broker, ReliableBroker):
-            app.broker.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError, naming QUEUES
-        queues = (queue,)
-    return await inspect_queues(app.broker, queues, management_url=app.config.amqp_management_url)
+    queues = app.config.queues if queue is None else (queue,)
+    return await inspect_queues(app.broker, queues)
 
 
 def health_problems(stats: Sequence[QueueStats], config: AsyncJobsConfig) -> list[str]:

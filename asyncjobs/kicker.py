@@ -1,10 +1,10 @@
 """The kicker ``fn.kiq()`` and ``fn.kicker()`` use: taskiq's, plus a failure hook and
 errors that are asyncjobs' own.
 
-Taskiq calls a middleware's ``pre_send`` before a send and ``post_send`` after it, but
-nothing when the send fails: a middleware that started something in ``pre_send`` (a
-tracing span) never learns how it ended. ``JobKicker`` calls
-``on_send_error(task_id, error)`` on every middleware that has one, then raises
+Taskiq calls a middleware's ``pre_send`` before a send and ``post_send`` after it (the
+app's ``HookBridge`` turns them into the ``on_send``/``on_sent`` hooks), but nothing
+when the send fails: a hook that started something in ``on_send`` (a tracing span) would
+never learn how it ended. ``JobKicker`` calls the ``on_send_error`` hooks, then raises
 (``task_id``: the failed message's, None when it failed before it had one).
 
 Taskiq wraps every failure of ``broker.kick`` in its ``SendTaskError``, so
@@ -27,10 +27,10 @@ from typing import Any, ParamSpec, TypeVar
 from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
-from taskiq.utils import maybe_awaitable
 
 from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
 from asyncjobs.handles import JobHandle
+from asyncjobs.hooks import HookSet
 
 logger = logging.getLogger("asyncjobs")
 
@@ -44,13 +44,17 @@ _preparing: ContextVar[str | None] = ContextVar("asyncjobs_preparing", default=N
 
 
 class JobKicker(AsyncKicker[P, R]):
+    def __init__(self, *args: Any, hooks: HookSet, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hooks = hooks
+
     async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         token = _preparing.set(None)
         try:
             sent = await super().kiq(*args, **kwargs)
         except Exception as exc:
             task_id = _preparing.get()
-            await self._report(task_id, exc)
+            await self.hooks.on_send_error(task_id, exc)
             error = send_error(exc, self.task_name, task_id)
             if error is exc:
                 raise
@@ -58,16 +62,6 @@ class JobKicker(AsyncKicker[P, R]):
         finally:
             _preparing.reset(token)
         return JobHandle(sent.task_id, sent.result_backend, sent.return_type)
-
-    async def _report(self, task_id: str | None, exc: Exception) -> None:
-        for middleware in self.broker.middlewares:
-            hook = getattr(middleware, "on_send_error", None)
-            if hook is None:
-                continue
-            try:
-                await maybe_awaitable(hook(task_id, exc))
-            except Exception:  # a hook must not hide the send's own error
-                logger.exception("on_send_error of %r failed", middleware)
 
     def _prepare_message(self, *args: Any, **kwargs: Any) -> TaskiqMessage:
         message = super()._prepare_message(*args, **kwargs)

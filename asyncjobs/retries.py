@@ -12,7 +12,8 @@ backoff loses nothing, and a draining worker has nothing to wait for.
   ``no_retry_on``, or not of ``retry_on``, is dead-lettered as ``not_retryable``; the last
   attempt as ``max_attempts``.
 - Every failure is appended to a history that travels with the message (the
-  ``asyncjobs_history`` label, the last ``MAX_HISTORY`` entries) and ends up in the
+  ``asyncjobs_history`` label, the last ``MAX_HISTORY`` entries, see
+  ``asyncjobs.brokers.envelope``) and ends up in the
   dead letter's ``history``.
 """
 
@@ -20,24 +21,15 @@ from __future__ import annotations
 
 import math
 import random
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from asyncjobs.brokers.dead_letters import Reason
+from asyncjobs.brokers.envelope import MAX_HISTORY, History, failure_entry
 from asyncjobs.errors import ConfigurationError, Reject
-
-ATTEMPT_LABEL = "asyncjobs_attempt"  # which attempt a message is (1-based; absent: 1)
-HISTORY_LABEL = "asyncjobs_history"
-MAX_HISTORY = 25
-MAX_ERROR_CHARS = 500
-MAX_TYPE_CHARS = 200
-# Labels are a sender's input: an attempt number is clamped to this (MAX_ATTEMPTS is at
-# most 1000), so it can neither overflow an encoder nor grant more attempts.
-MAX_ATTEMPT_NUMBER = 1_000_000
 
 _attempt: ContextVar[int] = ContextVar("asyncjobs_attempt", default=0)
 
@@ -45,18 +37,6 @@ _attempt: ContextVar[int] = ContextVar("asyncjobs_attempt", default=0)
 def current_attempt() -> int:
     """The attempt the running task is on (1 for the first run); 0 outside a task."""
     return _attempt.get()
-
-
-def attempt_of(labels: Mapping[str, Any]) -> int:
-    """The message's attempt number, from its label: 1 when absent or not a number,
-    clamped to ``[1, MAX_ATTEMPT_NUMBER]``."""
-    value = labels.get(ATTEMPT_LABEL, 1)
-    if isinstance(value, float) and not math.isfinite(value):
-        return 1
-    try:
-        return min(MAX_ATTEMPT_NUMBER, max(1, int(value)))
-    except (TypeError, ValueError, OverflowError):
-        return 1
 
 
 @contextmanager
@@ -186,46 +166,7 @@ def exception_types(
     return types
 
 
-def failure_entry(error: BaseException | None, attempt: int) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "error_type": type(error).__qualname__ if error is not None else "",
-        "error_message": str(error)[:MAX_ERROR_CHARS] if error is not None else "",
-        "at": round(time.time(), 3),
-    }
-
-
-def history_with(
-    labels: Mapping[str, Any], error: BaseException | None, attempt: int
-) -> tuple[dict[str, Any], ...]:
-    """The message's failure history plus this failure (the last ``MAX_HISTORY``).
-
-    The earlier entries come from a label, i.e. from whoever sent the message: only
-    well-formed entries are kept, with their fields bounded (a number over 64 bits in a
-    history once made the dead letter impossible to write)."""
-    earlier = labels.get(HISTORY_LABEL)
-    raw = earlier[-MAX_HISTORY:] if isinstance(earlier, list) else []
-    entries = [entry for item in raw if (entry := _history_entry(item)) is not None]
-    entries.append(failure_entry(error, attempt))
-    return tuple(entries[-MAX_HISTORY:])
-
-
-def _history_entry(item: Any) -> dict[str, Any] | None:
-    """A history entry as ``failure_entry`` writes it, or None if ``item`` is not one."""
-    if not isinstance(item, dict):
-        return None
-    attempt, at = item.get("attempt"), item.get("at")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or isinstance(at, bool):
-        return None
-    try:
-        at_s = float(at)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not math.isfinite(at_s):
-        return None
-    return {
-        "attempt": min(MAX_ATTEMPT_NUMBER, max(1, attempt)),
-        "error_type": str(item.get("error_type") or "")[:MAX_TYPE_CHARS],
-        "error_message": str(item.get("error_message") or "")[:MAX_ERROR_CHARS],
-        "at": round(at_s, 3),
-    }
+def history_with(history: History, error: BaseException | None, attempt: int) -> History:
+    """``history`` (a message's, see ``Envelope.history``) plus this failure: the last
+    ``MAX_HISTORY`` entries."""
+    return (*history, failure_entry(error, attempt))[-MAX_HISTORY:]

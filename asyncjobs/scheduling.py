@@ -6,9 +6,10 @@ send that times out is dropped. Ours keeps taskiq's CLI and process but gives it
 sources; our engine (``asyncjobs.schedules.engine``) runs beside it, claiming every (schedule,
 tick) in Redis before sending, so any number of replicas send each tick once.
 
-On Redis the scheduler also moves due delayed messages and retries of every queue into
-their streams, like workers do: with workers scaled to zero, a due retry still becomes
-backlog that the autoscaler sees.
+Where the transport needs a process for delayed messages to become due (Redis: they wait
+in a sorted set), the scheduler runs its promoter for every queue, like workers do for
+theirs: with workers scaled to zero, a due retry still becomes backlog that the
+autoscaler sees.
 """
 
 from __future__ import annotations
@@ -19,29 +20,24 @@ import logging
 import signal
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from redis.asyncio import Redis
 from taskiq import AsyncBroker
 from taskiq.scheduler.scheduler import TaskiqScheduler
 
-from asyncjobs.app import current_config
-from asyncjobs.brokers.redis.broker import RedisStreamsBroker, consumer_name, stream_key
-from asyncjobs.brokers.redis.connection import connection_pool
-from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key
+from asyncjobs.app import current_app
+from asyncjobs.brokers import envelope
+from asyncjobs.brokers.background import BackgroundLoop
+from asyncjobs.brokers.base import process_name
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.schedules.claims import ClaimStore, tick_ms
 from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.engine import SchedulerEngine
-from asyncjobs.schedules.registry import static_schedules
 from asyncjobs.schedules.store import ScheduleStore
 from asyncjobs.tasks import registered_tasks
 
 logger = logging.getLogger("asyncjobs.scheduler")
 
 STOP_TIMEOUT_S = 5.0
-SCHEDULE_ID_LABEL = "schedule_id"
-SCHEDULE_TICK_LABEL = "schedule_tick"  # the tick's ISO 8601 UTC time: a task's idempotency key
 
 
 class AsyncJobsScheduler(TaskiqScheduler):
@@ -50,36 +46,36 @@ class AsyncJobsScheduler(TaskiqScheduler):
         self.engine: SchedulerEngine | None = None
         self._stop: asyncio.Event | None = None
         self._running: asyncio.Task[None] | None = None
-        self._promoter: DelayedPromoter | None = None
-        self._pool: Any = None
+        self._promoter: BackgroundLoop | None = None
+        self._store: ScheduleStore | None = None
         self._warned: set[str] = set()
 
     async def startup(self) -> None:
         await self.broker.startup()
-        config = current_config()
+        app = current_app()
+        config = app.config
         url = config.effective_schedule_store_url
         if not url:
             raise ConfigurationError(
                 "the scheduler keeps its claims in Redis: set SCHEDULE_STORE_URL (or "
                 "RESULT_BACKEND_URL) to a redis:// URL"
             )
-        self._pool = connection_pool(url)
-        store = ScheduleStore(self._redis, config.key_prefix)
+        store = self._store = ScheduleStore.from_url(url, config.key_prefix)
 
         async def load() -> Sequence[Schedule]:
-            return self._known([*static_schedules(config), *await store.list()])
+            return self._known([*app.schedules, *await store.list()])
 
-        claims = ClaimStore(self._redis, config.key_prefix, owner=consumer_name())
+        claims = ClaimStore(store.storage, owner=process_name())
         self.engine = SchedulerEngine(load, claims, self._send)
         self._stop = asyncio.Event()
         self._running = asyncio.create_task(self.engine.run(self._stop), name="asyncjobs-scheduler")
-        if isinstance(self.broker, RedisStreamsBroker):
-            prefix = config.key_prefix
-            pairs = [(delayed_key(prefix, q), stream_key(prefix, q)) for q in config.queues]
-            self._promoter = DelayedPromoter(self.broker.redis, pairs)
+        # Due delayed messages of every queue move while the scheduler runs, when the
+        # transport needs a process for that (Redis): workers scaled to zero see them.
+        self._promoter = app.broker.promoter(config.queues)
+        if self._promoter is not None:
             self._promoter.start()
         _stop_on_sigterm()
-        logger.info("scheduler ready: %d static schedules", len(static_schedules(config)))
+        logger.info("scheduler ready: %d static schedules", len(app.schedules))
 
     async def shutdown(self) -> None:
         if self._stop is not None:
@@ -88,12 +84,9 @@ class AsyncJobsScheduler(TaskiqScheduler):
             await asyncio.wait({self._running}, timeout=STOP_TIMEOUT_S)
         if self._promoter is not None:
             await self._promoter.stop()
-        if self._pool is not None:
-            await self._pool.disconnect()
+        if self._store is not None:
+            await self._store.aclose()
         await self.broker.shutdown()
-
-    def _redis(self) -> Redis:
-        return Redis(connection_pool=self._pool)
 
     def _known(self, schedules: Sequence[Schedule]) -> list[Schedule]:
         """Schedules of tasks this process knows; others are logged once and left out."""
@@ -110,7 +103,7 @@ class AsyncJobsScheduler(TaskiqScheduler):
         kicker = (
             job.kicker()
             .with_task_id(f"{schedule.id}:{tick_ms(tick)}")
-            .with_labels(**{SCHEDULE_ID_LABEL: schedule.id, SCHEDULE_TICK_LABEL: tick.isoformat()})
+            .with_labels(**envelope.schedule_labels(schedule.id, tick))
         )
         await kicker.kiq(*schedule.args, **dict(schedule.kwargs))
 

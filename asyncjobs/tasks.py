@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
 from taskiq.kicker import AsyncKicker
 
-from asyncjobs.brokers.base import QUEUE_LABEL
+from asyncjobs.brokers import envelope
 from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.config import QUEUE_NAME
 from asyncjobs.kicker import JobKicker
@@ -25,9 +25,6 @@ from asyncjobs.schedules.registry import declare
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-ATTEMPTS_LABEL = "max_attempts"
-TIMEOUT_LABEL = "timeout"  # taskiq's receiver enforces this label (seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +51,7 @@ class TaskOptions:
             raise ConfigurationError(f"{where}: timeout must be > 0 seconds, got {self.timeout_s}")
 
     def labels(self) -> dict[str, Any]:
-        labels: dict[str, Any] = {}
-        if self.queue is not None:
-            labels[QUEUE_LABEL] = self.queue
-        if self.max_attempts is not None:
-            labels[ATTEMPTS_LABEL] = self.max_attempts
-        if self.timeout_s is not None:
-            labels[TIMEOUT_LABEL] = self.timeout_s
-        return labels
+        return envelope.task_labels(self.queue, self.max_attempts, self.timeout_s)
 
 
 class JobTask(SharedDecoratedTask[P, R]):
@@ -71,15 +61,17 @@ class JobTask(SharedDecoratedTask[P, R]):
     options: TaskOptions
 
     def kicker(self) -> AsyncKicker[P, R]:
-        from asyncjobs.app import current_broker
+        from asyncjobs.app import current_app
 
+        app = current_app()
         # taskiq's shared task hands its own label dict to the kicker, so
         # ``fn.kicker().with_labels(...)`` would change the task for good: copy it.
-        return JobKicker(  # taskiq's, telling middlewares about failed sends
+        return JobKicker(  # taskiq's, telling the hooks about failed sends
             task_name=self.task_name,
-            broker=current_broker(),
+            broker=app.broker,
             labels=dict(self.labels),
             return_type=self.return_type,
+            hooks=app.hooks,
         )
 
 

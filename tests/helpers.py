@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from taskiq import AsyncBroker
-
     from asyncjobs.brokers.base import Delivery, ReliableBroker
     from asyncjobs.config import AsyncJobsConfig
 
@@ -36,24 +34,12 @@ async def wait_until(
 
 
 @contextlib.asynccontextmanager
-async def configured_app(config: AsyncJobsConfig) -> AsyncIterator[AsyncBroker]:
-    """asyncjobs configured in this process with ``config`` for the block; afterwards its
-    broker is shut down (bounded: a test may have stopped its server) and the previous
-    configuration, and the tasks' default broker, are restored."""
-    from asyncjobs import app as app_state
-    from asyncjobs.tasks import registry
+async def configured_app(config: AsyncJobsConfig) -> AsyncIterator[ReliableBroker]:
+    """``asyncjobs.configured(config)`` for the block, yielding its broker."""
+    from asyncjobs import configured
 
-    previous = app_state._app
-    broker = app_state.configure(config)
-    try:
-        yield broker
-    finally:
-        if getattr(broker, "started", False):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broker.shutdown(), 10)
-        app_state._app = previous
-        if previous is not None:
-            registry.default_broker(previous.broker)
+    async with configured(config) as app:
+        yield app.broker
 
 
 async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:

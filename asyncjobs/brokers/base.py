@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
-from asyncjobs.brokers.due import DELAY_LABEL as DELAY_LABEL  # re-exported: when a message is due
-from asyncjobs.brokers.due import ETA_LABEL as ETA_LABEL
-from asyncjobs.brokers.due import MAX_DELAY_S as MAX_DELAY_S
-from asyncjobs.brokers.due import due_of as due_of
+from asyncjobs.brokers.envelope import QUEUE, due_of
 from asyncjobs.brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
+from asyncjobs.brokers.transport import Capabilities
+
+if TYPE_CHECKING:
+    from asyncjobs.brokers.background import BackgroundLoop
+    from asyncjobs.brokers.inspection import QueueStats
 
 logger = logging.getLogger("asyncjobs.broker")
 
-QUEUE_LABEL = "queue_name"  # the label taskiq-redis and taskiq-aio-pika route on
+
+def process_name() -> str:
+    """This process, stable and meaningful in a broker's client lists and a scheduler's
+    claims: a Kubernetes pod's name (the host name) and the pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,8 @@ class TransportOptions:
     max_deliveries: int = 5
     key_prefix: str = "asyncjobs"
     send_timeout_s: float = 10.0  # kiq(): no confirmation by then is an unknown outcome
+    # An HTTP endpoint a transport may read figures from (RabbitMQ's management API).
+    management_url: str | None = None
 
     @property
     def listened_queues(self) -> tuple[str, ...]:
@@ -200,7 +210,8 @@ class ReliableBroker(AsyncBroker, ABC):
     a fresh client.
     """
 
-    transport_name = "abstract"
+    transport_name: ClassVar[str] = "abstract"  # its TransportSpec's name
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, options: TransportOptions, **transport_kwargs: Any) -> None:
         # Cooperative: the rest goes to the upstream broker class (taskiq-redis, aio-pika).
@@ -215,8 +226,12 @@ class ReliableBroker(AsyncBroker, ABC):
         self._base_started = False
 
     # -- routing -----------------------------------------------------------------
-    def queue_of(self, labels: dict[str, Any]) -> str:
-        queue = labels.get(QUEUE_LABEL) or self.options.default_queue
+    def queue_of(self, labels: Mapping[str, Any]) -> str:
+        """The queue a message with these labels goes to."""
+        return self.check_queue(labels.get(QUEUE) or self.options.default_queue)
+
+    def check_queue(self, queue: Any) -> str:
+        """``queue`` if it is one of ``QUEUES``; else ``UnknownQueueError`` naming them."""
         if queue not in self.options.queues:
             raise UnknownQueueError(
                 f"queue {queue!r} is not configured; QUEUES is {list(self.options.queues)}"
@@ -343,6 +358,22 @@ class ReliableBroker(AsyncBroker, ABC):
     @abstractmethod
     async def purge_dead_letters(self, queue: str) -> int:
         """Remove every dead letter of ``queue``; how many there were."""
+
+    @abstractmethod
+    async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
+        """The figures of ``queues`` (names from ``QUEUES``, in that order): what the
+        transport knows, ``None`` where it cannot tell (``QueueStats`` says which).
+        Raises ``BrokerConnectionError`` when it cannot be reached."""
+
+    def consumer_group(self, queue: str) -> str | None:
+        """The name the workers of ``queue`` share (``messaging.consumer.group.name``)."""
+        return None
+
+    def promoter(self, queues: Sequence[str]) -> BackgroundLoop | None:
+        """The background work a process that is no worker must run for the delayed
+        messages of ``queues`` to become due (the scheduler runs it): None when the
+        transport needs none (``Capabilities.needs_promoter``)."""
+        return None
 
     async def set_capacity(self, capacity: int) -> None:
         """How many deliveries the worker can run at once (push transports prefetch this)."""

@@ -1,12 +1,11 @@
-"""Build the transport a broker URL names."""
+"""Build the transport a broker URL names, with the result store its settings name."""
 
 from __future__ import annotations
 
-from taskiq import AsyncBroker
-
-from asyncjobs.brokers.base import TransportOptions
-from asyncjobs.brokers.redis.results import JsonRedisResultBackend
-from asyncjobs.brokers.urls import Transport, transport_for
+from asyncjobs.brokers.base import ReliableBroker, TransportOptions
+from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.stores import ResultStoreOptions
+from asyncjobs.brokers.transport import transport_for
 
 
 def build_broker(
@@ -15,30 +14,18 @@ def build_broker(
     *,
     result_backend_url: str | None = None,
     result_ttl_s: int = 86_400,
-) -> AsyncBroker:
-    """A broker for ``url`` (redis[s]://, amqp[s]://, memory://) with its result backend."""
-    transport = transport_for(url)
-    broker: AsyncBroker
-    if transport is Transport.MEMORY:
-        from asyncjobs.brokers.memory.broker import MemoryBroker
-
-        return MemoryBroker(options)
-    if transport is Transport.REDIS:
-        from asyncjobs.brokers.redis.broker import RedisStreamsBroker
-
-        broker = RedisStreamsBroker(url, options)
-    else:
-        from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
-
-        broker = AmqpBroker(url, options)
+) -> ReliableBroker:
+    """A broker for ``url`` (a scheme of ``brokers.transport.SCHEMES``) whose results go
+    to ``result_backend_url`` (none: taskiq's default, which keeps nothing)."""
+    broker = transport_for(url).build_broker(url, options)
     if result_backend_url:
-        transport_for(result_backend_url, "RESULT_BACKEND_URL")
-        broker.with_result_backend(
-            JsonRedisResultBackend(
-                result_backend_url,
-                result_ttl_s,
-                options.key_prefix,
-                retry_for_s=options.lease_timeout_s,
+        spec = transport_for(result_backend_url, "RESULT_BACKEND_URL")
+        if spec.build_result_store is None:
+            raise ConfigurationError(
+                f"RESULT_BACKEND_URL: {spec.name} stores no results; use a redis:// URL"
             )
+        store_options = ResultStoreOptions(
+            ttl_s=result_ttl_s, key_prefix=options.key_prefix, retry_for_s=options.lease_timeout_s
         )
+        broker.with_result_backend(spec.build_result_store(result_backend_url, store_options))
     return broker

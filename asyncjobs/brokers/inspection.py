@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from taskiq import AsyncBroker
-
-from asyncjobs.brokers.base import QUEUE_LABEL, ReliableBroker
-from asyncjobs.brokers.errors import BrokerError
+from asyncjobs.brokers.base import ReliableBroker
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,33 +45,13 @@ class QueueStats:
         return data
 
 
-async def inspect_queues(
-    broker: AsyncBroker, queues: Sequence[str], *, management_url: str | None = None
-) -> list[QueueStats]:
+async def inspect_queues(broker: ReliableBroker, queues: Sequence[str]) -> list[QueueStats]:
     """The figures of ``queues`` (in that order) on ``broker``'s transport.
 
-    ``management_url`` is RabbitMQ's management API (``AMQP_MANAGEMENT_URL``); Redis
-    ignores it. Raises ``UnknownQueueError`` for a queue the broker does not route to,
-    ``BrokerConnectionError`` when the broker (or the management API) cannot be reached,
-    ``BrokerError`` for a transport that keeps no queues (``memory://``).
+    Raises ``UnknownQueueError`` for a queue the broker does not route to,
+    ``BrokerConnectionError`` when the broker (or RabbitMQ's management API, from
+    ``TransportOptions.management_url``) cannot be reached.
     """
-    if not isinstance(broker, ReliableBroker):
-        raise BrokerError(
-            f"{type(broker).__name__} keeps no queues to inspect (memory:// runs tasks inline)"
-        )
     for queue in queues:
-        broker.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError, naming QUEUES
-    # Imported here: a Redis deployment need not import aio-pika, nor the reverse.
-    if broker.transport_name == "redis":
-        from asyncjobs.brokers.redis.broker import RedisStreamsBroker
-        from asyncjobs.brokers.redis.inspection import inspect_redis
-
-        assert isinstance(broker, RedisStreamsBroker)
-        return await inspect_redis(broker, queues)
-    if broker.transport_name == "rabbitmq":
-        from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
-        from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp
-
-        assert isinstance(broker, AmqpBroker)
-        return await inspect_amqp(broker, queues, management_url=management_url)
-    raise BrokerError(f"cannot inspect the queues of transport {broker.transport_name!r}")
+        broker.check_queue(queue)  # UnknownQueueError, naming QUEUES
+    return await broker.inspect(queues)

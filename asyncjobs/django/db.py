@@ -11,21 +11,27 @@ get Django's request semantics: ``close_old_connections()`` before and after.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connections
 
-from asyncjobs.worker.hooks import AsyncFunc, SyncFunc
+from asyncjobs.hooks import Hooks, TaskFunction
 
 
 def _close_thread_connections() -> None:
     connections.close_all()
 
 
-class DatabaseHygiene:
-    def wrap_async(self, func: AsyncFunc) -> AsyncFunc:
+class DatabaseHygiene(Hooks):
+    def wrap_task(self, func: TaskFunction) -> TaskFunction:
+        if asyncio.iscoroutinefunction(func):
+            return self.wrap_async(func)
+        return self.wrap_sync(func)
+
+    def wrap_async(self, func: TaskFunction) -> TaskFunction:
         @functools.wraps(func)
         async def run(*args: Any, **kwargs: Any) -> Any:
             async with ThreadSensitiveContext() as context:
@@ -39,7 +45,7 @@ class DatabaseHygiene:
 
         return run
 
-    def wrap_sync(self, func: SyncFunc) -> SyncFunc:
+    def wrap_sync(self, func: TaskFunction) -> TaskFunction:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             close_old_connections()
@@ -49,9 +55,3 @@ class DatabaseHygiene:
                 close_old_connections()
 
         return run
-
-    def __eq__(self, other: object) -> bool:  # registering twice is a no-op
-        return isinstance(other, DatabaseHygiene)
-
-    def __hash__(self) -> int:
-        return hash(DatabaseHygiene)

@@ -1,8 +1,8 @@
 """Dynamic schedules: added and removed at run time (``asyncjobs schedules add|remove``),
-kept in Redis as JSON in one hash, ``{prefix}:schedules``, field = schedule id.
+kept as JSON by id in the schedule storage (Redis: one hash, ``{prefix}:schedules``).
 
 Entries are only ever read with a JSON parser, never unpickled: anything else found in
-the hash (a planted pickle, a hand-edited entry whose cron or task is invalid) is skipped
+the storage (a planted pickle, a hand-edited entry whose cron or task is invalid) is skipped
 with a warning naming its id and the reason, so one bad entry cannot stop the scheduler
 or the listing. Every replica reads the same hash, so they all agree on the schedules.
 """
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Collection
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.client import NEVER_DECODE
 
 from asyncjobs.brokers.errors import ConfigurationError
-from asyncjobs.brokers.redis.connection import connection_pool
+from asyncjobs.brokers.stores import ScheduleStorage
+from asyncjobs.brokers.transport import transport_for
 from asyncjobs.schedules.definitions import Schedule
 
 logger = logging.getLogger("asyncjobs.scheduler")
@@ -27,33 +25,28 @@ logger = logging.getLogger("asyncjobs.scheduler")
 MAX_REASON_CHARS = 200  # a reason may quote the entry: keep logs short
 
 
-def store_key(key_prefix: str) -> str:
-    return f"{key_prefix}:schedules"
-
-
 class InvalidEntry(ValueError):
     """A stored entry that is not a valid schedule (internal: it is skipped)."""
 
 
 class ScheduleStore:
-    def __init__(self, redis: Callable[[], Redis], key_prefix: str) -> None:
-        """``redis()`` returns a client used as ``async with redis() as conn:``."""
-        self._redis = redis
-        self.key = store_key(key_prefix)
-        self._pool: BlockingConnectionPool | None = None
+    def __init__(self, storage: ScheduleStorage) -> None:
+        self.storage = storage
 
     @classmethod
-    def from_url(cls, url: str, key_prefix: str) -> ScheduleStore:
-        """A store with a connection pool of its own; ``aclose()`` it when done."""
-        pool = connection_pool(url)
-        store = cls(lambda: Redis(connection_pool=pool), key_prefix)
-        store._pool = pool
-        return store
+    def from_url(
+        cls, url: str, key_prefix: str, setting: str = "SCHEDULE_STORE_URL"
+    ) -> ScheduleStore:
+        """A store on the storage ``url``'s transport offers; ``aclose()`` it when done."""
+        spec = transport_for(url, setting)
+        if spec.build_schedule_storage is None:
+            raise ConfigurationError(
+                f"{setting}: {spec.name} keeps no schedules; use a redis:// URL"
+            )
+        return cls(spec.build_schedule_storage(url, key_prefix))
 
     async def aclose(self) -> None:
-        """Close the pool ``from_url`` made (nothing to do with a caller's factory)."""
-        if self._pool is not None:
-            await self._pool.disconnect()
+        await self.storage.aclose()
 
     async def add(self, schedule: Schedule, known_tasks: Collection[str] | None = None) -> Schedule:
         """Store ``schedule`` under its id (replacing one with the same id); the schedule
@@ -69,41 +62,28 @@ class ScheduleStore:
             stored = _decode(schedule.id, body)
         except (TypeError, InvalidEntry) as exc:
             raise ConfigurationError(f"schedule of {schedule.task_name}: {exc}") from None
-        async with self._redis() as conn:
-            await conn.hset(self.key, schedule.id, body)
+        await self.storage.put(schedule.id, body)
         return stored
 
     async def remove(self, schedule_id: str) -> bool:
         """Delete the entry (valid or not); whether it existed."""
-        async with self._redis() as conn:
-            return bool(await conn.hdel(self.key, schedule_id))
+        return await self.storage.delete(schedule_id)
 
     async def get(self, schedule_id: str) -> Schedule | None:
         """The schedule, or None when there is none (or it is invalid: logged)."""
-        async with self._redis() as conn:
-            body = await _raw(conn, "HGET", self.key, schedule_id)
+        body = await self.storage.get(schedule_id)
         if body is None:
             return None
-        return _valid_or_none(schedule_id, body, self.key)
+        return _valid_or_none(schedule_id, body, self.storage.location)
 
     async def list(self) -> list[Schedule]:
         """Every valid schedule, sorted by id; invalid entries are logged and skipped."""
-        async with self._redis() as conn:
-            entries: dict[bytes, bytes] = await _raw(conn, "HGETALL", self.key)
         found = []
-        for field, body in entries.items():
-            schedule_id = field.decode(errors="replace")
-            schedule = _valid_or_none(schedule_id, body, self.key)
+        for schedule_id, body in (await self.storage.all()).items():
+            schedule = _valid_or_none(schedule_id, body, self.storage.location)
             if schedule is not None:
                 found.append(schedule)
         return sorted(found, key=lambda s: s.id)
-
-
-async def _raw(conn: Redis, *command: str) -> Any:
-    """The reply as bytes even from a client that decodes responses: one entry that is not
-    UTF-8 (a pickle) would otherwise fail the whole HGETALL inside redis-py."""
-    options = {NEVER_DECODE: True}
-    return await conn.execute_command(*command, **options)  # type: ignore[no-untyped-call]
 
 
 def unknown_task_message(task_name: str, known_tasks: Collection[str]) -> str:
@@ -114,12 +94,12 @@ def unknown_task_message(task_name: str, known_tasks: Collection[str]) -> str:
     return f"unknown task {task_name!r}: give a registered task's full name (module:function){hint}"
 
 
-def _valid_or_none(schedule_id: str, body: bytes, key: str) -> Schedule | None:
+def _valid_or_none(schedule_id: str, body: bytes, where: str) -> Schedule | None:
     try:
         return _decode(schedule_id, body)
     except InvalidEntry as exc:
         reason = str(exc)[:MAX_REASON_CHARS]
-        logger.warning("skipping stored schedule %r in %s: %s", schedule_id, key, reason)
+        logger.warning("skipping stored schedule %r in %s: %s", schedule_id, where, reason)
         return None
 
 

@@ -13,7 +13,7 @@ Turned on by one setting, ``ASYNCJOBS["TRACING"] = True`` (or a dict, see
 """
 
 from asyncjobs.tracing.conventions import take_trace_context, without_trace_context
-from asyncjobs.tracing.producer import TracingMiddleware
+from asyncjobs.tracing.producer import SendTracing
 from asyncjobs.tracing.setup import (
     build_tracer_provider,
     configure_tracing,
@@ -23,7 +23,7 @@ from asyncjobs.tracing.setup import (
 )
 
 __all__ = [
-    "TracingMiddleware",
+    "SendTracing",
     "build_tracer_provider",
     "configure_tracing",
     "enable_tracing",

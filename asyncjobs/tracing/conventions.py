@@ -19,12 +19,12 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 
-from asyncjobs.brokers.base import QUEUE_LABEL
+from asyncjobs.brokers import envelope
 
 TRACER_NAME = "asyncjobs"
 
 # OpenTelemetry messaging semantic conventions.
-MESSAGING_SYSTEM = "messaging.system"  # "redis", "rabbitmq" (asyncjobs.brokers.urls.Transport)
+MESSAGING_SYSTEM = "messaging.system"  # "redis", "rabbitmq": the TransportSpec name
 OPERATION_TYPE = "messaging.operation.type"  # "send", "process"
 OPERATION_NAME = "messaging.operation.name"
 DESTINATION = "messaging.destination.name"  # the queue's name in QUEUES
@@ -44,9 +44,6 @@ SCHEDULE_TICK = "asyncjobs.schedule.tick"
 DEAD_LETTER_EVENT = "asyncjobs.dead_lettered"
 DEAD_LETTER_REASON = "asyncjobs.dead_letter.reason"
 
-# Labels the scheduler sets on what it sends (taskiq's scheduler sets schedule_id too).
-SCHEDULE_ID_LABEL = "schedule_id"
-SCHEDULE_TICK_LABEL = "schedule_tick"
 
 _fields_cache: tuple[TextMapPropagator | None, frozenset[str]] = (None, frozenset())
 
@@ -101,4 +98,4 @@ def error_type(error: BaseException | None) -> str:
 
 def queue_in(labels: Mapping[str, Any], default_queue: str) -> str:
     """The queue a message goes to (not validated: an unknown one fails the send)."""
-    return str(labels.get(QUEUE_LABEL) or default_queue)
+    return str(labels.get(envelope.QUEUE) or default_queue)

@@ -1,11 +1,11 @@
 """The sender's side: a ``send {queue}`` span around every ``kiq()``.
 
-``TracingMiddleware`` is a taskiq middleware, so every kicker on our broker is traced
-(``fn.kiq()``, ``fn.kicker()...kiq()``, the scheduler, a plain taskiq ``AsyncKicker``).
-Its ``pre_send`` starts the span as a child of the current span (the HTTP request's,
-a running task's) and writes its context into the message's labels; ``post_send`` ends
-it. Taskiq tells a middleware nothing when the send fails, so asyncjobs' kicker
-(``JobKicker``) calls ``on_send_error``: the span ends with status ERROR.
+``SendTracing`` is a set of send hooks (``asyncjobs.hooks``), which every kicker on our
+broker reaches (``fn.kiq()``, ``fn.kicker()...kiq()``, the scheduler, a plain taskiq
+``AsyncKicker``). ``on_send`` starts the span as a child of the current span (the HTTP
+request's, a running task's) and writes its context into the message's labels;
+``on_sent`` ends it; ``on_send_error`` (asyncjobs' kicker reports failures, which taskiq
+does not) ends it with status ERROR.
 
 Unlike taskiq's ``OpenTelemetryMiddleware`` this never makes the send span the current
 span (attached in ``pre_send``, taskiq's stays attached for good when the send fails,
@@ -21,11 +21,11 @@ from contextvars import ContextVar
 from opentelemetry import trace
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import Span, TracerProvider
-from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
+from taskiq import TaskiqMessage
 
-from asyncjobs.brokers.due import due_of
+from asyncjobs.brokers import envelope
 from asyncjobs.brokers.errors import ConfigurationError
-from asyncjobs.retries import attempt_of
+from asyncjobs.hooks import Hooks
 from asyncjobs.tracing import conventions as c
 from asyncjobs.tracing.spans import (
     RecordingCheck,
@@ -35,7 +35,7 @@ from asyncjobs.tracing.spans import (
     tracer_for,
 )
 
-# Send spans between pre_send and post_send/on_send_error, innermost last. All three run
+# Send spans between on_send and on_sent/on_send_error, innermost last. All three run
 # in the caller's context (taskiq calls them from kiq(), in the caller's task), so sends
 # from different tasks never see each other's; a tuple, so that a task started meanwhile
 # (which copies the context) cannot change the caller's. More than one: a send inside a
@@ -44,45 +44,43 @@ _sending: ContextVar[tuple[tuple[str, Span], ...]] = ContextVar("asyncjobs_sendi
 MAX_PENDING = 32  # sends through a plain taskiq kicker that failed are never reported
 
 
-class TracingMiddleware(TaskiqMiddleware):
+class SendTracing(Hooks):
     """``send {queue}`` spans; see the module docstring."""
 
-    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        system: str,
+        default_queue: str = "default",
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self._tracer = tracer_for(tracer_provider)
         self._sampled_out = RecordingCheck(tracer_provider)
-        self._system = "taskiq"
-        self._default_queue = "default"
+        self._system = system
+        self._default_queue = default_queue
 
-    def set_broker(self, broker: AsyncBroker) -> None:
-        super().set_broker(broker)
-        self._system = str(getattr(broker, "transport_name", "taskiq"))
-        options = getattr(broker, "options", None)
-        self._default_queue = str(getattr(options, "default_queue", "default"))
-
-    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+    async def on_send(self, message: TaskiqMessage) -> None:
         labels = message.labels
         extra: dict[str, str] = {}
         context: Context | None = None
-        schedule = labels.get(c.SCHEDULE_ID_LABEL)
+        schedule = labels.get(envelope.SCHEDULE_ID)
         if self._sampled_out.never():  # no span: only pass the context (and baggage) on
             current = Context() if schedule else get_current()
             if current or not c.trace_fields().isdisjoint(labels):
                 c.inject_into(labels, current)
-            return message
+            return
         if schedule:
             # A scheduled firing starts a trace of its own, whatever ran before it.
             context = Context()
             extra[c.SCHEDULE_ID] = str(schedule)
-            if labels.get(c.SCHEDULE_TICK_LABEL):
-                extra[c.SCHEDULE_TICK] = str(labels[c.SCHEDULE_TICK_LABEL])
+            if labels.get(envelope.SCHEDULE_TICK):
+                extra[c.SCHEDULE_TICK] = str(labels[envelope.SCHEDULE_TICK])
         span = start_send(
             self._tracer,
             system=self._system,
             queue=c.queue_in(labels, self._default_queue),
             task_id=message.task_id,
             task_name=message.task_name,
-            attempt=attempt_of(labels),
+            attempt=envelope.attempt_of(labels),
             context=context,
             delay_s=_delay_s(labels),
             extra=extra,
@@ -96,15 +94,13 @@ class TracingMiddleware(TaskiqMiddleware):
             lost.end()
             pending = tuple(rest)
         _sending.set((*pending, (message.task_id, span)))
-        return message
 
-    def post_send(self, message: TaskiqMessage) -> None:
+    async def on_sent(self, message: TaskiqMessage) -> None:
         span = self._pop(message.task_id)
         if span is not None:
             span.end()
 
-    def on_send_error(self, task_id: str | None, error: BaseException) -> None:
-        """Called by ``JobKicker`` when ``kiq()`` raised (taskiq has no such hook)."""
+    async def on_send_error(self, task_id: str | None, error: BaseException) -> None:
         span = self._pop(task_id) if task_id is not None else None
         if span is not None:
             mark_failed(span, send_failure(error))
@@ -121,7 +117,7 @@ class TracingMiddleware(TaskiqMiddleware):
 
 def _delay_s(labels: dict[str, object]) -> float | None:
     try:
-        due = due_of(labels)
+        due = envelope.due_of(labels)
     except ConfigurationError:
         return None  # the send itself refuses the label
     return None if due is None else due - time.time()

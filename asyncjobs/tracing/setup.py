@@ -36,9 +36,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from asyncjobs.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from taskiq import AsyncBroker
-
     from asyncjobs.config import AsyncJobsConfig
+    from asyncjobs.hooks import Hooks
 
 logger = logging.getLogger("asyncjobs.tracing")
 
@@ -130,13 +129,13 @@ def configure_tracing(
     return provider
 
 
-def enable_tracing(broker: AsyncBroker, config: AsyncJobsConfig) -> None:
+def enable_tracing(config: AsyncJobsConfig) -> Hooks:
     """What ``asyncjobs.configure()`` does when ``TRACING`` is on: a provider (unless one
-    is set) and ``send`` spans on every kiq through ``broker``."""
-    from asyncjobs.tracing.producer import TracingMiddleware
+    is set), and the hooks that put a ``send`` span around every kiq."""
+    from asyncjobs.tracing.producer import SendTracing
 
     configure_tracing(config)
-    broker.add_middlewares(TracingMiddleware())
+    return SendTracing(config.transport.name, config.default_queue)
 
 
 def flush(tracer_provider: trace.TracerProvider | None = None) -> None:

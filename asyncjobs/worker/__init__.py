@@ -1,16 +1,14 @@
-"""Worker lifecycle: the receiver ``taskiq worker`` runs, drain, execution hooks."""
+"""The worker: the receiver ``taskiq worker`` runs, its per-message pipeline, drain,
+probes and metrics."""
 
 from __future__ import annotations
 
-from asyncjobs.worker.hooks import ExecutionHook, add_execution_hook
 from asyncjobs.worker.receiver import AsyncJobsReceiver
 from asyncjobs.worker.settings import WorkerSettings
 
 __all__ = [
     "AsyncJobsReceiver",
-    "ExecutionHook",
     "WorkerSettings",
-    "add_execution_hook",
     "install_receiver",
 ]
 

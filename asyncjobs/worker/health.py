@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncjobs.brokers.base import Delivery
-from asyncjobs.worker.events import WorkerObserver
+from asyncjobs.hooks import Hooks
 
 # A fetch waits at most a few seconds (WorkerSettings.fetch_block_s, 2 s) before it
 # returns empty-handed: no successful fetch for this long means the broker is not there.
@@ -34,8 +34,8 @@ class ProbeResult:
     detail: dict[str, Any]
 
 
-class HealthObserver(WorkerObserver):
-    """The worker's health as its events tell it; probes read it from any thread."""
+class HealthHooks(Hooks):
+    """The worker's health as its hooks tell it; probes read it from any thread."""
 
     def __init__(self, liveness_timeout_s: float, *, fetch_silence_s: float = FETCH_SILENCE_S):
         self.liveness_timeout_s = liveness_timeout_s
@@ -48,8 +48,8 @@ class HealthObserver(WorkerObserver):
         self._fetch_error: str | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
-    # -- events (on the worker's loop) -------------------------------------------
-    def ready(self) -> None:
+    # -- hooks (on the worker's loop) --------------------------------------------
+    async def on_worker_ready(self) -> None:
         with self._lock:
             self._ready, self._beat = True, time.monotonic()
         if self._heartbeat is None or self._heartbeat.done():
@@ -57,19 +57,19 @@ class HealthObserver(WorkerObserver):
                 self._beat_forever(), name="asyncjobs-heartbeat"
             )
 
-    def fetched(self, deliveries: Sequence[Delivery]) -> None:
+    async def on_fetched(self, deliveries: Sequence[Delivery]) -> None:
         with self._lock:
             self._last_fetch, self._fetch_error = time.monotonic(), None
 
-    def fetch_failed(self, error: BaseException) -> None:
+    async def on_fetch_error(self, error: BaseException) -> None:
         with self._lock:
             self._fetch_error = f"{type(error).__name__}: {error}"[:300]
 
-    def draining(self) -> None:
+    async def on_worker_draining(self) -> None:
         with self._lock:
             self._draining = True
 
-    def stopped(self) -> None:
+    async def on_worker_stopped(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         with self._lock:

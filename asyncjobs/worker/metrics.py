@@ -37,11 +37,10 @@ from collections.abc import Iterable, Sequence
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import Delivery
-from asyncjobs.brokers.dead_letters import Reason
-from asyncjobs.worker.events import Outcome, WorkerObserver
+from asyncjobs.brokers.dead_letters import DeadLetter
+from asyncjobs.hooks import Hooks, Outcome, Run
 
 METER_NAME = "asyncjobs"
 # Seconds, 1 ms to 10 min: tasks are mostly short I/O, some run for minutes.
@@ -71,8 +70,9 @@ PRUNE_EVERY = 256  # task starts between sweeps of deliveries that never reporte
 Attributes = dict[str, str]
 
 
-class MetricsObserver(WorkerObserver):
-    """Records worker events as OpenTelemetry metrics (see the module docstring)."""
+class MetricsHooks(Hooks):
+    """Records what the worker's hooks tell as OpenTelemetry metrics (see the module
+    docstring)."""
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         from asyncjobs import __version__
@@ -124,20 +124,21 @@ class MetricsObserver(WorkerObserver):
             "Tasks running now",
         )
         # What runs, for the running gauge. A delivery that is settled is no longer
-        # running, even when task_finished never came (the receiver failed settling it).
+        # running, even when after_run never came (the receiver failed settling it).
         self._running: dict[Delivery, tuple[str, str]] = {}
         self._starts = 0
         self._task_attributes: dict[tuple[str, str], Attributes] = {}
         self._queue_attributes: dict[str, Attributes] = {}
         self._dead_attributes: dict[tuple[str, str, str], Attributes] = {}
 
-    # -- events ------------------------------------------------------------------
-    def fetched(self, deliveries: Sequence[Delivery]) -> None:
+    # -- hooks -------------------------------------------------------------------
+    async def on_fetched(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             self._received.add(1, self._of_queue(delivery.queue))
 
-    def task_started(self, delivery: Delivery, message: TaskiqMessage) -> None:
-        key = (delivery.queue, message.task_name)
+    async def before_run(self, run: Run) -> None:
+        delivery = run.delivery
+        key = (delivery.queue, run.task_name)
         attributes = self._of_task(key)
         self._started.add(1, attributes)
         if delivery.enqueued_at is not None and delivery.delivery_count == 1:
@@ -148,11 +149,13 @@ class MetricsObserver(WorkerObserver):
         if self._starts % PRUNE_EVERY == 0:
             self._prune()
 
-    def task_finished(
-        self, delivery: Delivery, message: TaskiqMessage, outcome: Outcome, duration_s: float
+    async def after_run(
+        self, run: Run, outcome: Outcome, error: BaseException | None, duration_s: float
     ) -> None:
-        self._running.pop(delivery, None)
-        attributes = self._of_task((delivery.queue, message.task_name))
+        self._running.pop(run.delivery, None)
+        if outcome is Outcome.POSTPONED:  # never started
+            return
+        attributes = self._of_task((run.queue, run.task_name))
         self._duration.record(duration_s, attributes)
         if outcome is Outcome.SUCCEEDED:
             self._succeeded.add(1, attributes)
@@ -164,8 +167,8 @@ class MetricsObserver(WorkerObserver):
         elif outcome is Outcome.CUT_OFF:
             self._cut_off.add(1, attributes)
 
-    def dead_lettered(self, delivery: Delivery, task_name: str, reason: Reason) -> None:
-        key = (delivery.queue, task_name, reason.value)
+    async def on_dead_letter(self, delivery: Delivery, record: DeadLetter) -> None:
+        key = (delivery.queue, record.task_name, record.reason.value)
         attributes = self._dead_attributes.get(key)
         if attributes is None:  # not _of_task: an unknown name must not join the gauge
             attributes = self._dead_attributes[key] = dict(
@@ -173,7 +176,7 @@ class MetricsObserver(WorkerObserver):
             )
         self._dead_lettered.add(1, attributes)
 
-    def stopped(self) -> None:
+    async def on_worker_stopped(self) -> None:
         self._prune()
         self.flush()
 

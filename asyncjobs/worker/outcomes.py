@@ -1,5 +1,5 @@
-"""What the worker writes down about a failed attempt: the log line, the attempt record in
-the result backend, the dead letter."""
+"""What the worker writes down about a message it cannot run or a failed attempt: the log
+excerpt of an error, the dead-letter record."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Any
 
-from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import Delivery
@@ -29,21 +28,6 @@ def describe(error: BaseException | None) -> str:
         return ""
     text = str(error)
     return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__
-
-
-async def record_attempt(
-    backend: AsyncResultBackend[Any], task_id: str, entry: dict[str, Any]
-) -> None:
-    """Append a failed attempt to the task's attempt record, when the result backend keeps
-    one (``JsonRedisResultBackend.record_attempt``). Best effort: a retry must not wait
-    for, or fail with, a result backend that is down; the log line has the same facts."""
-    record = getattr(backend, "record_attempt", None)
-    if record is None:
-        return
-    try:
-        await record(task_id, entry)
-    except Exception as exc:
-        logger.warning("recording the failed attempt of [%s] failed: %s", task_id, exc)
 
 
 def dead_letter_record(

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from asyncjobs.worker.health import HealthObserver, ProbeResult
+from asyncjobs.worker.health import HealthHooks, ProbeResult
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -34,7 +34,7 @@ class ProbeServer:
     def __init__(
         self,
         port: int,
-        health: HealthObserver,
+        health: HealthHooks,
         metrics: Callable[[], bytes] | None = None,
         host: str = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod's IP
     ) -> None:

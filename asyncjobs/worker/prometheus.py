@@ -40,7 +40,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.worker.metrics import DURATION_BUCKETS_S, HISTOGRAMS, MetricsObserver
+from asyncjobs.worker.metrics import DURATION_BUCKETS_S, HISTOGRAMS, MetricsHooks
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -75,10 +75,10 @@ class PrometheusReader(MetricReader):
         """Nothing to flush: whatever was not scraped is simply not read."""
 
 
-def metrics_setup(config: AsyncJobsConfig) -> tuple[MetricsObserver, PrometheusReader | None]:
+def metrics_setup(config: AsyncJobsConfig) -> tuple[MetricsHooks, PrometheusReader | None]:
     """The worker's metrics observer, and the reader ``/metrics`` renders (PROMETHEUS)."""
     if not config.prometheus:
-        return MetricsObserver(), None
+        return MetricsHooks(), None
     if config.health_port is None:
         logger.warning("PROMETHEUS is on but HEALTH_PORT is not set: nothing serves /metrics")
     reader = PrometheusReader()
@@ -87,7 +87,7 @@ def metrics_setup(config: AsyncJobsConfig) -> tuple[MetricsObserver, PrometheusR
         metric_readers=[reader],
         views=[View(instrument_name=name, aggregation=buckets) for name in HISTOGRAMS],
     )
-    return MetricsObserver(provider), reader
+    return MetricsHooks(provider), reader
 
 
 def render(reader: PrometheusReader) -> bytes:

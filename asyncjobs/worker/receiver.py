@@ -1,70 +1,58 @@
 """The asyncjobs receiver: taskiq's ``Receiver`` with a reliable consume loop.
 
-Kept from taskiq: ``run_task`` (dependency injection, sync tasks in the thread pool, the
-``timeout`` label, ``on_error`` middlewares), middlewares, result backends.
-Replaced, because taskiq's loses or hangs:
-
-- the consume loop fetches only as many messages as it can start now, and on SIGTERM
-  stops fetching at once, lets running tasks finish until DRAIN_TIMEOUT, then cancels the
-  rest *without acknowledging them* and hands them back (taskiq waits forever);
-- the per-message pipeline dead-letters undecodable messages, unknown task names and
-  invalid arguments with a reason (taskiq acks and drops them, logging the raw payload);
-- a failed attempt is retried per the task's ``RetryPolicy`` (``asyncjobs.retries``): the
-  next attempt is scheduled on the broker after a backoff (``Delivery.retry_at``), with
-  the failure history in a label; a final failure is dead-lettered with that history.
+Kept from taskiq: ``run_task`` and its dependency injection, middlewares, result backends.
+Replaced, because taskiq's loses or hangs: the consume loop fetches only as many messages
+as it can start now, and on SIGTERM stops fetching at once, lets running tasks finish
+until DRAIN_TIMEOUT, then cancels the rest *without acknowledging them* and hands them
+back (taskiq waits forever). What happens to each message is ``asyncjobs.worker.runs``;
+the app's hooks (plus the worker's own: metrics, probes, tracing) see every step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from taskiq import AsyncBroker
-from taskiq.abc.middleware import TaskiqMiddleware
-from taskiq.message import TaskiqMessage
 from taskiq.receiver import Receiver
-from taskiq.utils import maybe_awaitable
 
+from asyncjobs.app import App, current_app
 from asyncjobs.brokers.base import Delivery, ReliableBroker
-from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.errors import ConfigurationError
-from asyncjobs.retries import (
-    ATTEMPT_LABEL,
-    attempt_of,
-    running_attempt,
-)
-from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
-from asyncjobs.worker.events import Outcome, WorkerEvents
-from asyncjobs.worker.hooks import wrap_task_function
-from asyncjobs.worker.limits import Limits, apply_timeout, limits_for
-from asyncjobs.worker.outcomes import DeliveryDefect, describe
+from asyncjobs.worker.outcomes import describe
+from asyncjobs.worker.runs import MessageRunner
 from asyncjobs.worker.settings import (
     CANCEL_GRACE_S,
     HARD_MARGIN_S,
     WorkerSettings,
     isolation_line,
 )
-from asyncjobs.worker.settling import Settling
 from asyncjobs.worker.waiting import backoff_s, first_done
 
 logger = logging.getLogger("asyncjobs.worker")
 
-__all__ = ["ATTEMPT_LABEL", "AsyncJobsReceiver"]
+__all__ = ["AsyncJobsReceiver"]
 
 
 class AsyncJobsReceiver(Receiver):
     def __init__(
-        self, broker: AsyncBroker, *args: Any, settings: WorkerSettings | None = None, **kwargs: Any
+        self,
+        broker: AsyncBroker,
+        *args: Any,
+        settings: WorkerSettings | None = None,
+        app: App | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``taskiq worker`` builds it with the broker only: the current app's then."""
         if not isinstance(broker, ReliableBroker):
             raise ConfigurationError(
                 f"the asyncjobs receiver needs an asyncjobs broker, got {type(broker).__name__}"
             )
-        self.settings = settings or WorkerSettings.for_process(kwargs.get("max_async_tasks"))
+        app = app or current_app()
+        self.settings = settings or WorkerSettings.for_app(app, kwargs.get("max_async_tasks"))
         # taskiq's own semaphores are unused (our loop bounds concurrency); sizing them
         # silences its "unlimited number of async tasks" warning.
         kwargs["max_async_tasks"] = self.settings.concurrency
@@ -77,10 +65,10 @@ class AsyncJobsReceiver(Receiver):
         self._slot_freed = asyncio.Event()
         self._draining = asyncio.Event()
         self._watchdog: Watchdog | None = None
-        self._targets: dict[str, Any] = {}
-        self._validators: dict[str, ArgumentValidator] = {}
-        self.events = WorkerEvents(self.settings.observers)
-        self.settling = Settling(broker, self.settings, self.events)
+        self._notices: set[asyncio.Task[None]] = set()
+        self.hooks = app.hooks.with_hooks(*self.settings.hooks)
+        self.pipeline = MessageRunner(self, self.hooks, self._is_cut_off)
+        self.settling = self.pipeline.settling
 
     # -- the consume loop --------------------------------------------------------
     async def listen(self, finish_event: asyncio.Event) -> None:
@@ -91,7 +79,7 @@ class AsyncJobsReceiver(Receiver):
             finish_watch.cancel()
             remove_signal_handlers(loop)
             return
-        self.events.ready()
+        await self.hooks.on_worker_ready()
         logger.info(
             "worker ready: queues %s, concurrency %d, drain timeout %.0f s, loop %s",
             ",".join(self.reliable.options.listened_queues),
@@ -104,7 +92,7 @@ class AsyncJobsReceiver(Receiver):
         finally:
             finish_watch.cancel()
             await self._drain_running()
-            self.events.stopped()
+            await self.hooks.on_worker_stopped()
             remove_signal_handlers(loop)
             # The watchdog stays armed: taskiq closes the broker after we return, and
             # that is where a broker that stopped answering hangs.
@@ -144,7 +132,10 @@ class AsyncJobsReceiver(Receiver):
             self._watchdog = Watchdog(deadline)
             self._watchdog.start()
         self._draining.set()
-        self.events.draining()
+        # Called from a signal handler (on the loop, not in a task): the hooks run soon.
+        notice = asyncio.get_running_loop().create_task(self.hooks.on_worker_draining())
+        self._notices.add(notice)
+        notice.add_done_callback(self._notices.discard)
 
     async def _drain_on(self, finish_event: asyncio.Event) -> None:
         await finish_event.wait()  # taskiq's own handlers (SIGHUP) or a test
@@ -168,14 +159,14 @@ class AsyncJobsReceiver(Receiver):
                 try:
                     deliveries = fetch.result()
                 except Exception as exc:
-                    self.events.fetch_failed(exc)
+                    await self.hooks.on_fetch_error(exc)
                     failures += 1
                     delay = backoff_s(failures)
                     logger.warning("fetching failed (%s); retrying in %.1f s", describe(exc), delay)
                     await first_done(asyncio.sleep(delay), drain_wait)
                     continue
                 failures = 0
-                self.events.fetched(deliveries)
+                await self.hooks.on_fetched(deliveries)
                 await self._start_all(deliveries, drain_wait)
         finally:
             drain_wait.cancel()
@@ -201,12 +192,12 @@ class AsyncJobsReceiver(Receiver):
             elif alone is None:
                 alone = delivery
             else:
-                await self._release_quietly(delivery)
+                await self.settling.release_quietly(delivery)
         if alone is None:
             return
         await self._until_idle(drain_wait)
         if self._draining.is_set():
-            await self._release_quietly(alone)
+            await self.settling.release_quietly(alone)
             return
         logger.info(
             "running a message alone: its workers died %d times while it ran",
@@ -233,10 +224,10 @@ class AsyncJobsReceiver(Receiver):
         results = await asyncio.gather(fetch, return_exceptions=True)
         if results and isinstance(results[0], list):
             for delivery in results[0]:
-                await self._release_quietly(delivery)
+                await self.settling.release_quietly(delivery)
 
     def _start(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._process(delivery))
+        task = asyncio.create_task(self.pipeline.process(delivery))
         self._running[task] = delivery
         task.add_done_callback(self._finished)
 
@@ -246,6 +237,10 @@ class AsyncJobsReceiver(Receiver):
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("settling a message failed", exc_info=task.exception())
+
+    def _is_cut_off(self) -> bool:
+        """Whether the calling message's task was cancelled at the drain deadline."""
+        return asyncio.current_task() in self._cut_off
 
     async def _drain_running(self) -> None:
         try:
@@ -269,106 +264,3 @@ class AsyncJobsReceiver(Receiver):
                     task.cancel()
                 await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
         logger.info("drained")
-
-    # -- one message ------------------------------------------------------------
-    async def _process(self, delivery: Delivery) -> None:
-        try:
-            await self._run(delivery)
-        except asyncio.CancelledError:
-            await self._hand_back_quietly(delivery)
-            raise
-        except Exception as exc:
-            # A bug of ours or a broker error while settling: the delivery is still open
-            # (a failed settlement does not count), so give it back; its delivery count
-            # grows, so this cannot loop past MAX_DELIVERIES.
-            logger.error(
-                "settling a message from queue %s failed (%s); handing it back",
-                delivery.queue,
-                describe(exc),
-                exc_info=exc,
-            )
-            await self._hand_back_quietly(delivery)
-
-    async def _run(self, delivery: Delivery) -> None:
-        try:
-            message = self.broker.formatter.loads(delivery.data)
-        except Exception as exc:
-            await self.settling.dead_letter(delivery, None, Reason.UNDECODABLE, exc)
-            return
-        if delivery.defect is not None:
-            defect = delivery.defect
-            await self.settling.dead_letter(
-                delivery, message, defect.reason, DeliveryDefect(defect.detail)
-            )
-            return
-        task = self.broker.find_task(message.task_name)
-        if task is None:
-            await self.settling.dead_letter(delivery, message, Reason.UNKNOWN_TASK, None)
-            return
-        if delivery.delivery_count > self.settings.max_deliveries:
-            await self.settling.dead_letter(delivery, message, Reason.MAX_DELIVERIES, None)
-            return
-        try:
-            message.args, message.kwargs = self._validator(
-                message.task_name, task.original_func
-            ).validate(message.args, message.kwargs)
-        except InvalidArguments as exc:
-            await self.settling.dead_letter(delivery, message, Reason.INVALID_ARGUMENTS, exc)
-            return
-        limits = limits_for(task, message.labels, self.settings.max_attempts)
-        apply_timeout(message.labels, limits)
-        target = self._target(message.task_name, task.original_func)
-        await self._execute(delivery, message, target, limits)
-
-    async def _execute(
-        self, delivery: Delivery, message: TaskiqMessage, target: Any, limits: Limits
-    ) -> None:
-        for middleware in self.broker.middlewares:
-            if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
-                message = await maybe_awaitable(middleware.pre_execute(message))
-        self.events.task_started(delivery, message)
-        began = time.monotonic()
-        with running_attempt(attempt_of(message.labels)):
-            result = await self.run_task(target=target, message=message)
-        duration_s = time.monotonic() - began
-        for middleware in reversed(self.broker.middlewares):
-            if type(middleware).post_execute is not TaskiqMiddleware.post_execute:
-                await maybe_awaitable(middleware.post_execute(message, result))
-        current = asyncio.current_task()
-        if current in self._cut_off:
-            await delivery.hand_back()
-            outcome = Outcome.CUT_OFF
-        elif result.is_err:
-            outcome = await self.settling.failed(delivery, message, result, limits)
-        else:
-            outcome = await self.settling.succeeded(delivery, message, result)
-        self.events.task_finished(delivery, message, outcome, duration_s)
-
-    async def _release_quietly(self, delivery: Delivery) -> None:
-        try:
-            await asyncio.wait_for(delivery.release(), CANCEL_GRACE_S)
-        except Exception as exc:
-            delivery.abandon()
-            logger.warning("giving a message back failed (%s); it will be redelivered", exc)
-
-    async def _hand_back_quietly(self, delivery: Delivery) -> None:
-        try:
-            await asyncio.shield(asyncio.wait_for(delivery.hand_back(), CANCEL_GRACE_S))
-        except (Exception, asyncio.CancelledError) as exc:
-            delivery.abandon()
-            logger.warning("handing a message back failed (%s); it will be redelivered", exc)
-
-    # -- per-task caches --------------------------------------------------------
-    def _validator(self, name: str, func: Any) -> ArgumentValidator:
-        validator = self._validators.get(name)
-        if validator is None:
-            validator = self._validators[name] = ArgumentValidator(func)
-        return validator
-
-    def _target(self, name: str, func: Any) -> Any:
-        target = self._targets.get(name)
-        if target is None:
-            if name not in self.known_tasks:  # registered after start: resolve its deps
-                self._prepare_task(name, func)
-            target = self._targets[name] = wrap_task_function(func)
-        return target

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from asyncjobs.hooks import Hooks
 from asyncjobs.retries import Backoff
-from asyncjobs.worker.events import WorkerObserver
+
+if TYPE_CHECKING:
+    from asyncjobs.app import App
 
 # The drain deadline is DRAIN_TIMEOUT + this margin: cancelling cut-off tasks, handing
 # their messages back and closing connections must fit in it. Kubernetes'
@@ -34,17 +38,14 @@ class WorkerSettings:
     backoff: Backoff = field(default_factory=Backoff)  # RETRY_BACKOFF; @task(backoff=) wins
     # End the process with os._exit when the drain overruns (off for in-process tests).
     hard_deadline: bool = True
-    observers: tuple[WorkerObserver, ...] = ()  # health probes, metrics
+    hooks: tuple[Hooks, ...] = ()  # the worker's own, after the app's: probes, metrics
 
     @classmethod
-    def for_process(cls, cli_max_async_tasks: int | None) -> WorkerSettings:
-        """From the configured app; ``--max-async-tasks`` wins when given explicitly."""
-        from asyncjobs.app import _app
-        from asyncjobs.worker.observers import observers_for
+    def for_app(cls, app: App, cli_max_async_tasks: int | None = None) -> WorkerSettings:
+        """From ``app``'s config; ``--max-async-tasks`` wins when given explicitly."""
+        from asyncjobs.worker.process_hooks import worker_hooks
 
-        if _app is None:
-            return cls(concurrency=cli_max_async_tasks or DEFAULT_CONCURRENCY)
-        config = _app.config
+        config = app.config
         explicit = any(arg.startswith("--max-async-tasks") for arg in sys.argv)
         concurrency = cli_max_async_tasks if explicit and cli_max_async_tasks else None
         return cls(
@@ -53,5 +54,5 @@ class WorkerSettings:
             max_attempts=config.max_attempts,
             max_deliveries=config.max_deliveries,
             backoff=config.retry_backoff.backoff(),
-            observers=observers_for(config),
+            hooks=worker_hooks(app),
         )

@@ -1,6 +1,6 @@
 """The worker's side of tracing: a ``process {queue}`` span per delivery it runs.
 
-``TracingObserver`` follows the receiver's events. On ``task_started`` it takes the
+``RunTracing`` follows the worker's hooks. In ``before_run`` it takes the
 sender's trace context out of the message's labels (so it never reaches the stored
 result), starts a CONSUMER span as a child of the ``send`` span (or, with
 ``LINK_TO_PRODUCER``, as the root of a new trace linked to it) and makes it the current
@@ -14,8 +14,8 @@ dead-lettered without running (undecodable, unknown task, invalid arguments, too
 deliveries) gets a short ERROR ``process`` span of its own, in its sender's trace.
 
 All hooks run in the message's own asyncio task (the receiver runs each message in one),
-so the context attached on ``task_started`` is detached on ``task_finished`` in the same
-task; a message whose settling raised never reaches ``task_finished``, and its spans are
+so the context attached in ``before_run`` is detached in ``after_run`` in the same
+task; a message whose settling raised never reaches ``after_run``, and its spans are
 ended when its task is done.
 """
 
@@ -41,12 +41,11 @@ from opentelemetry.trace import (
     StatusCode,
     TracerProvider,
 )
-from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import Delivery
-from asyncjobs.brokers.dead_letters import Reason
+from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.config import AsyncJobsConfig, TracingSettings
-from asyncjobs.retries import Decision, attempt_of
+from asyncjobs.hooks import Hooks, Outcome, Run
 from asyncjobs.tracing import conventions as c
 from asyncjobs.tracing.setup import flush
 from asyncjobs.tracing.spans import (
@@ -56,31 +55,23 @@ from asyncjobs.tracing.spans import (
     start_send,
     tracer_for,
 )
-from asyncjobs.worker.events import Outcome, WorkerObserver
 
 
 @dataclass(slots=True)
-class _Run:
+class _Traced:
     span: Span
     token: Token[Context]
+    run: Run
     retry_send: Span | None = None
+    failed: bool = False  # the span's status is ERROR already
+
+    def fail(self, error: BaseException | None) -> None:
+        if not self.failed:
+            mark_failed(self.span, error)
+            self.failed = True
 
 
-def consumer_group(transport: str, key_prefix: str) -> Callable[[str], str | None]:
-    """``messaging.consumer.group.name`` of a queue: the Redis consumer group; on
-    RabbitMQ, the queue the workers compete on."""
-    if transport == "redis":
-        from asyncjobs.brokers.redis.broker import GROUP
-
-        return lambda queue: GROUP
-    if transport == "rabbitmq":
-        from asyncjobs.brokers.rabbitmq.broker import queue_name
-
-        return lambda queue: queue_name(key_prefix, queue)
-    return lambda queue: None
-
-
-class TracingObserver(WorkerObserver):
+class RunTracing(Hooks):
     """``process`` spans; see the module docstring."""
 
     def __init__(
@@ -97,11 +88,12 @@ class TracingObserver(WorkerObserver):
         self._system = system
         self._group_of = group_of
         self._link = link_to_producer
-        self._runs: dict[Delivery, _Run] = {}
+        self._runs: dict[Delivery, _Traced] = {}
         self._base: dict[tuple[str, str], Attributes] = {}
 
     # -- one run -------------------------------------------------------------------
-    def task_started(self, delivery: Delivery, message: TaskiqMessage) -> None:
+    async def before_run(self, run: Run) -> None:
+        delivery, message = run.delivery, run.message
         carrier = c.take_trace_context(message.labels)
         if self._sampled_out.never():
             # No span, but the sender's context (and baggage) is the task's, as always.
@@ -111,54 +103,48 @@ class TracingObserver(WorkerObserver):
             return
         parent = c.extract_from(carrier)
         attributes = self._attributes(delivery, message.task_name, message.task_id)
-        attributes[c.TASK_ATTEMPT] = attempt_of(message.labels)
+        attributes[c.TASK_ATTEMPT] = run.attempt
         span = self._start_process(delivery.queue, parent, attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        self._runs[delivery] = _Run(span, token)
+        self._runs[delivery] = _Traced(span, token, run)
         task = asyncio.current_task()
         if task is not None:  # ends the spans of a run whose settling raised
             task.add_done_callback(partial(self._task_done, delivery))
 
-    def task_failed(
-        self,
-        delivery: Delivery,
-        message: TaskiqMessage,
-        error: BaseException | None,
-        decision: Decision,
-    ) -> None:
-        run = self._runs.get(delivery)
-        if run is None:
-            if decision.give_up is None and self._sampled_out.never():
+    async def on_retry(self, run: Run, error: BaseException | None, delay_s: float) -> None:
+        traced = self._runs.get(run.delivery)
+        if traced is None:
+            if self._sampled_out.never():
                 # No spans here: the retry carries the sender's context on.
-                c.inject_into(message.labels, otel_context.get_current())
+                c.inject_into(run.message.labels, otel_context.get_current())
             return
-        mark_failed(run.span, error)
-        if decision.give_up is not None:
-            return
+        traced.fail(error)
         # The retry is a message sent by this attempt: its send span is a child of this
         # run's span, and the next attempt's process span a child of that send.
-        run.retry_send = start_send(
+        traced.retry_send = start_send(
             self._tracer,
             system=self._system,
-            queue=delivery.queue,
-            task_id=message.task_id,
-            task_name=message.task_name,
-            attempt=attempt_of(message.labels) + 1,
-            delay_s=decision.delay_s,
+            queue=run.queue,
+            task_id=run.task_id,
+            task_name=run.task_name,
+            attempt=run.attempt + 1,
+            delay_s=delay_s,
         )
-        c.inject_into(message.labels, trace.set_span_in_context(run.retry_send))
+        c.inject_into(run.message.labels, trace.set_span_in_context(traced.retry_send))
 
-    def task_finished(
-        self, delivery: Delivery, message: TaskiqMessage, outcome: Outcome, duration_s: float
+    async def after_run(
+        self, run: Run, outcome: Outcome, error: BaseException | None, duration_s: float
     ) -> None:
-        run = self._runs.pop(delivery, None)
-        if run is None:
+        traced = self._runs.pop(run.delivery, None)
+        if traced is None:
             return
-        if run.retry_send is not None:
-            run.retry_send.end()
-        span = run.span
+        if traced.retry_send is not None:
+            traced.retry_send.end()
+        span = traced.span
         span.set_attribute(c.OUTCOME, outcome.value)
-        if outcome is Outcome.SUCCEEDED:
+        if outcome is Outcome.FAILED:
+            traced.fail(error)
+        elif outcome is Outcome.SUCCEEDED:
             span.set_status(Status(StatusCode.OK))
         elif outcome is Outcome.CUT_OFF:
             mark_failed(
@@ -168,13 +154,15 @@ class TracingObserver(WorkerObserver):
                 description="still running at the drain deadline: cancelled, handed back",
             )
         span.end()
-        otel_context.detach(run.token)
+        otel_context.detach(traced.token)
 
-    def dead_lettered(self, delivery: Delivery, task_name: str, reason: Reason) -> None:
+    async def on_dead_letter(self, delivery: Delivery, record: DeadLetter) -> None:
+        reason, task_name = record.reason, record.task_name
         event = {c.DEAD_LETTER_REASON: reason.value}
-        run = self._runs.get(delivery)
-        if run is not None:
-            run.span.add_event(c.DEAD_LETTER_EVENT, event)
+        traced = self._runs.get(delivery)
+        if traced is not None:
+            traced.fail(traced.run.error)  # the failure first, then where it went
+            traced.span.add_event(c.DEAD_LETTER_EVENT, event)
             return
         # Never ran: a span of its own, so the sender's trace shows where its message went.
         labels, task_id = _labels_and_id(delivery.data)
@@ -187,7 +175,7 @@ class TracingObserver(WorkerObserver):
         span.set_attribute(c.OUTCOME, Outcome.FAILED.value)
         span.end()
 
-    def stopped(self) -> None:
+    async def on_worker_stopped(self) -> None:
         flush(self._provider)
 
     # -- helpers -------------------------------------------------------------------
@@ -231,11 +219,11 @@ class TracingObserver(WorkerObserver):
         return attributes
 
     def _task_done(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
-        run = self._runs.pop(delivery, None)
-        if run is None:
+        traced = self._runs.pop(delivery, None)
+        if traced is None:
             return  # finished normally
         error = None if task.cancelled() else task.exception()
-        for span in (run.retry_send, run.span):
+        for span in (traced.retry_send, traced.span):
             if span is not None:
                 mark_failed(span, error, kind="unsettled", description="settling failed")
                 span.end()
@@ -257,14 +245,17 @@ def _labels_and_id(data: bytes) -> tuple[dict[str, Any], str]:
     )
 
 
-def tracing_observer(
-    config: AsyncJobsConfig, tracer_provider: TracerProvider | None = None
-) -> TracingObserver:
-    """The observer for a worker of ``config`` (``TRACING`` on)."""
+def run_tracing(
+    config: AsyncJobsConfig,
+    group_of: Callable[[str], str | None] = lambda queue: None,
+    tracer_provider: TracerProvider | None = None,
+) -> RunTracing:
+    """The hooks of a worker of ``config`` (``TRACING`` on); ``group_of``: the broker's
+    ``consumer_group``."""
     settings = config.tracing_settings or TracingSettings()
-    return TracingObserver(
-        system=config.transport.value,
-        group_of=consumer_group(config.transport.value, config.key_prefix),
+    return RunTracing(
+        system=config.transport.name,
+        group_of=group_of,
         link_to_producer=settings.link_to_producer,
         tracer_provider=tracer_provider,
     )

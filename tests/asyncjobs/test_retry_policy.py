@@ -10,18 +10,21 @@ import pytest
 
 from asyncjobs import Backoff, Reject, RetryPolicy, current_attempt, task
 from asyncjobs.brokers.dead_letters import Reason
-from asyncjobs.config import load_config
-from asyncjobs.errors import ConfigurationError
-from asyncjobs.retries import (
-    ATTEMPT_LABEL,
-    HISTORY_LABEL,
+from asyncjobs.brokers.envelope import (
+    ATTEMPT as ATTEMPT_LABEL,
+)
+from asyncjobs.brokers.envelope import (
+    HISTORY as HISTORY_LABEL,
+)
+from asyncjobs.brokers.envelope import (
     MAX_ATTEMPT_NUMBER,
     MAX_HISTORY,
     attempt_of,
-    history_with,
-    policy_for,
-    running_attempt,
+    history_of,
 )
+from asyncjobs.config import load_config
+from asyncjobs.errors import ConfigurationError
+from asyncjobs.retries import history_with, policy_for, running_attempt
 
 
 def test_backoff_is_exponential_with_a_cap() -> None:
@@ -107,13 +110,15 @@ def test_bad_task_retry_options_fail_at_import(kwargs: dict[str, object], words:
 def test_history_keeps_the_last_failures_with_type_message_and_attempt() -> None:
     labels: dict[str, object] = {}
     for attempt in range(1, MAX_HISTORY + 3):
-        labels[HISTORY_LABEL] = list(history_with(labels, ValueError(f"bad {attempt}"), attempt))
+        labels[HISTORY_LABEL] = list(
+            history_with(history_of(labels), ValueError(f"bad {attempt}"), attempt)
+        )
     history = labels[HISTORY_LABEL]
     assert isinstance(history, list) and len(history) == MAX_HISTORY
     assert history[-1]["attempt"] == MAX_HISTORY + 2
     assert history[-1]["error_type"] == "ValueError"
     assert history[-1]["error_message"] == f"bad {MAX_HISTORY + 2}"
-    assert history_with({HISTORY_LABEL: "garbage"}, None, 1)[0]["error_type"] == ""
+    assert history_with(history_of({HISTORY_LABEL: "garbage"}), None, 1)[0]["error_type"] == ""
 
 
 def test_a_history_from_labels_keeps_only_well_formed_bounded_entries() -> None:
@@ -127,7 +132,7 @@ def test_a_history_from_labels_keeps_only_well_formed_bounded_entries() -> None:
         "not an entry",
         {"attempt": 5, "error_type": ["x"], "at": 2},
     ]
-    history = history_with({HISTORY_LABEL: earlier}, ValueError("now"), 6)
+    history = history_with(history_of({HISTORY_LABEL: earlier}), ValueError("now"), 6)
     assert [entry["attempt"] for entry in history] == [MAX_ATTEMPT_NUMBER, 5, 6]
     first = history[0]
     assert (len(first["error_type"]), len(first["error_message"])) == (200, 500)

@@ -7,10 +7,10 @@ import pytest
 from taskiq.exceptions import SendTaskError
 
 from asyncjobs.app import current_broker
-from asyncjobs.brokers.due import MAX_DELAY_S
+from asyncjobs.brokers.envelope import MAX_DELAY_S
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, queue_name
-from asyncjobs.brokers.redis.broker import stream_key
 from asyncjobs.brokers.redis.delayed import delayed_key
+from asyncjobs.brokers.redis.streams import stream_key
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import (
     AsyncJobsError,

@@ -7,7 +7,7 @@ from taskiq.brokers.shared_broker import AsyncSharedBroker
 
 from asyncjobs import TaskOptions, task
 from asyncjobs.app import check_tasks
-from asyncjobs.brokers.base import QUEUE_LABEL
+from asyncjobs.brokers.envelope import QUEUE as QUEUE_LABEL
 from asyncjobs.config import load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.tasks import JobTask, registered_tasks
@@ -55,7 +55,7 @@ def test_kicker_labels_do_not_leak_into_the_task() -> None:
     """Regression: taskiq's shared task hands its own label dict to the kicker."""
     from asyncjobs import app
 
-    if app._app is None:
+    if app._current is None:
         pytest.skip("needs a configured app")
     bare.kicker().with_labels(delay=5)
     assert "delay" not in bare.labels
@@ -81,6 +81,6 @@ def test_tasks_on_unconfigured_queues_fail_at_start() -> None:
 async def test_kiq_without_configuration_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     from asyncjobs import app
 
-    monkeypatch.setattr(app, "_app", None)
+    monkeypatch.setattr(app, "_current", None)
     with pytest.raises(NotConfiguredError, match="INSTALLED_APPS"):
         await bare.kiq(1)

@@ -26,7 +26,7 @@ from asyncjobs.brokers.errors import (
     UnknownQueueError,
 )
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
-from asyncjobs.brokers.urls import host_port
+from asyncjobs.brokers.transport import host_port
 from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from asyncjobs.brokers.base import ReliableBroker
-from asyncjobs.brokers.due import MAX_DELAY_S, due_of
+from asyncjobs.brokers.envelope import MAX_DELAY_S, due_of
 from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.brokers.rabbitmq.delay import delay_bucket_ms, delay_queue_name
 from example.processes import delete_amqp_queues

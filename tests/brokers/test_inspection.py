@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -23,13 +24,13 @@ from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, UnknownQueueError
 from asyncjobs.brokers.inspection import QueueStats, inspect_queues
-from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name, queue_name
 from asyncjobs.brokers.rabbitmq.delay import delay_bucket_ms, delay_queue_name
 from asyncjobs.brokers.rabbitmq.inspection import AMQP_NOTE, list_queues, vhost_of
-from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 from asyncjobs.brokers.redis.delayed import delayed_key
 from asyncjobs.brokers.redis.inspection import LAG_UNKNOWN_NOTE
+from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
 from example.processes import delete_amqp_queues
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
 from tests.helpers import fetch_n, wait_until
@@ -213,12 +214,10 @@ async def test_redis_unreachable_is_a_connection_error_without_password(free_por
     assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
 
 
-async def test_unknown_queue_and_memory_broker_are_refused() -> None:
+async def test_an_unknown_queue_is_refused_before_connecting() -> None:
     broker = RedisStreamsBroker("redis://127.0.0.1:1/0", options("x"))
     with pytest.raises(UnknownQueueError, match="nope"):
-        await inspect_queues(broker, ["nope"])  # refused before connecting
-    with pytest.raises(BrokerError, match="memory"):
-        await inspect_queues(MemoryBroker(options("x")), ["default"])
+        await inspect_queues(broker, ["nope"])
 
 
 # -- RabbitMQ ------------------------------------------------------------------------
@@ -235,8 +234,9 @@ async def declared(url: str, name: str) -> tuple[int, int]:
         await connection.close()
 
 
-def amqp_brokers(url: str, prefix: str) -> Brokers:
-    return Brokers(lambda: AmqpBroker(url, options(prefix)))
+def amqp_brokers(url: str, prefix: str, management_url: str | None = None) -> Brokers:
+    settings = replace(options(prefix), management_url=management_url)
+    return Brokers(lambda: AmqpBroker(url, settings))
 
 
 async def delete_queues(url: str, prefix: str, brokers: Brokers) -> None:
@@ -280,13 +280,13 @@ async def test_amqp_figures_from_the_management_api(
     prefix: str,
 ) -> None:
     node = rabbitmq_node
-    brokers = amqp_brokers(node.amqp_url, prefix)
+    brokers = amqp_brokers(node.amqp_url, prefix, node.management_url)
     try:
         client, worker = brokers.client(), await brokers.worker()
         await fill(client, worker)
 
         async def settled() -> list[QueueStats] | None:
-            found = await inspect_queues(client, QUEUES, management_url=node.management_url)
+            found = await inspect_queues(client, QUEUES)
             return found if figures(found[0]) == FILLED else None
 
         # The API's figures are statistics, refreshed every 0.5 s on this node.

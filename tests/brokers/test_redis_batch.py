@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from asyncjobs.brokers.redis.batch import NO_KWARGS, PipelineBatcher
-from asyncjobs.brokers.redis.broker import GROUP, stream_key
+from asyncjobs.brokers.redis.streams import GROUP, stream_key
 from tests.brokers.test_redis_streams import message, worker
 from tests.faults.redis_server import PrivateRedis
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from asyncjobs.brokers.redis.broker import GROUP, stream_key
 from asyncjobs.brokers.redis.delayed import DelayedPromoter
 from asyncjobs.brokers.redis.leases import LeaseKeeper
+from asyncjobs.brokers.redis.streams import GROUP, stream_key
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis

@@ -14,7 +14,8 @@ from taskiq_redis import RedisStreamBroker
 from asyncjobs.brokers.base import TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import UnknownQueueError
-from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
+from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.redis
@@ -194,7 +195,7 @@ def test_consumer_names_are_stable_and_meaningful() -> None:
     import os
     import socket
 
-    from asyncjobs.brokers.redis.broker import consumer_name
+    from asyncjobs.brokers.redis.streams import consumer_name
 
     assert consumer_name() == consumer_name() == f"{socket.gethostname()}:{os.getpid()}"
 

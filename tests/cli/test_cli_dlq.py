@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from asyncjobs.brokers.redis.broker import stream_key
+from asyncjobs.brokers.redis.streams import stream_key
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig
 from tests.helpers import wait_until

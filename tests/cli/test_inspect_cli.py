@@ -117,8 +117,8 @@ async def test_inspect_json_and_table(configured_any: AsyncJobsConfig) -> None:
     assert document["problems"] == []
     assert (default["queue"], other["queue"]) == ("default", "other")
     assert (default["waiting"], default["backlog"], other["backlog"]) == (0, 0, 2)
-    rabbit = configured_any.transport.value == "rabbitmq"
-    assert other["transport"] == configured_any.transport.value
+    rabbit = configured_any.transport.name == "rabbitmq"
+    assert other["transport"] == configured_any.transport.name
     # RabbitMQ without AMQP_MANAGEMENT_URL: unknown figures are null, with a note.
     assert (other["in_flight"], other["scheduled"]) == ((None, None) if rabbit else (0, 0))
     assert bool(other["notes"]) is rabbit

@@ -246,8 +246,7 @@ async def test_list_skips_an_invalid_entry_and_still_exits_0(
     scheduled: AsyncJobsConfig, store: ScheduleStore
 ) -> None:
     await store.add(every(60).for_task(ADD))
-    async with store._redis() as conn:
-        await conn.hset(store.key, "broken", b"\x80\x04not a schedule")
+    await store.storage.put("broken", b"\x80\x04not a schedule")  # what add would refuse
     status, text = await in_thread("schedules", "list", "--json")
     assert status == 0
     assert {row["id"] for row in mine(text)} == {STATIC_ID, every(60).for_task(ADD).id}

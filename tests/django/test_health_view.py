@@ -11,27 +11,17 @@ import orjson
 import pytest
 from django.test import RequestFactory
 
-from asyncjobs import app as app_state
-from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs import configured
+from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.django.health import queue_health
-from asyncjobs.tasks import registry
 from tests.testapp import tasks
 
 
 @contextlib.asynccontextmanager
 async def app_with(settings: dict[str, Any]) -> AsyncIterator[AsyncJobsConfig]:
     """asyncjobs configured with ``settings`` for the block; the previous app after."""
-    previous = app_state._app
-    config = load_config(settings, environ={})
-    broker = app_state.configure(config)
-    try:
-        yield config
-    finally:
-        if getattr(broker, "started", False):
-            await broker.shutdown()
-        app_state._app = previous
-        if previous is not None:
-            registry.default_broker(previous.broker)
+    async with configured(settings) as app:
+        yield app.config
 
 
 async def get() -> tuple[int, dict[str, Any]]:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from asyncjobs import app as app_state
 from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
 from asyncjobs.config import load_config
@@ -33,7 +32,7 @@ from tests.faults.workers import (
     worker_children,
     worker_env,
 )
-from tests.helpers import wait_until
+from tests.helpers import configured_app, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]
@@ -65,19 +64,11 @@ async def broker(
     settings: dict[str, str], amqp_url: str, prefix: str, redis_cleanup: None
 ) -> AsyncIterator[AmqpBroker]:
     """asyncjobs configured in this process like the worker; queues deleted afterwards."""
-    previous = app_state._app
-    configured = app_state.configure(load_config(None, environ=settings))
-    assert isinstance(configured, AmqpBroker)
-    yield configured
     try:
-        if configured.started:
-            await configured.shutdown()
+        async with configured_app(load_config(None, environ=settings)) as configured:
+            assert isinstance(configured, AmqpBroker)
+            yield configured
     finally:
-        app_state._app = previous
-        if previous is not None:
-            from asyncjobs.tasks import registry
-
-            registry.default_broker(previous.broker)
         await delete_amqp_queues(amqp_url, prefix, QUEUES)
 
 

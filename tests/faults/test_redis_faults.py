@@ -28,15 +28,11 @@ from taskiq.result import TaskiqResult
 from asyncjobs import current_broker
 from asyncjobs.brokers.base import TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
-from asyncjobs.brokers.redis.broker import (
-    GROUP,
-    RedisDelivery,
-    RedisStreamsBroker,
-    dead_letter_key,
-    stream_key,
-)
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 from asyncjobs.brokers.redis.connection import RETRYABLE
+from asyncjobs.brokers.redis.delivery import RedisDelivery
 from asyncjobs.brokers.redis.leases import LeaseKeeper
+from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import BrokerConnectionError, SendOutcomeUnknownError
 from example.processes import ManagedProcess

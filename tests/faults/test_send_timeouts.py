@@ -23,7 +23,7 @@ from taskiq.exceptions import TaskiqResultTimeoutError
 
 from asyncjobs import job, load_config
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, queue_name
-from asyncjobs.brokers.redis.broker import stream_key
+from asyncjobs.brokers.redis.streams import stream_key
 from asyncjobs.errors import (
     AsyncJobsError,
     BrokerConnectionError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from asyncjobs.brokers.urls import Transport, transport_for
+from asyncjobs.brokers.transport import transport_for
 from asyncjobs.config import AsyncJobsConfig
 from tests.k8s import keda_model
 from tests.k8s.backlog_formula import check_formula_counts_backlog, queue_of
@@ -16,7 +16,7 @@ from tests.k8s.policy_objects import redis_credentials_problems
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HPA_NAME_MAX = 63
-TRIGGER_TYPE = {Transport.REDIS: "redis-streams", Transport.RABBITMQ: "rabbitmq"}
+TRIGGER_TYPE = {"redis": "redis-streams", "rabbitmq": "rabbitmq"}  # transport names
 
 
 def check_keda_policy(manifests: Manifests) -> list[str]:
@@ -130,7 +130,7 @@ def modifiers_problems(spec: Doc, settings: AsyncJobsConfig) -> list[str]:
 
 def trigger_problems(manifests: Manifests, spec: Doc, settings: AsyncJobsConfig) -> list[str]:
     transport = transport_for(settings.broker_url, "BROKER_URL")
-    wanted_type = TRIGGER_TYPE.get(transport)
+    wanted_type = TRIGGER_TYPE.get(transport.name)
     queues = settings.worker_queues or settings.queues
     problems: list[str] = []
     covered: list[str] = []
@@ -139,7 +139,7 @@ def trigger_problems(manifests: Manifests, spec: Doc, settings: AsyncJobsConfig)
         if trigger.get("type") != wanted_type:
             problems.append(
                 f"trigger {name}: type {trigger.get('type')!r}, expected "
-                f"{wanted_type!r} for BROKER_URL's {transport.value}"
+                f"{wanted_type!r} for BROKER_URL's {transport.name}"
             )
             continue
         if trigger.get("metricType"):

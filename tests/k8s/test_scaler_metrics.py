@@ -23,10 +23,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 
-from asyncjobs.brokers.base import QUEUE_LABEL, ReliableBroker, TransportOptions
+from asyncjobs.brokers.base import ReliableBroker, TransportOptions
+from asyncjobs.brokers.envelope import QUEUE as QUEUE_LABEL
 from asyncjobs.brokers.inspection import inspect_queues
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
-from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
+from asyncjobs.brokers.redis.streams import GROUP
 from asyncjobs.config import AsyncJobsConfig
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import crash_amqp, crash_redis

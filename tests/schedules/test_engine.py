@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 
+from asyncjobs.brokers.redis.schedules import RedisScheduleStorage
 from asyncjobs.schedules.claims import ClaimStore, tick_ms
 from asyncjobs.schedules.definitions import Schedule, cron, every
 from asyncjobs.schedules.engine import SchedulerEngine
@@ -40,13 +41,13 @@ def engine_factory(
     async def load() -> Sequence[Schedule]:
         return schedules
 
-    pool = ConnectionPool.from_url(redis_url)
+    storage = RedisScheduleStorage(redis_url, prefix)  # one pool, as replicas share Redis
 
     def make(owner: str) -> SchedulerEngine:
         async def send(schedule: Schedule, tick: datetime) -> None:
             sent.append((schedule.id, tick))
 
-        claims = ClaimStore(lambda: Redis(connection_pool=pool), prefix, owner)
+        claims = ClaimStore(storage, owner)
         return SchedulerEngine(load, claims, send, clock=clock, reload_s=3600)
 
     return make
@@ -163,7 +164,7 @@ async def test_a_failed_send_gives_the_tick_back_and_it_is_sent_next_step(
         if len(attempts) == 1:
             raise ConnectionError("broker down")
 
-    claims = ClaimStore(lambda: Redis.from_url(redis_url), prefix, "only")
+    claims = ClaimStore(RedisScheduleStorage(redis_url, prefix), "only")
     engine = SchedulerEngine(load, claims, flaky_send, clock=clock)
     await engine.step()
     clock.now = datetime(2026, 11, 23, 12, 1, 1, tzinfo=UTC)

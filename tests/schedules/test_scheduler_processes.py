@@ -15,7 +15,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from asyncjobs.brokers.redis.broker import DATA, stream_key
+from asyncjobs.brokers.redis.streams import DATA, stream_key
 from example.processes import REPO_ROOT, ManagedProcess
 from tests.helpers import wait_until
 

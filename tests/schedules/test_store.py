@@ -14,25 +14,27 @@ import pytest
 from redis.asyncio import Redis
 
 from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.redis.schedules import RedisScheduleStorage
 from asyncjobs.schedules.definitions import Schedule, cron, every
-from asyncjobs.schedules.store import ScheduleStore, store_key
+from asyncjobs.schedules.store import ScheduleStore
 
 pytestmark = pytest.mark.redis
 LOGGER = "asyncjobs.scheduler"
 
 
-@pytest.fixture(params=["pool", "decoded"])
-async def store(
-    request: pytest.FixtureRequest, redis_url: str, prefix: str, redis_cleanup: None
-) -> AsyncIterator[ScheduleStore]:
-    """``from_url`` (bytes from a pool of its own), and a caller's factory of clients
-    that decode responses to str: the store reads both."""
-    if request.param == "pool":
-        made = ScheduleStore.from_url(redis_url, prefix)
-        yield made
-        await made.aclose()
-    else:
-        yield ScheduleStore(lambda: Redis.from_url(redis_url, decode_responses=True), prefix)
+@pytest.fixture
+async def store(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[ScheduleStore]:
+    """The store on the Redis transport's storage (``SCHEDULE_STORE_URL``)."""
+    made = ScheduleStore.from_url(redis_url, prefix)
+    yield made
+    await made.aclose()
+
+
+def hash_key(store: ScheduleStore) -> str:
+    """Where the Redis storage keeps the schedules (its location names it)."""
+    storage = store.storage
+    assert isinstance(storage, RedisScheduleStorage)
+    return storage.key
 
 
 @pytest.fixture
@@ -71,10 +73,10 @@ async def test_add_get_list_remove(store: ScheduleStore) -> None:
 
 async def test_stored_as_plain_json_in_one_hash(store: ScheduleStore, conn: Redis) -> None:
     await store.add(nightly())
-    raw = await conn.hget(store_key(store.key.rsplit(":", 1)[0]), "nightly")
+    raw = await conn.hget(hash_key(store), "nightly")
     assert raw is not None
     assert orjson.loads(raw) == nightly().to_dict()
-    assert store.key.endswith(":schedules")
+    assert hash_key(store).endswith(":schedules")
 
 
 async def test_add_replaces_the_same_id(store: ScheduleStore) -> None:
@@ -143,7 +145,7 @@ async def test_a_planted_pickle_is_skipped_and_never_unpickled(
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     marker = tmp_path / "marker"
     await store.add(ping())
-    await conn.hset(store.key, "evil", pickle.dumps(Planted(marker)))
+    await conn.hset(hash_key(store), "evil", pickle.dumps(Planted(marker)))
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert [s.id for s in await store.list()] == [ping().id]
         assert await store.get("evil") is None
@@ -179,11 +181,11 @@ async def test_an_invalid_entry_is_skipped_with_a_warning_naming_it(
     reason: str,
 ) -> None:
     await store.add(ping())
-    await conn.hset(store.key, field, body if isinstance(body, bytes) else orjson.dumps(body))
+    await conn.hset(hash_key(store), field, body if isinstance(body, bytes) else orjson.dumps(body))
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert [s.id for s in await store.list()] == [ping().id]  # the valid one still listed
     [warning] = [r.getMessage() for r in caplog.records if r.name == LOGGER]
-    assert f"{field!r}" in warning and reason in warning and store.key in warning
+    assert f"{field!r}" in warning and reason in warning and hash_key(store) in warning
 
 
 async def test_a_long_reason_is_cut_short_in_the_log(
@@ -191,7 +193,7 @@ async def test_a_long_reason_is_cut_short_in_the_log(
 ) -> None:
     # from_dict quotes the entry in some messages: the log gets an excerpt only.
     huge = {"id": "huge", "task": "m:f", "every": 60, "junk": "x" * 10_000}
-    await conn.hset(store.key, "huge", orjson.dumps(huge))
+    await conn.hset(hash_key(store), "huge", orjson.dumps(huge))
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert await store.list() == []
     [warning] = [r.getMessage() for r in caplog.records if r.name == LOGGER]

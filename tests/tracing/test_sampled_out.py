@@ -17,11 +17,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-from asyncjobs import current_broker
+from asyncjobs import current_app
 from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.tracing import TracingMiddleware
+from asyncjobs.tracing import SendTracing
 from asyncjobs.tracing.spans import RecordingCheck, never_records
-from asyncjobs.worker.tracing import TracingObserver
+from asyncjobs.worker.tracing import RunTracing
 from tests.testapp.tasks import flaky_traced, traced_work
 from tests.tracing.spans import TRACE_LABELS, parent_id, trace_id, wait_for_spans
 from tests.tracing.test_task_spans import request_with_baggage, stored_result
@@ -57,9 +57,9 @@ async def sampled_out_worker(
 ) -> None:
     """Sends and a worker traced by asyncjobs on the always-off provider."""
     provider = sampled_out.provider  # type: ignore[attr-defined]
-    current_broker().add_middlewares(TracingMiddleware(provider))
-    observer = TracingObserver(system=config.transport.value, tracer_provider=provider)
-    await start(observers=(observer,))
+    current_app().add_hooks(SendTracing(config.transport.name, tracer_provider=provider))
+    observer = RunTracing(system=config.transport.name, tracer_provider=provider)
+    await start(hooks=(observer,))
 
 
 async def test_no_span_but_the_task_still_runs_in_its_senders_context(

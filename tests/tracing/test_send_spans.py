@@ -12,16 +12,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from taskiq.message import TaskiqMessage
 
-from asyncjobs import app as app_state
-from asyncjobs import current_broker
-from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs import configured, current_app
+from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import BrokerConnectionError, PayloadTooLargeError
-from asyncjobs.tasks import registry
-from asyncjobs.tracing import TracingMiddleware
+from asyncjobs.tracing import SendTracing
 from asyncjobs.tracing import conventions as c
-from asyncjobs.worker.tracing import tracing_observer
-from tests.testapp.tasks import add, sends_add
+from asyncjobs.worker.tracing import run_tracing
+from tests.testapp.tasks import add
 from tests.tracing.spans import parent_id, wait_for_spans
 
 tracer = trace.get_tracer("tests")
@@ -36,13 +35,8 @@ async def dead_broker(request: pytest.FixtureRequest, free_port: int) -> AsyncIt
         if scheme == "redis"
         else f"amqp://guest:guest@127.0.0.1:{free_port}/"
     )
-    previous = app_state._app
-    app_state.configure(load_config({"BROKER_URL": url}, environ={}))
-    current_broker().add_middlewares(TracingMiddleware())
-    yield scheme
-    app_state._app = previous
-    if previous is not None:
-        registry.default_broker(previous.broker)
+    async with configured({"BROKER_URL": url}, hooks=[SendTracing(scheme)]):
+        yield scheme
 
 
 @pytest.mark.parametrize("dead_broker", ["redis", "rabbitmq"], indirect=True)
@@ -72,7 +66,7 @@ async def test_a_send_to_a_dead_broker_is_an_error_span(
 async def test_a_message_refused_before_sending_is_an_error_span(
     configured: AsyncJobsConfig, exporter: InMemorySpanExporter
 ) -> None:
-    current_broker().add_middlewares(TracingMiddleware())
+    current_app().add_hooks(SendTracing("redis"))
 
     with pytest.raises(PayloadTooLargeError):
         await add.kiq("x" * (configured.max_payload_bytes + 1), 2)
@@ -85,28 +79,28 @@ async def test_a_message_refused_before_sending_is_an_error_span(
 
 
 async def test_a_send_inside_a_send_ends_both_spans(exporter: InMemorySpanExporter) -> None:
-    """memory:// runs a task inside its send; the task's own send must not end (or fail)
-    the outer one."""
-    previous = app_state._app
-    app_state.configure(load_config({"BROKER_URL": "memory://"}, environ={}))
-    current_broker().add_middlewares(TracingMiddleware())
-    try:
-        with tracer.start_as_current_span("request"):
-            outer = await sends_add.kiq(1, 2)
-            inner_id = (await outer.wait_result(timeout=5)).return_value
-    finally:
-        app_state._app = previous
-        if previous is not None:
-            registry.default_broker(previous.broker)
+    """A send whose hooks send (a transport that runs something in place, a hook of
+    yours): the inner send must not end (or fail) the outer one."""
+    hooks = SendTracing("memory")
+
+    def message(task_id: str) -> TaskiqMessage:
+        return TaskiqMessage(task_id=task_id, task_name="t", labels={}, args=[], kwargs={})
+
+    outer, inner = message("outer"), message("inner")
+    with tracer.start_as_current_span("request"):
+        await hooks.on_send(outer)
+        await hooks.on_send(inner)
+        await hooks.on_sent(inner)
+        await hooks.on_sent(outer)
 
     sends = {
         (s.attributes or {})[c.MESSAGE_ID]: s
         for s in exporter.get_finished_spans()
         if s.name == "send default"
     }
-    assert set(sends) == {outer.task_id, inner_id}
+    assert set(sends) == {"outer", "inner"}
     assert [s.status.status_code for s in sends.values()] == [StatusCode.UNSET] * 2
-    assert sends[outer.task_id].end_time >= sends[inner_id].end_time  # type: ignore[operator]
+    assert sends["outer"].end_time >= sends["inner"].end_time  # type: ignore[operator]
 
 
 async def test_a_stopping_worker_exports_its_spans(
@@ -117,7 +111,7 @@ async def test_a_stopping_worker_exports_its_spans(
     provider = TracerProvider()
     # Batches leave after a minute, or when flushed.
     provider.add_span_processor(BatchSpanProcessor(exported, schedule_delay_millis=60_000))
-    worker = await start_worker(observers=(tracing_observer(configured, provider),))
+    worker = await start_worker(hooks=(run_tracing(configured, tracer_provider=provider),))
     job = await add.kiq(2, 3)
     assert (await job.wait_result(timeout=15)).return_value == 5
     assert exported.get_finished_spans() == ()

@@ -130,13 +130,12 @@ CONFIGURE = """
 import json, sys
 from opentelemetry import trace
 from asyncjobs import configure, load_config
-from asyncjobs.tracing import TracingMiddleware
 {before}
-broker = configure(load_config({{"BROKER_URL": "memory://", "TRACING": {tracing}}}))
+app = configure(load_config({{"BROKER_URL": "memory://", "TRACING": {tracing}}}))
 provider = trace.get_tracer_provider()
 print(json.dumps({{
     "service": dict(getattr(provider, "resource", None).attributes)["service.name"],
-    "middleware": [type(m).__name__ for m in broker.middlewares],
+    "hooks": [type(hook).__name__ for hook in app.hooks.hooks],
 }}))
 """
 
@@ -160,7 +159,7 @@ def run_configure(tracing: str, before: str = "", **env: str) -> dict[str, objec
 def test_the_one_setting_sets_up_a_provider_and_send_spans() -> None:
     assert run_configure("True") == {
         "service": "asyncjobs-web",
-        "middleware": ["TracingMiddleware"],
+        "hooks": ["SendTracing"],
     }
     assert run_configure('{"SERVICE_NAME": "shop"}')["service"] == "shop-web"
     assert run_configure("True", OTEL_SERVICE_NAME="billing")["service"] == "billing"
@@ -175,7 +174,7 @@ def test_a_provider_the_application_set_is_kept() -> None:
     )
     assert run_configure("True", before=own) == {
         "service": "mine",
-        "middleware": ["TracingMiddleware"],
+        "hooks": ["SendTracing"],
     }
 
 

@@ -20,12 +20,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 from taskiq.kicker import AsyncKicker
 
-from asyncjobs import current_broker
+from asyncjobs import current_app, current_broker
 from asyncjobs.brokers.redis.results import results_prefix
 from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.tracing import TracingMiddleware
+from asyncjobs.tracing import SendTracing
 from asyncjobs.tracing import conventions as c
-from asyncjobs.worker.tracing import TracingObserver, tracing_observer
+from asyncjobs.worker.tracing import RunTracing, run_tracing
 from tests.helpers import wait_until
 from tests.testapp.tasks import add, always_fails, flaky, traced_sync_work, traced_work
 from tests.tracing.spans import (
@@ -53,7 +53,8 @@ PROCESS_KEYS = SEND_KEYS | {c.CONSUMER_GROUP, c.BODY_SIZE, c.DELIVERY_COUNT, c.O
 
 
 def traced_sends() -> None:
-    current_broker().add_middlewares(TracingMiddleware())
+    app = current_app()
+    app.add_hooks(SendTracing(app.config.transport.name, app.config.default_queue))
 
 
 async def traced_worker(
@@ -61,10 +62,10 @@ async def traced_worker(
 ) -> Worker:
     traced_sends()
     if observer:
-        found = TracingObserver(system=config.transport.value, **observer)  # e.g. link_to_producer
+        found = RunTracing(system=config.transport.name, **observer)  # e.g. link_to_producer
     else:
-        found = tracing_observer(config)
-    worker: Worker = await start(observers=(found,))
+        found = run_tracing(config, current_broker().consumer_group)
+    worker: Worker = await start(hooks=(found,))
     return worker
 
 
@@ -84,7 +85,7 @@ def attrs(span: ReadableSpan) -> dict[str, Any]:
 
 
 def consumer_group(config: AsyncJobsConfig, queue: str) -> str:
-    return "asyncjobs" if config.transport.value == "redis" else f"{config.key_prefix}.{queue}"
+    return "asyncjobs" if config.transport.name == "redis" else f"{config.key_prefix}.{queue}"
 
 
 async def stored_result(config: AsyncJobsConfig, task_id: str) -> dict[str, Any]:
@@ -130,7 +131,7 @@ async def test_the_task_runs_in_the_trace_of_its_request(
     assert parent_id(inside) == span_id(process)  # also from the sync task's thread
     assert (send.kind, process.kind) == (SpanKind.PRODUCER, SpanKind.CONSUMER)
 
-    system = configured_any.transport.value
+    system = configured_any.transport.name
     assert system in ("redis", "rabbitmq")
     assert attrs(send) == {
         c.MESSAGING_SYSTEM: system,
@@ -168,7 +169,7 @@ async def test_the_task_runs_in_the_trace_of_its_request(
 async def test_a_message_from_an_untraced_sender_starts_a_trace(
     start_worker: Callable[..., Any], configured: AsyncJobsConfig, exporter: InMemorySpanExporter
 ) -> None:
-    await start_worker(observers=(tracing_observer(configured),))  # no send spans, no labels
+    await start_worker(hooks=(run_tracing(configured),))  # no send spans, no labels
 
     job = await add.kiq(1, 2)
     assert (await job.wait_result(timeout=15)).return_value == 3

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from asyncjobs.worker.health import HealthObserver
+from asyncjobs.worker.health import HealthHooks
 from asyncjobs.worker.probe_server import ProbeServer, port_for_this_process
 from example.processes import free_port
 from tests.faults.workers import ledger, running_worker, wait_worker_ready, worker_env
@@ -40,13 +40,13 @@ async def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
 async def test_probes_follow_the_worker_from_start_to_drain(
     start_worker: Callable[..., object],
 ) -> None:
-    health = HealthObserver(liveness_timeout_s=2.0)
+    health = HealthHooks(liveness_timeout_s=2.0)
     server = ProbeServer(0, health, host="127.0.0.1").start()
     try:
         assert (await probe(server.port, "/livez"))[0] == 200  # starting: not judged yet
         status, body = await probe(server.port, "/readyz")
         assert status == 503 and body["connected"] is False
-        worker: Worker = await start_worker(observers=(health,))  # type: ignore[misc]
+        worker: Worker = await start_worker(hooks=(health,))  # type: ignore[misc]
         await wait_until(
             lambda: _status_is(server.port, "/readyz", 200), what="the worker to be ready"
         )
@@ -60,24 +60,22 @@ async def test_probes_follow_the_worker_from_start_to_drain(
         server.stop()
 
 
-def test_readiness_fails_on_a_fetch_error_and_recovers() -> None:
-    health = HealthObserver(liveness_timeout_s=5.0)
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(_ready(health))
-        assert health.readiness().ok
-        health.fetch_failed(ConnectionError("Redis is gone"))
-        result = health.readiness()
-        assert not result.ok and "Redis is gone" in result.detail["fetch_error"]
-        health.fetched([])
-        assert health.readiness().ok
-        stale = HealthObserver(liveness_timeout_s=5.0, fetch_silence_s=0.0)
-        loop.run_until_complete(_ready(stale))
-        stale.fetched([])
-        time.sleep(0.01)  # a fetch silence longer than 0 s: the clock must move
-        assert not stale.readiness().ok
-    finally:
-        loop.close()
+async def test_readiness_fails_on_a_fetch_error_and_recovers() -> None:
+    health = HealthHooks(liveness_timeout_s=5.0)
+    await health.on_worker_ready()
+    assert health.readiness().ok
+    await health.on_fetch_error(ConnectionError("Redis is gone"))
+    result = health.readiness()
+    assert not result.ok and "Redis is gone" in result.detail["fetch_error"]
+    await health.on_fetched([])
+    assert health.readiness().ok
+    stale = HealthHooks(liveness_timeout_s=5.0, fetch_silence_s=0.0)
+    await stale.on_worker_ready()
+    await stale.on_fetched([])
+    await asyncio.sleep(0.01)  # a fetch silence longer than 0 s: the clock must move
+    assert not stale.readiness().ok
+    for hooks in (health, stale):
+        await hooks.on_worker_stopped()
 
 
 def test_each_worker_child_gets_its_own_port() -> None:
@@ -97,12 +95,10 @@ async def test_a_blocked_event_loop_fails_liveness_within_its_timeout(
             "ASYNCJOBS_DRAIN_TIMEOUT": "2",
         },
     )
-    from asyncjobs import app as app_state
+    from asyncjobs import configured
     from asyncjobs.config import load_config
 
-    previous = app_state._app
-    broker = app_state.configure(load_config(None, environ=env))
-    try:
+    async with configured(load_config(None, environ=env)):
         with running_worker(env, log_dir=tmp_path, stop_timeout=5) as worker:
             await wait_worker_ready(worker)
             await wait_until(lambda: _status_is(port, "/livez", 200), what="liveness")
@@ -119,13 +115,6 @@ async def test_a_blocked_event_loop_fails_liveness_within_its_timeout(
             # The heartbeat is stamped every timeout / 4: it fails by timeout + a beat.
             assert time.monotonic() - blocked_at <= 2.0 + 0.5 + 1.0
             worker.kill()  # a kubelet would restart the container now
-    finally:
-        await broker.shutdown()
-        app_state._app = previous
-        if previous is not None:
-            from asyncjobs.tasks import registry
-
-            registry.default_broker(previous.broker)
 
 
 async def _stays_alive(port: int, seconds: float) -> None:
@@ -139,8 +128,8 @@ async def _stays_alive(port: int, seconds: float) -> None:
     await wait_until(alive_long_enough, timeout=seconds + 5, interval=0.2, what="liveness")
 
 
-async def _ready(health: HealthObserver) -> None:
-    health.ready()
+async def _ready(health: HealthHooks) -> None:
+    await health.on_worker_ready()
 
 
 async def _status_is(port: int, path: str, status: int) -> bool:

@@ -1,6 +1,6 @@
 """Worker metrics: real tasks through a real worker, read back from the OpenTelemetry SDK.
 
-Each test gives the worker a ``MetricsObserver`` on an SDK ``MeterProvider`` read by an
+Each test gives the worker a ``MetricsHooks`` on an SDK ``MeterProvider`` read by an
 ``InMemoryMetricReader``, and checks exact values by attribute set, on both transports.
 """
 
@@ -22,10 +22,10 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
-from asyncjobs import current_broker
+from asyncjobs import App, current_broker
 from asyncjobs.config import load_config
-from asyncjobs.worker.metrics import DURATION_BUCKETS_S, MetricsObserver
-from asyncjobs.worker.observers import observers_for
+from asyncjobs.worker.metrics import DURATION_BUCKETS_S, MetricsHooks
+from asyncjobs.worker.process_hooks import worker_hooks
 from asyncjobs.worker.prometheus import PrometheusReader, metrics_setup
 from tests.helpers import wait_until
 from tests.testapp import tasks
@@ -52,7 +52,7 @@ class Metrics:
     def __init__(self) -> None:
         self.reader = InMemoryMetricReader()
         self.provider = MeterProvider(metric_readers=[self.reader])
-        self.observer = MetricsObserver(self.provider)
+        self.observer = MetricsHooks(self.provider)
 
     def read(self) -> dict[str, dict[Key, Any]]:
         """{instrument: {attributes: value (sums) or data point (histograms)}}."""
@@ -96,7 +96,7 @@ async def metrics() -> AsyncIterator[Metrics]:
 async def test_counts_every_outcome_and_dead_letter_by_queue_and_task(
     start_any_worker: Callable[..., object], metrics: Metrics
 ) -> None:
-    worker: Worker = await start_any_worker(observers=(metrics.observer,))  # type: ignore[misc]
+    worker: Worker = await start_any_worker(hooks=(metrics.observer,))  # type: ignore[misc]
     assert (await (await tasks.add.kiq(1, 2)).wait_result(timeout=15)).return_value == 3
     await tasks.always_fails.kiq("m")  # max_attempts=3: retried twice, then dead-lettered
     await publish_raw(b"\xff not json")
@@ -136,7 +136,7 @@ async def test_queue_wait_of_a_delayed_message_starts_when_it_is_due(
 ) -> None:
     # 2 s: RabbitMQ stamps whole seconds, so the wait counted from the send (>= 2 s)
     # stays apart from the wait counted from the due time (< 1 s + a little).
-    await start_any_worker(observers=(metrics.observer,))
+    await start_any_worker(hooks=(metrics.observer,))
     sent = time.time()
     job = await tasks.add.kicker().with_labels(delay=delay_s).kiq(4, 5)
     assert (await job.wait_result(timeout=15)).return_value == 9
@@ -150,7 +150,7 @@ async def test_queue_wait_of_a_delayed_message_starts_when_it_is_due(
 async def test_queue_wait_counts_the_time_behind_a_busy_worker(
     start_any_worker: Callable[..., object], metrics: Metrics
 ) -> None:
-    worker: Worker = await start_any_worker(observers=(metrics.observer,), concurrency=1)  # type: ignore[misc]
+    worker: Worker = await start_any_worker(hooks=(metrics.observer,), concurrency=1)  # type: ignore[misc]
     await tasks.sleeps.kiq("busy", 1.2)
     await wait_until(lambda: _started(worker, "busy"), what="the busy task to start")
     queued = time.time()
@@ -171,7 +171,7 @@ async def _started(worker: Worker, tag: str) -> bool:
 async def test_running_gauge_follows_a_task_that_is_cut_off_at_the_drain_deadline(
     start_any_worker: Callable[..., object], metrics: Metrics
 ) -> None:
-    worker: Worker = await start_any_worker(observers=(metrics.observer,), drain_timeout_s=0.3)  # type: ignore[misc]
+    worker: Worker = await start_any_worker(hooks=(metrics.observer,), drain_timeout_s=0.3)  # type: ignore[misc]
     await tasks.sleeps.kiq("cut", 30)
     await metrics.until("asyncjobs.tasks.running", key(SLEEPS), 1)
     await worker.stop()
@@ -183,17 +183,17 @@ async def test_running_gauge_follows_a_task_that_is_cut_off_at_the_drain_deadlin
     assert metrics.counts("asyncjobs.task.duration") == {key(SLEEPS): 1}
 
 
-def test_metrics_go_to_the_global_provider_unless_prometheus_is_on() -> None:
+async def test_metrics_go_to_the_global_provider_unless_prometheus_is_on() -> None:
     plain = load_config({"BROKER_URL": "memory://"}, environ={})
     observer, reader = metrics_setup(plain)
-    assert isinstance(observer, MetricsObserver) and reader is None
-    assert any(isinstance(o, MetricsObserver) for o in observers_for(plain))
+    assert isinstance(observer, MetricsHooks) and reader is None
+    assert any(isinstance(o, MetricsHooks) for o in worker_hooks(App.from_config(plain)))
 
     scraped = load_config({"BROKER_URL": "memory://", "PROMETHEUS": True}, environ={})
     observer, reader = metrics_setup(scraped)
     assert isinstance(reader, PrometheusReader)
     assert reader.read() is None  # nothing recorded yet
-    observer.fetched([FakeDelivery(b"", "default", 1)])
+    await observer.on_fetched([FakeDelivery(b"", "default", 1)])
     data = reader.read()  # the observer records into the reader's provider, our own
     assert data is not None
     [metric] = [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
@@ -229,7 +229,7 @@ async def test_a_stopping_worker_exports_what_it_recorded(
     hourly = PeriodicExportingMetricReader(Collecting(), export_interval_millis=3_600_000)
     provider = MeterProvider(metric_readers=[hourly])
     try:
-        worker: Worker = await start_worker(observers=(MetricsObserver(provider),))  # type: ignore[misc]
+        worker: Worker = await start_worker(hooks=(MetricsHooks(provider),))  # type: ignore[misc]
         assert (await (await tasks.add.kiq(2, 2)).wait_result(timeout=10)).return_value == 4
         assert exported == []  # nothing exported yet: the next interval is an hour away
         await worker.stop()

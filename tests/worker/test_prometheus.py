@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import urllib.request
@@ -16,10 +17,11 @@ from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.envelope import Envelope
 from asyncjobs.config import load_config
-from asyncjobs.worker.events import Outcome
-from asyncjobs.worker.health import HealthObserver
-from asyncjobs.worker.metrics import MetricsObserver
+from asyncjobs.hooks import Outcome, Run
+from asyncjobs.worker.health import HealthHooks
+from asyncjobs.worker.metrics import MetricsHooks
 from asyncjobs.worker.probe_server import PROMETHEUS_CONTENT_TYPE, ProbeServer
 from asyncjobs.worker.prometheus import CONTENT_TYPE, PrometheusReader, metric_name, render
 from asyncjobs.worker.prometheus import metrics_setup as setup
@@ -131,28 +133,34 @@ def task_message(name: str) -> TaskiqMessage:
     return TaskiqMessage(task_id="id", task_name=name, labels={}, args=[], kwargs={})
 
 
-def prometheus_setup() -> tuple[MetricsObserver, PrometheusReader]:
+def prometheus_setup() -> tuple[MetricsHooks, PrometheusReader]:
     config = load_config({"BROKER_URL": "memory://", "PROMETHEUS": True}, environ={})
     observer, reader = setup(config)
     assert reader is not None
     return observer, reader
 
 
-def test_renders_the_worker_metrics() -> None:
+def run_of(delivery: Delivery, name: str) -> Run:
+    message = task_message(name)
+    return Run(delivery, message, Envelope.read(message.labels))
+
+
+async def test_renders_the_worker_metrics() -> None:
     observer, reader = prometheus_setup()
     assert parse(render(reader)).samples == {}  # nothing happened yet
     ok = FakeDelivery(b"", "default", 1, enqueued_at=time.time() - 45)  # a 30..60 s wait
     bad = FakeDelivery(b"", "emails", 1)  # no enqueued_at: no queue wait recorded
-    observer.fetched([ok, bad])
-    observer.task_started(ok, task_message("shop:add"))
-    observer.task_started(bad, task_message("shop:send"))
+    await observer.on_fetched([ok, bad])
+    add_run, send_run = run_of(ok, "shop:add"), run_of(bad, "shop:send")
+    await observer.before_run(add_run)
+    await observer.before_run(send_run)
     running = parse(render(reader))
     assert running.series("asyncjobs_tasks_running") == {
         frozenset({("queue", "default"), ("task", "shop:add")}): 1,
         frozenset({("queue", "emails"), ("task", "shop:send")}): 1,
     }
-    observer.task_finished(ok, task_message("shop:add"), Outcome.SUCCEEDED, 0.2)
-    observer.task_finished(bad, task_message("shop:send"), Outcome.RETRIED, 3.0)
+    await observer.after_run(add_run, Outcome.SUCCEEDED, None, 0.2)
+    await observer.after_run(send_run, Outcome.RETRIED, RuntimeError("x"), 3.0)
 
     parsed = parse(render(reader))
     add, send = {"queue": "default", "task": "shop:add"}, {"queue": "emails", "task": "shop:send"}
@@ -190,7 +198,7 @@ def test_renders_the_worker_metrics() -> None:
     assert parsed.value(f"{wait}_bucket", **add, le="60.0") == 1
     assert 45 <= parsed.value(f"{wait}_sum", **add) < 50
 
-    observer.dead_lettered(bad, "", Reason.UNDECODABLE)
+    await observer.on_dead_letter(bad, DeadLetter(b"", "emails", Reason.UNDECODABLE))
     dead = parse(render(reader)).series("asyncjobs_tasks_dead_lettered_total")
     assert dead == {frozenset({("queue", "emails"), ("task", ""), ("reason", "undecodable")}): 1}
 
@@ -201,7 +209,7 @@ async def test_a_delivery_that_was_settled_no_longer_counts_as_running(ending: s
     # may give up on a delivery it could not settle or hand back (the broker redelivers).
     observer, reader = prometheus_setup()
     delivery = FakeDelivery(b"", "default", 1)
-    observer.task_started(delivery, task_message("shop:add"))
+    await observer.before_run(run_of(delivery, "shop:add"))
     assert (
         parse(render(reader)).value("asyncjobs_tasks_running", queue="default", task="shop:add")
         == 1
@@ -271,8 +279,8 @@ def test_metric_names(name: str, unit: str, expected: str) -> None:
 
 def test_served_at_metrics_by_the_probe_server() -> None:
     observer, reader = prometheus_setup()
-    observer.fetched([FakeDelivery(b"", "default", 1)])
-    server = ProbeServer(0, HealthObserver(10.0), metrics=partial(render, reader), host="127.0.0.1")
+    asyncio.run(observer.on_fetched([FakeDelivery(b"", "default", 1)]))
+    server = ProbeServer(0, HealthHooks(10.0), metrics=partial(render, reader), host="127.0.0.1")
     server.start()
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from asyncjobs.brokers.dead_letters import Reason
-from asyncjobs.brokers.redis.broker import DATA, DELIVERIES, stream_key
+from asyncjobs.brokers.redis.streams import DATA, DELIVERIES, stream_key
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker

@@ -15,7 +15,7 @@ import pytest
 from asyncjobs import current_broker
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
-from asyncjobs.retries import ATTEMPT_LABEL
+from asyncjobs.brokers.envelope import ATTEMPT as ATTEMPT_LABEL
 from tests.helpers import wait_until
 from tests.testapp import tasks
 from tests.worker_harness import Worker
@@ -40,7 +40,7 @@ async def publish(data: bytes, deliveries: object = None) -> None:
     assert isinstance(broker, ReliableBroker)
     await broker.ensure_started()
     if broker.transport_name == "redis":
-        from asyncjobs.brokers.redis.broker import DATA, DELIVERIES, stream_key
+        from asyncjobs.brokers.redis.streams import DATA, DELIVERIES, stream_key
 
         fields: dict[Any, Any] = {DATA: data}
         if deliveries is not None:
@@ -167,7 +167,7 @@ async def test_an_attempt_label_over_64_bits_is_still_dead_lettered(
 async def _holds_nothing(broker: ReliableBroker) -> bool:
     if broker.transport_name != "redis":
         return True  # RabbitMQ: the dead letter above is the proof (acked after it)
-    from asyncjobs.brokers.redis.broker import GROUP, stream_key
+    from asyncjobs.brokers.redis.streams import GROUP, stream_key
 
     stream = stream_key(broker.options.key_prefix, "default")
     conn = broker.redis()

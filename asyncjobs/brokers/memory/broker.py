@@ -9,7 +9,8 @@ from __future__ import annotations
 from taskiq import InMemoryBroker
 from taskiq.message import BrokerMessage
 
-from asyncjobs.brokers.base import QUEUE_LABEL, TransportOptions
+from asyncjobs.brokers.base import TransportOptions
+from asyncjobs.brokers.envelope import QUEUE as QUEUE_LABEL
 from asyncjobs.brokers.errors import UnknownQueueError
 
 

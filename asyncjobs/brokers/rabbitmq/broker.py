@@ -54,6 +54,8 @@ from taskiq_aio_pika.exchange import Exchange
 
 from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions, logger
 from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
+from asyncjobs.brokers.inspection import QueueStats
+from asyncjobs.brokers.rabbitmq import TRANSPORT
 from asyncjobs.brokers.rabbitmq.acks import AckMerger
 from asyncjobs.brokers.rabbitmq.dead_letters import AmqpDeadLetters
 from asyncjobs.brokers.rabbitmq.delay import DeclaredDelayQueues, send_delayed
@@ -88,7 +90,8 @@ class _AioPikaClient(AioPikaBroker):
 class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     """A direct exchange ``{prefix}`` routing each queue name to a quorum queue."""
 
-    transport_name = "rabbitmq"
+    transport_name = TRANSPORT.name
+    capabilities = TRANSPORT.capabilities
 
     def __init__(
         self,
@@ -336,6 +339,17 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             return
         cancels = [declared.cancel(tag) for declared, tag in consumers.values()]
         await _bounded("cancel consumers", asyncio.gather(*cancels))
+
+    # -- the port's facts -----------------------------------------------------------
+    async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
+        """Over AMQP, or from the management API with ``options.management_url``."""
+        from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp  # it imports this
+
+        return await inspect_amqp(self, queues, management_url=self.options.management_url)
+
+    def consumer_group(self, queue: str) -> str | None:
+        """The queue the workers compete on."""
+        return queue_name(self.options.key_prefix, queue)
 
     # -- inspection --------------------------------------------------------------
     async def queue_depths(self) -> dict[str, tuple[int, int]]:

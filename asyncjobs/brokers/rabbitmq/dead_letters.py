@@ -66,7 +66,6 @@ from typing import TYPE_CHECKING, Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from asyncjobs.brokers.base import QUEUE_LABEL
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import DeadLetterNotFoundError
 from asyncjobs.brokers.failures import translating, translating_pages
@@ -171,7 +170,7 @@ async def broker_dead_queue(broker: AmqpBroker, queue: str) -> AsyncIterator[Abs
     """
     from asyncjobs.brokers.rabbitmq.broker import _bounded, dead_letter_queue_name
 
-    broker.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError for a queue not in QUEUES
+    broker.check_queue(queue)  # UnknownQueueError for a queue not in QUEUES
     await broker.ensure_started()
     assert broker.write_conn is not None  # ensure_started connected
     channel = await broker.write_conn.channel(publisher_confirms=False)

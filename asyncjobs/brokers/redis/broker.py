@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -31,8 +29,8 @@ from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
 
-from asyncjobs.brokers.base import QUEUE_LABEL, Defect, Delivery, ReliableBroker, TransportOptions
-from asyncjobs.brokers.dead_letters import DeadLetter, Reason, excerpt
+from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.brokers.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -40,132 +38,35 @@ from asyncjobs.brokers.errors import (
     SendOutcomeUnknownError,
 )
 from asyncjobs.brokers.failures import translating, translating_pages
+from asyncjobs.brokers.inspection import QueueStats
+from asyncjobs.brokers.redis import TRANSPORT
 from asyncjobs.brokers.redis import dead_letters as dead_letter_stream
 from asyncjobs.brokers.redis.batch import PipelineBatcher
-from asyncjobs.brokers.redis.connection import RETRYABLE, connection_pool, retrying
+from asyncjobs.brokers.redis.connection import RETRYABLE, connection_pool
 from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key, delayed_member, due_score
+from asyncjobs.brokers.redis.delivery import RedisDelivery
 from asyncjobs.brokers.redis.leases import LeaseKeeper
 from asyncjobs.brokers.redis.pipelining import PipelinedConnection, Unconfirmed
+from asyncjobs.brokers.redis.streams import (
+    DATA,
+    GROUP,
+    EntryList,
+    StreamReply,
+    consumer_name,
+    dead_letter_key,
+    stream_key,
+)
 from asyncjobs.brokers.urls import redact_url
 
 logger = logging.getLogger("asyncjobs.broker.redis")
 SHUTDOWN_RELEASE_S = 3.0
 
-# XREADGROUP's reply without decode_responses: [(stream, [(id, {field: value})])]
-EntryList = list[tuple[bytes, dict[bytes, bytes]]]
-StreamReply = list[tuple[bytes, EntryList]]
-
-GROUP = "asyncjobs"
-DATA = b"data"  # the field taskiq-redis uses, so raw taskiq producers interoperate
-DELIVERIES = b"deliveries"  # deliveries before this entry was (re)added
-HANDED_BACK = b"handed_back"  # set when a live worker gave it back (not a crash suspect)
-
-
-def stream_key(prefix: str, queue: str) -> str:
-    return f"{prefix}:{queue}"
-
-
-def dead_letter_key(prefix: str, queue: str) -> str:
-    return f"{prefix}:{queue}:dead"
-
-
-def consumer_name() -> str:
-    """Stable within a process and meaningful in XINFO (a Kubernetes pod name + pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class RedisDelivery(Delivery):
-    __slots__ = ("broker", "entry_id", "stream")
-
-    def __init__(
-        self,
-        broker: RedisStreamsBroker,
-        stream: str,
-        entry_id: bytes,
-        fields: dict[bytes, bytes],
-        queue: str,
-    ) -> None:
-        prior = prior_deliveries(fields)
-        super().__init__(
-            fields.get(DATA, b""),
-            queue,
-            1 + (prior or 0),
-            _entry_time(entry_id),
-            # The lease reclaim re-adds entries with data and count only: no flag.
-            suspect=bool(prior) and fields.get(HANDED_BACK) != b"1",
-            defect=None if prior is not None else _bad_count(fields),
-        )
-        self.broker = broker
-        self.stream = stream
-        self.entry_id = entry_id
-
-    def _forget(self) -> None:
-        self.broker.held.pop((self.stream, self.entry_id), None)
-
-    async def _ack(self) -> None:
-        # Merged with every other ack of this event-loop step (one round trip for all),
-        # retried through a dropped connection until the lease would have expired.
-        await self.broker.settler.acknowledge(self.stream, GROUP, self.entry_id)
-
-    async def _dead_letter(self, record: DeadLetter, payload: bytes) -> None:
-        target = dead_letter_key(self.broker.options.key_prefix, self.queue)
-        await self._move(target, {b"record": payload})
-
-    async def _hand_back(self) -> None:
-        # A copy at the end of the stream is visible to every consumer at once; the
-        # delivery count travels with it so crash loops are still counted.
-        await self._move(
-            self.stream, {DATA: self.data, DELIVERIES: self.delivery_count, HANDED_BACK: 1}
-        )
-
-    async def _release(self) -> None:
-        fields: dict[bytes, bytes | int] = {DATA: self.data, DELIVERIES: self.delivery_count - 1}
-        if not self.suspect:  # still no suspect when it comes back
-            fields[HANDED_BACK] = 1
-        await self._move(self.stream, fields)
-
-    async def _republish(self, body: bytes) -> None:
-        await self._move(self.stream, {DATA: body, DELIVERIES: 0})
-
-    async def _retry_at(self, body: bytes, due_unix_s: float) -> None:
-        key = delayed_key(self.broker.options.key_prefix, self.queue)
-        member = delayed_member(body)  # built once: a retried ZADD adds nothing twice
-        steps = [
-            ("zadd", (key, {member: due_score(due_unix_s)})),
-            ("xack", (self.stream, GROUP, self.entry_id)),
-            ("xdel", (self.stream, self.entry_id)),
-        ]
-        await self._settle_with(steps)
-        self.broker.delayed.wake()
-
-    async def _move(self, target: str, fields: dict[bytes, bytes | int]) -> None:
-        steps = [
-            ("xadd", (target, cast(dict[Any, Any], fields))),
-            ("xack", (self.stream, GROUP, self.entry_id)),
-            ("xdel", (self.stream, self.entry_id)),
-        ]
-        await self._settle_with(steps)
-
-    async def _settle_with(self, steps: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run the settlement atomically; through a dropped connection or a Redis restart, retry it
-        until the lease would have expired (after that, the entry is someone else's)."""
-
-        async def settle() -> None:
-            async with self.broker.redis().pipeline(transaction=True) as pipe:
-                for name, args in steps:
-                    getattr(pipe, name)(*args)
-                await pipe.execute()
-
-        def warn(exc: Exception) -> None:
-            logger.warning("settling %s failed (%s); retrying", self.entry_id.decode(), exc)
-
-        await retrying(settle, self.broker.options.lease_timeout_s, warn)
-
 
 class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     """One stream per queue (``{prefix}:{queue}``), one consumer group ``asyncjobs``."""
 
-    transport_name = "redis"
+    transport_name = TRANSPORT.name
+    capabilities = TRANSPORT.capabilities
 
     def __init__(self, url: str, options: TransportOptions, *, block_s: float = 2.0) -> None:
         streams = [stream_key(options.key_prefix, q) for q in options.listened_queues]
@@ -204,13 +105,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             options.lease_timeout_s,
             self.held.values,
         )
-        self.delayed = DelayedPromoter(
-            self.redis,
-            [
-                (delayed_key(options.key_prefix, q), stream_key(options.key_prefix, q))
-                for q in options.listened_queues
-            ],
-        )
+        self.delayed = self.promoter(options.listened_queues)
 
     def redis(self) -> Redis:
         """The client on the current pool: one long-lived object (redis-py copies ~300
@@ -338,6 +233,22 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         """The Redis URL (print it with ``redact_url``)."""
         return self._url
 
+    # -- the port's facts -----------------------------------------------------------
+    async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
+        from asyncjobs.brokers.redis.inspection import inspect_redis  # it imports this
+
+        return await inspect_redis(self, queues)
+
+    def consumer_group(self, queue: str) -> str | None:
+        return GROUP
+
+    def promoter(self, queues: Sequence[str]) -> DelayedPromoter:
+        """Moves the due delayed messages of ``queues`` into their streams (workers run
+        one for the queues they consume; the scheduler one for every queue)."""
+        prefix = self.options.key_prefix
+        pairs = [(delayed_key(prefix, queue), stream_key(prefix, queue)) for queue in queues]
+        return DelayedPromoter(self.redis, pairs)
+
     # -- dead letters (asyncjobs.brokers.redis.dead_letters) -------------------------------
     # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
     @translating("listing dead letters")
@@ -383,37 +294,5 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         return int(count)
 
     def _dead_key(self, queue: str) -> str:
-        self.queue_of({QUEUE_LABEL: queue})  # UnknownQueueError for a queue not in QUEUES
+        self.check_queue(queue)  # UnknownQueueError for a queue not in QUEUES
         return dead_letter_key(self.options.key_prefix, queue)
-
-
-MAX_COUNT_DIGITS = 9
-
-
-def prior_deliveries(fields: dict[bytes, bytes]) -> int | None:
-    """The entry's ``deliveries`` field: 0 when absent (a raw taskiq producer), None when
-    it is not a plain non-negative count. Fields are input from whoever wrote the entry:
-    a negative count would defeat MAX_DELIVERIES, a non-number must not break a fetch."""
-    raw = fields.get(DELIVERIES)
-    if raw is None:
-        return 0
-    if raw.isdigit() and len(raw) <= MAX_COUNT_DIGITS:  # ASCII digits only (bytes)
-        return int(raw)
-    return None
-
-
-def _bad_count(fields: dict[bytes, bytes]) -> Defect:
-    shown = excerpt(fields.get(DELIVERIES, b""), 40)
-    return Defect(
-        Reason.BAD_DELIVERY_COUNT,
-        f"stream field 'deliveries' is {shown!r}, not a count of 0 to {MAX_COUNT_DIGITS} digits",
-    )
-
-
-def _entry_time(entry_id: bytes) -> float | None:
-    """When the entry was added (unix seconds): an auto id is ``<ms>-<seq>``. A message
-    moved in from the delayed set was added when it became due."""
-    try:
-        return int(entry_id.split(b"-", 1)[0]) / 1000
-    except ValueError:
-        return None

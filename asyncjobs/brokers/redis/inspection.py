@@ -37,8 +37,9 @@ from typing import Any
 from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError
 from asyncjobs.brokers.failures import broker_failure, library_errors
 from asyncjobs.brokers.inspection import QueueStats
-from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
+from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 from asyncjobs.brokers.redis.delayed import delayed_key
+from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
 
 # KEYS: stream, delayed set, dead-letter stream. ARGV: group.
 # Returns {now ms, XLEN, ZCARD delayed, XLEN dead, group found 0/1, consumers, pending,

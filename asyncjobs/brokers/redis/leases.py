@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from asyncjobs.brokers.background import BackgroundLoop
 
 if TYPE_CHECKING:
-    from asyncjobs.brokers.redis.broker import RedisDelivery
+    from asyncjobs.brokers.redis.delivery import RedisDelivery
 
 logger = logging.getLogger("asyncjobs.broker.redis")
 

@@ -24,6 +24,7 @@ from taskiq_redis import RedisAsyncResultBackend
 
 from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.connection import connection_pool
+from asyncjobs.brokers.stores import ResultStore
 
 MAX_ATTEMPT_RECORDS = 100  # a task retried more often keeps its last 100 failures
 
@@ -33,7 +34,7 @@ def results_prefix(key_prefix: str) -> str:
     return f"{key_prefix}:result"
 
 
-class JsonRedisResultBackend(RedisAsyncResultBackend[Any]):
+class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
     """``RedisAsyncResultBackend`` pinned to JSON, with expiring keys."""
 
     def __init__(

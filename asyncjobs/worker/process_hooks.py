@@ -1,27 +1,28 @@
-"""The observers a worker process runs with, chosen by the settings."""
+"""The hooks a worker process adds to its app's: metrics, health probes, tracing."""
 
 from __future__ import annotations
 
 import logging
 from functools import partial
 
-from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.worker.events import WorkerObserver
-from asyncjobs.worker.health import HealthObserver
+from asyncjobs.app import App
+from asyncjobs.hooks import Hooks
+from asyncjobs.worker.health import HealthHooks
 from asyncjobs.worker.probe_server import ProbeServer, port_for_this_process
 from asyncjobs.worker.prometheus import metrics_setup, render
 
 logger = logging.getLogger("asyncjobs.worker")
 
 
-def observers_for(config: AsyncJobsConfig) -> tuple[WorkerObserver, ...]:
+def worker_hooks(app: App) -> tuple[Hooks, ...]:
     """Health probes (with ``HEALTH_PORT``), metrics and tracing, as configured."""
+    config = app.config
     # Metrics always: a no-op meter unless the application configured OpenTelemetry
     # (or PROMETHEUS is on), a few microseconds per task.
     metrics, reader = metrics_setup(config)
-    found: list[WorkerObserver] = [metrics]
+    found: list[Hooks] = [metrics]
     if config.health_port is not None:
-        health = HealthObserver(config.liveness_timeout_s)
+        health = HealthHooks(config.liveness_timeout_s)
         port = port_for_this_process(config.health_port)
         scrape = partial(render, reader) if reader is not None else None
         try:
@@ -30,7 +31,7 @@ def observers_for(config: AsyncJobsConfig) -> tuple[WorkerObserver, ...]:
             logger.error("cannot serve the probes on port %d: %s", port, exc)
         found.append(health)
     if config.tracing_settings is not None:  # a process span per delivery
-        from asyncjobs.worker.tracing import tracing_observer
+        from asyncjobs.worker.tracing import run_tracing
 
-        found.append(tracing_observer(config))
+        found.append(run_tracing(config, app.broker.consumer_group))
     return tuple(found)

@@ -1,0 +1,84 @@
+"""The stores a transport may offer beside its queues: task results, and the schedulers'
+dynamic schedules and exactly-once claims (see ``brokers.transport.Capabilities``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from taskiq.abc.result_backend import AsyncResultBackend
+
+
+@dataclass(frozen=True, slots=True)
+class ResultStoreOptions:
+    ttl_s: int = 86_400  # how long a result (and its attempt record) is kept
+    key_prefix: str = "asyncjobs"
+    retry_for_s: float = 15.0  # how long a write is retried through a lost connection
+
+
+class ResultStore(AsyncResultBackend[Any], ABC):
+    """taskiq's result backend (results as JSON, never pickled), plus the record of a
+    task's failed attempts the worker keeps while it retries."""
+
+    @abstractmethod
+    async def record_attempt(self, task_id: str, entry: dict[str, Any]) -> None:
+        """Append a failed attempt (``attempt``, ``error_type``, ``error_message``,
+        ``at``) to the task's record, kept as long as its result."""
+
+    @abstractmethod
+    async def attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's failed attempts so far, oldest first."""
+
+    def forget_connections(self) -> None:
+        """Drop connections bound to an event loop that no longer runs."""
+
+
+class ScheduleStorage(ABC):
+    """Where every scheduler replica keeps the dynamic schedules and its claims.
+
+    Schedules are kept as opaque JSON bodies by id (``asyncjobs.schedules.store`` encodes
+    and validates them). A claim of (schedule id, tick) is taken by exactly one
+    scheduler: the first; a ``pending`` claim older than ``takeover_ms`` may be taken
+    over (its scheduler died before sending); once ``mark_sent`` it is final. Claims
+    expire after ``ttl_ms``; the newest tick sent is kept for ``last_ttl_s``.
+    """
+
+    location: str  # for messages: where the storage is (a URL without secrets)
+
+    # -- dynamic schedules -------------------------------------------------------
+    @abstractmethod
+    async def put(self, schedule_id: str, body: bytes) -> None: ...
+
+    @abstractmethod
+    async def delete(self, schedule_id: str) -> bool:
+        """Remove one; whether it existed."""
+
+    @abstractmethod
+    async def get(self, schedule_id: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def all(self) -> dict[str, bytes]:
+        """Every stored body by id (ids that are not text are shown decoded with
+        replacement characters)."""
+
+    # -- claims ------------------------------------------------------------------
+    @abstractmethod
+    async def claim(
+        self, schedule_id: str, tick_ms: int, owner: str, ttl_ms: int, takeover_ms: int
+    ) -> bool:
+        """True if ``owner`` is to send this tick."""
+
+    @abstractmethod
+    async def mark_sent(self, schedule_id: str, tick_ms: int, owner: str, last_ttl_s: int) -> None:
+        """The claim is final; remember ``tick_ms`` as the newest sent (if it is)."""
+
+    @abstractmethod
+    async def release(self, schedule_id: str, tick_ms: int, owner: str) -> None:
+        """Give up ``owner``'s pending claim (the send failed)."""
+
+    @abstractmethod
+    async def last_sent_ms(self, schedule_id: str) -> int | None: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - most storages hold nothing to close
+        """Close what the storage opened."""
