@@ -242,7 +242,13 @@ async def test_rabbitmq_scaler_reads_the_backlog(
     formula = spec["advanced"]["scalingModifiers"]["formula"]
     brokers = Brokers(
         lambda **o: AmqpBroker(
-            node.amqp_url, TransportOptions(queues=tuple(settings.queues), key_prefix=prefix, **o)
+            node.amqp_url,
+            TransportOptions(
+                queues=tuple(settings.queues),
+                key_prefix=prefix,
+                management_url=node.management_url,
+                **o,
+            ),
         )
     )
 
@@ -259,7 +265,7 @@ async def test_rabbitmq_scaler_reads_the_backlog(
 
     async def settled(expected: int, unacked_at_least: int = 0) -> bool:
         values = {t["name"]: keda_rabbitmq_value(t["metadata"]) for t in triggers}
-        stats = await inspect_queues(client, queues, management_url=node.management_url)
+        stats = await inspect_queues(client, queues)
         unacked = sum(s.in_flight or 0 for s in stats)
         return (
             keda_model.evaluate(formula, values) == sum(s.backlog for s in stats) == expected
