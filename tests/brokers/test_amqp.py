@@ -26,6 +26,7 @@ from asyncjobs.brokers.errors import (
     UnknownQueueError,
 )
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
+from asyncjobs.brokers.rabbitmq.names import CLOSE_TIMEOUT_S
 from asyncjobs.brokers.transport import host_port
 from tests.brokers.conftest import AMQP_QUEUES
 from tests.helpers import wait_until
@@ -312,7 +313,7 @@ async def test_an_outage_neither_crashes_nor_hangs_the_worker(
         await worker.kick(message(b"unconfirmed"))  # written, and the connection died
     assert await worker.fetch(1, timeout_s=0.2) == []
     await held.ack()  # too late: logged, not raised
-    async with asyncio.timeout(3 * amqp.CLOSE_TIMEOUT_S):  # a drain must never hang
+    async with asyncio.timeout(3 * CLOSE_TIMEOUT_S):  # a drain must never hang
         await worker.shutdown()
 
     assert await ready(await make_broker(worker=False)) == 1  # "held" was requeued

@@ -27,7 +27,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -52,19 +52,21 @@ from taskiq.message import BrokerMessage
 from taskiq_aio_pika import AioPikaBroker
 from taskiq_aio_pika.exchange import Exchange
 
-from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions, logger
+from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
+from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
 from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.brokers.rabbitmq import TRANSPORT
 from asyncjobs.brokers.rabbitmq.acks import AckMerger
-from asyncjobs.brokers.rabbitmq.dead_letters import AmqpDeadLetters
+from asyncjobs.brokers.rabbitmq.dead_letters import DeadLetterQueues
 from asyncjobs.brokers.rabbitmq.delay import DeclaredDelayQueues, send_delayed
-from asyncjobs.brokers.rabbitmq.delivery import (
+from asyncjobs.brokers.rabbitmq.delivery import AmqpDelivery, _live
+from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp
+from asyncjobs.brokers.rabbitmq.names import (
     CHANNEL_GONE,
     DELIVERIES,
     QUORUM,
-    AmqpDelivery,
-    _live,
+    bounded,
     dead_letter_queue_name,
     queue_name,
 )
@@ -72,7 +74,6 @@ from asyncjobs.brokers.urls import redact_url, scrub
 
 __all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
 
-CLOSE_TIMEOUT_S = 5.0
 
 Inbox = asyncio.Queue[tuple[str, AbstractIncomingMessage]]
 
@@ -87,7 +88,7 @@ class _AioPikaClient(AioPikaBroker):
         await AsyncBroker.shutdown(self)
 
 
-class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
+class AmqpBroker(ReliableBroker, _AioPikaClient):
     """A direct exchange ``{prefix}`` routing each queue name to a quorum queue."""
 
     transport_name = TRANSPORT.name
@@ -113,6 +114,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         self.send_timeout_s = publish_timeout_s or options.send_timeout_s
         self._capacity = 0  # 0: not set, the first fetch's max_messages is used
         self.delay_queues = DeclaredDelayQueues()
+        self.dead = DeadLetterQueues(self)
         self._reset_consumer_state()
 
     @property
@@ -188,14 +190,14 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
     async def disconnect(self) -> None:
         try:
             await self.stop_consuming()
-            await _bounded("hand back prefetched messages", self._hand_back_inbox())
+            await bounded("hand back prefetched messages", self._hand_back_inbox())
         finally:
             await self._close_all()
 
     async def _close_all(self) -> None:
         for closable in (self.read_channel, self.read_conn, self.write_channel, self.write_conn):
             if closable is not None:
-                await _bounded("close", closable.close())
+                await bounded("close", closable.close())
         self._drop_handles()
 
     async def _hand_back_inbox(self) -> None:
@@ -338,18 +340,37 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
             # what a restored consumer might still prefetch, disconnect() hands back.
             return
         cancels = [declared.cancel(tag) for declared, tag in consumers.values()]
-        await _bounded("cancel consumers", asyncio.gather(*cancels))
+        await bounded("cancel consumers", asyncio.gather(*cancels))
 
     # -- the port's facts -----------------------------------------------------------
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
         """Over AMQP, or from the management API with ``options.management_url``."""
-        from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp  # it imports this
-
         return await inspect_amqp(self, queues, management_url=self.options.management_url)
 
     def consumer_group(self, queue: str) -> str | None:
         """The queue the workers compete on."""
         return queue_name(self.options.key_prefix, queue)
+
+    # -- dead letters (brokers.rabbitmq.dead_letters) ------------------------------
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        return await self.dead.dead_letters(queue, limit)
+
+    async def dead_letter_count(self, queue: str) -> int:
+        return await self.dead.dead_letter_count(queue)
+
+    def dead_letter_snapshot(
+        self, queue: str, page_size: int = 500
+    ) -> AsyncIterator[list[DeadLetter]]:
+        return self.dead.dead_letter_snapshot(queue, page_size)
+
+    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
+        return await self.dead.replay_dead_letters(queue, bodies)
+
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
+        await self.dead.delete_dead_letter(queue, dead_letter_id)
+
+    async def purge_dead_letters(self, queue: str) -> int:
+        return await self.dead.purge_dead_letters(queue)
 
     # -- inspection --------------------------------------------------------------
     async def queue_depths(self) -> dict[str, tuple[int, int]]:
@@ -369,7 +390,7 @@ class AmqpBroker(AmqpDeadLetters, ReliableBroker, _AioPikaClient):
         except ChannelNotFoundEntity:
             return 0, 0
         finally:
-            await _bounded("close", channel.close())
+            await bounded("close", channel.close())
         result = declared.declaration_result
         return result.message_count or 0, result.consumer_count or 0
 
@@ -383,11 +404,3 @@ def _unconfirmed(
     return SendOutcomeUnknownError.unconfirmed(
         task_id=task_id, queue=queue, where=where, reason=reason
     )
-
-
-async def _bounded(what: str, awaitable: Awaitable[Any]) -> None:
-    """Await a clean-up step for at most CLOSE_TIMEOUT_S; shutting down must not hang."""
-    try:
-        await asyncio.wait_for(awaitable, CLOSE_TIMEOUT_S)
-    except (TimeoutError, *CHANNEL_GONE) as exc:
-        logger.warning("RabbitMQ: %s failed (%s); continuing", what, type(exc).__name__)

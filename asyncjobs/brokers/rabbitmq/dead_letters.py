@@ -1,7 +1,7 @@
 """The RabbitMQ dead-letter store: list, count, replay, delete and purge ``{prefix}.{queue}.dead``.
 
-A mixin of ``asyncjobs.brokers.rabbitmq.broker.AmqpBroker`` (kept apart to keep that
-module readable), with the semantics of the Redis transport's dead-letter stream:
+``DeadLetterQueues``, held by ``asyncjobs.brokers.rabbitmq.broker.AmqpBroker``, with the
+semantics of the Redis transport's dead-letter stream:
 
 - ``dead_letters`` lists the oldest dead letters without losing or reordering them;
 - each dead letter has an ``id`` that stays the same across listings;
@@ -69,6 +69,12 @@ from aiormq.exceptions import ChannelNotFoundEntity
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import DeadLetterNotFoundError
 from asyncjobs.brokers.failures import translating, translating_pages
+from asyncjobs.brokers.rabbitmq.names import (
+    DELIVERIES,
+    bounded,
+    dead_letter_queue_name,
+    positive_count,
+)
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
@@ -84,14 +90,18 @@ VOLATILE_HEADERS = frozenset({"x-delivery-count"})
 RABBIT_REASONS = {"delivery_limit": Reason.MAX_DELIVERIES, "rejected": Reason.REJECTED}
 
 
-class AmqpDeadLetters:
-    """Dead-letter queue operations of ``AmqpBroker`` (only mixed into that class)."""
+class DeadLetterQueues:
+    """The dead-letter queues of one ``AmqpBroker`` (``broker.dead``), which delegates its
+    dead-letter methods here."""
+
+    def __init__(self, broker: AmqpBroker) -> None:
+        self.broker = broker
 
     # Library errors become BrokerErrors: `asyncjobs dlq` prints one line, no traceback.
     @translating("listing dead letters")
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters of ``queue``, oldest first; none is removed."""
-        broker = self._amqp_broker()
+        broker = self.broker
         async with broker_dead_queue(broker, queue) as dead:
             if dead is None or limit <= 0:
                 return []
@@ -103,7 +113,7 @@ class AmqpDeadLetters:
 
     @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
-        broker = self._amqp_broker()
+        broker = self.broker
         async with broker_dead_queue(broker, queue) as dead:
             if dead is None:
                 return 0
@@ -124,8 +134,7 @@ class AmqpDeadLetters:
     async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
         """Publish each body to ``queue`` (confirmed), then remove its dead letter; the ids
         not found. One pass over the queue (``settle_each``)."""
-        broker = self._amqp_broker()
-        from asyncjobs.brokers.rabbitmq.delivery import DELIVERIES
+        broker = self.broker
 
         async def publish(letter: DeadLetter) -> None:
             headers = {"task_id": letter.task_id, "task_name": letter.task_name, DELIVERIES: 0}
@@ -142,23 +151,17 @@ class AmqpDeadLetters:
         async def nothing(letter: DeadLetter) -> None:
             return None
 
-        await settle_one(self._amqp_broker(), queue, dead_letter_id, nothing)
+        await settle_one(self.broker, queue, dead_letter_id, nothing)
 
     @translating("purging dead letters")
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every ready dead letter of ``queue``; how many there were."""
-        broker = self._amqp_broker()
+        broker = self.broker
         async with broker_dead_queue(broker, queue) as dead:
             if dead is None:
                 return 0
             purged = await dead.purge()
             return int(purged.message_count or 0)
-
-    def _amqp_broker(self) -> AmqpBroker:
-        from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
-
-        assert isinstance(self, AmqpBroker), "AmqpDeadLetters is a mixin of AmqpBroker"
-        return self
 
 
 # -- reading a dead-letter queue -------------------------------------------------------
@@ -168,8 +171,6 @@ async def broker_dead_queue(broker: AmqpBroker, queue: str) -> AsyncIterator[Abs
 
     Closing the channel at the end returns whatever is still unacknowledged.
     """
-    from asyncjobs.brokers.rabbitmq.broker import _bounded, dead_letter_queue_name
-
     broker.check_queue(queue)  # UnknownQueueError for a queue not in QUEUES
     await broker.ensure_started()
     assert broker.write_conn is not None  # ensure_started connected
@@ -184,7 +185,7 @@ async def broker_dead_queue(broker: AmqpBroker, queue: str) -> AsyncIterator[Abs
             dead = None
         yield dead
     finally:
-        await _bounded("close", channel.close())
+        await bounded("close", channel.close())
 
 
 async def take_all(dead: AbstractQueue) -> list[AbstractIncomingMessage]:
@@ -317,7 +318,6 @@ def rabbit_dead_letter(
     dead_letter_id: str,
 ) -> DeadLetter:
     """A raw message RabbitMQ dead-lettered itself (``x-death``) as a ``DeadLetter``."""
-    from asyncjobs.brokers.rabbitmq.delivery import DELIVERIES, _count
 
     deaths = headers.get("x-death")
     death: Mapping[str, Any] = deaths[0] if isinstance(deaths, list) and deaths else {}
@@ -328,7 +328,7 @@ def rabbit_dead_letter(
         # The queue is declared with x-delivery-limit = MAX_DELIVERIES + 1 (amqp.py), and a
         # quorum queue dead-letters on the return that takes x-delivery-count past it:
         # that is MAX_DELIVERIES + 2 deliveries, plus any before a republish.
-        deliveries = broker.options.max_deliveries + 2 + _count(headers, DELIVERIES)
+        deliveries = broker.options.max_deliveries + 2 + positive_count(headers, DELIVERIES)
     when = death.get("time")
     return DeadLetter(
         body=message.body,

@@ -14,40 +14,25 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
-from pamqp.common import FieldTable
+from aiormq.exceptions import ChannelInvalidStateError
 
 from asyncjobs.brokers.base import Defect, Delivery, logger
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason, excerpt
 from asyncjobs.brokers.rabbitmq.delay import send_delayed
+from asyncjobs.brokers.rabbitmq.names import (
+    CHANNEL_GONE,
+    DELIVERIES,
+    RABBIT_DELIVERIES,
+    SUSPECT,
+    TASK_HEADERS,
+    dead_letter_queue_name,
+    positive_count,
+)
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
 
-DELIVERIES = "x-asyncjobs-deliveries"  # deliveries before this message was (re)published
-TASK_HEADERS = ("task_id", "task_name")  # taskiq-aio-pika's
-RABBIT_DELIVERIES = "x-delivery-count"  # set by quorum queues on each redelivery
-SUSPECT = "x-asyncjobs-suspect"  # a crash suspect given back unstarted stays one
-QUORUM: FieldTable = {"x-queue-type": "quorum"}
-# Raised by settling on a channel that closed (reconnect, broker restart).
-CHANNEL_GONE = (ChannelInvalidStateError, AMQPError, ConnectionError)
-
-
-def queue_name(prefix: str, queue: str) -> str:
-    return f"{prefix}.{queue}"
-
-
-def dead_letter_queue_name(prefix: str, queue: str) -> str:
-    return f"{prefix}.{queue}.dead"
-
-
 MAX_COUNT = 999_999_999  # as on Redis: at most 9 digits
-
-
-def _count(headers: Mapping[str, Any], key: str) -> int:
-    """A count RabbitMQ itself keeps (``x-delivery-count``): 0 unless a positive int."""
-    value = headers.get(key, 0)
-    return value if isinstance(value, int) and value > 0 else 0
 
 
 def prior_deliveries(headers: Mapping[str, Any]) -> int | None:
@@ -87,7 +72,7 @@ class AmqpDelivery(Delivery):
 
     def __init__(self, broker: AmqpBroker, message: AbstractIncomingMessage, queue: str) -> None:
         headers = message.headers
-        returned = _count(headers, RABBIT_DELIVERIES)  # by RabbitMQ: a consumer died
+        returned = positive_count(headers, RABBIT_DELIVERIES)  # by RabbitMQ: a consumer died
         ours = prior_deliveries(headers)
         defect = None
         if ours is None:
@@ -96,7 +81,7 @@ class AmqpDelivery(Delivery):
                 Reason.BAD_DELIVERY_COUNT,
                 f"header {DELIVERIES!r} is {shown}, not a count from 0 to {MAX_COUNT}",
             )
-        suspect = returned > 0 or _count(headers, SUSPECT) > 0
+        suspect = returned > 0 or positive_count(headers, SUSPECT) > 0
         super().__init__(
             message.body,
             queue,

@@ -30,7 +30,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -38,9 +38,12 @@ import orjson
 from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError
 from asyncjobs.brokers.failures import translating
 from asyncjobs.brokers.inspection import QueueStats
-from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name, queue_name
 from asyncjobs.brokers.rabbitmq.delay import delay_queue_name
+from asyncjobs.brokers.rabbitmq.names import dead_letter_queue_name, queue_name
 from asyncjobs.brokers.urls import redact_url
+
+if TYPE_CHECKING:
+    from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
 
 HTTP_TIMEOUT_S = 10.0
 PAGE_SIZE = 500  # the management API's maximum

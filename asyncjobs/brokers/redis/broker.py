@@ -45,6 +45,7 @@ from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.connection import RETRYABLE, connection_pool
 from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key, delayed_member, due_score
 from asyncjobs.brokers.redis.delivery import RedisDelivery
+from asyncjobs.brokers.redis.inspection import inspect_redis
 from asyncjobs.brokers.redis.leases import LeaseKeeper
 from asyncjobs.brokers.redis.pipelining import PipelinedConnection, Unconfirmed
 from asyncjobs.brokers.redis.streams import (
@@ -235,8 +236,6 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
 
     # -- the port's facts -----------------------------------------------------------
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
-        from asyncjobs.brokers.redis.inspection import inspect_redis  # it imports this
-
         return await inspect_redis(self, queues)
 
     def consumer_group(self, queue: str) -> str | None:

@@ -32,14 +32,16 @@ stream holds exactly the unfinished work: ``XLEN = waiting + in_flight``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError
 from asyncjobs.brokers.failures import broker_failure, library_errors
 from asyncjobs.brokers.inspection import QueueStats
-from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 from asyncjobs.brokers.redis.delayed import delayed_key
 from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
+
+if TYPE_CHECKING:
+    from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 
 # KEYS: stream, delayed set, dead-letter stream. ARGV: group.
 # Returns {now ms, XLEN, ZCARD delayed, XLEN dead, group found 0/1, consumers, pending,
