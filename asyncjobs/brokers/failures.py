@@ -11,11 +11,11 @@ already asyncjobs' own pass through unchanged.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
+from asyncjobs.brokers.transport import loaded_transports
 from asyncjobs.brokers.urls import describe_failure
 
 P = ParamSpec("P")
@@ -26,28 +26,19 @@ Pages = Callable[Concatenate[S, P], AsyncIterator[T]]
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes a broker library raises. A library this process never
-    imported raises nothing, so it is not imported here (a Redis deployment need not
-    import aio-pika)."""
+    """The exception classes a broker library raises: sockets', and those of every
+    transport this process imported (one it never imported raised nothing)."""
     errors: list[type[BaseException]] = [OSError]  # sockets, TimeoutError, ConnectionError
-    redis = sys.modules.get("redis.exceptions")
-    if redis is not None:
-        errors.append(redis.RedisError)
-    aiormq = sys.modules.get("aiormq.exceptions")
-    if aiormq is not None:
-        errors += [aiormq.AMQPError, aiormq.ChannelInvalidStateError]
+    for spec in loaded_transports():
+        errors += spec.library_errors()
     return tuple(errors)
 
 
 def connection_errors() -> tuple[type[BaseException], ...]:
     """Of ``library_errors``, those that mean the broker could not be reached or was lost."""
     errors: list[type[BaseException]] = [OSError]
-    redis = sys.modules.get("redis.exceptions")
-    if redis is not None:
-        errors += [redis.ConnectionError, redis.TimeoutError]
-    aiormq = sys.modules.get("aiormq.exceptions")
-    if aiormq is not None:
-        errors += [aiormq.AMQPConnectionError, aiormq.ChannelInvalidStateError]
+    for spec in loaded_transports():
+        errors += spec.connection_errors()
     return tuple(errors)
 
 

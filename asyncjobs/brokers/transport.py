@@ -14,6 +14,7 @@ parameter (the contract suite's ``transport`` fixture).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -68,6 +69,10 @@ class TransportSpec:
     url_problem: Callable[[str], str | None]
     build_result_store: Callable[[str, ResultStoreOptions], ResultStore] | None = None
     build_schedule_storage: Callable[[str, str], ScheduleStorage] | None = None
+    # The exception classes its library raises, and those of them that mean the broker
+    # could not be reached or was lost (``brokers.failures`` turns them into ours).
+    library_errors: Callable[[], tuple[type[BaseException], ...]] = lambda: ()
+    connection_errors: Callable[[], tuple[type[BaseException], ...]] = lambda: ()
 
 
 def transport_for(url: str, setting: str = "BROKER_URL") -> TransportSpec:
@@ -99,6 +104,12 @@ def check_url(url: str, setting: str = "BROKER_URL") -> TransportSpec:
     if problem:
         raise ConfigurationError(f"{setting}: {redact_url(url)!r}: {scrub(problem, url)}")
     return spec
+
+
+def loaded_transports() -> list[TransportSpec]:
+    """The transports this process has imported (the others raised nothing here)."""
+    packages = dict.fromkeys(SCHEMES.values())
+    return [sys.modules[package].TRANSPORT for package in packages if package in sys.modules]
 
 
 def host_port(url: str) -> tuple[str, int]:

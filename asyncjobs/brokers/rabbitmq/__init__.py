@@ -19,10 +19,24 @@ def _broker(url: str, options: TransportOptions) -> ReliableBroker:
     return AmqpBroker(url, options)
 
 
+def _errors() -> tuple[type[BaseException], ...]:
+    from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+
+    return (AMQPError, ChannelInvalidStateError)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+
+    return (AMQPConnectionError, ChannelInvalidStateError)
+
+
 TRANSPORT = TransportSpec(
     name="rabbitmq",
     capabilities=Capabilities(),
     default_port=5672,
     build_broker=_broker,
     url_problem=url_problem,
+    library_errors=_errors,
+    connection_errors=_connection_errors,
 )

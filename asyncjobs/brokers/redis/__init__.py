@@ -33,6 +33,18 @@ def _schedules(url: str, key_prefix: str) -> ScheduleStorage:
     return RedisScheduleStorage(url, key_prefix)
 
 
+def _errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError,)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError)
+
+
 TRANSPORT = TransportSpec(
     name="redis",
     capabilities=Capabilities(stores_results=True, stores_schedules=True, needs_promoter=True),
@@ -41,4 +53,6 @@ TRANSPORT = TransportSpec(
     url_problem=url_problem,
     build_result_store=_results,
     build_schedule_storage=_schedules,
+    library_errors=_errors,
+    connection_errors=_connection_errors,
 )
