@@ -28,7 +28,7 @@ class QueueStats:
     """What one queue holds right now."""
 
     queue: str
-    transport: str  # "redis" or "rabbitmq"
+    transport: str  # the transport's name (TransportSpec.name)
     waiting: int  # not yet delivered to any consumer
     in_flight: int | None  # delivered, not yet acknowledged (None: unknown)
     scheduled: int | None  # delayed messages and retries not due yet (None: unknown)

@@ -60,7 +60,7 @@ class Capabilities:
 class TransportSpec:
     """One transport, as the scheme table knows it."""
 
-    name: str  # "redis": messaging.system of spans, the TRANSPORT column of inspect
+    name: str  # messaging.system of spans, the TRANSPORT column of inspect
     capabilities: Capabilities
     default_port: int
     build_broker: Callable[[str, TransportOptions], ReliableBroker]

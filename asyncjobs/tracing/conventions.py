@@ -24,7 +24,7 @@ from asyncjobs.brokers import envelope
 TRACER_NAME = "asyncjobs"
 
 # OpenTelemetry messaging semantic conventions.
-MESSAGING_SYSTEM = "messaging.system"  # "redis", "rabbitmq": the TransportSpec name
+MESSAGING_SYSTEM = "messaging.system"  # the transport's name (TransportSpec.name)
 OPERATION_TYPE = "messaging.operation.type"  # "send", "process"
 OPERATION_NAME = "messaging.operation.name"
 DESTINATION = "messaging.destination.name"  # the queue's name in QUEUES
