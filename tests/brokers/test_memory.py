@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from taskiq import TaskiqEvents
 
 from asyncjobs.brokers.base import ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
@@ -85,6 +86,32 @@ async def test_a_send_from_another_thread_wakes_a_waiting_fetch(build: Build) ->
     assert sorted(d.data for d in [*first, *rest]) == sorted(bodies)
     for thread in threads:
         thread.join(5)
+
+
+def test_concurrent_first_sends_from_several_threads_start_the_broker_once(
+    build: Build,
+) -> None:
+    client, starts = build(), []
+
+    async def on_startup(state: object) -> None:
+        starts.append(threading.get_ident())
+        await asyncio.sleep(0.1)  # a slow start: the other threads' sends arrive meanwhile
+
+    client.add_event_handler(TaskiqEvents.CLIENT_STARTUP, on_startup)
+    bodies = [f"thread {i}".encode() for i in range(4)]
+    threads = [
+        threading.Thread(target=asyncio.run, args=(client.kick(message(body)),)) for body in bodies
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(starts) == 1 and client.started
+
+    async def received() -> list[bytes]:
+        return sorted(d.data for d in await fetch_n(build(), len(bodies)))
+
+    assert asyncio.run(received()) == sorted(bodies)
 
 
 def test_a_broker_serves_an_event_loop_created_after_its_first_use(build: Build) -> None:

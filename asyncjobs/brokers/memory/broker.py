@@ -16,8 +16,10 @@ would never receive them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
@@ -50,13 +52,30 @@ class MemoryBroker(ReliableBroker):
         self.url = url
         self.server = server_for(url, options.key_prefix)
         self.holder = next(_holders)  # this broker as a consumer: what it holds is its own
+        self._start_guard = threading.Lock()
+        self._starting: concurrent.futures.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def ensure_started(self) -> None:
-        """Nothing here is bound to an event loop: started once, a memory broker serves
-        every loop and thread (the base class starts again for each new loop)."""
-        if not self.started:
-            await super().ensure_started()
+        """Started once, by the first caller whatever its thread; concurrent first calls
+        (sends from several threads) wait for that start. Nothing here is bound to an
+        event loop, so the base class's start per new loop is not needed."""
+        if self.started:
+            return
+        with self._start_guard:
+            starting, mine = self._starting, self._starting is None
+            if starting is None:
+                starting = self._starting = concurrent.futures.Future()
+        if not mine:
+            await asyncio.wrap_future(starting)
+            return
+        try:
+            await self.startup()
+        except BaseException as exc:
+            self._starting = None
+            starting.set_exception(exc)
+            raise
+        starting.set_result(None)
 
     async def connect(self) -> None:
         if self.is_worker_process:  # counted by ``inspect`` from now until disconnect
@@ -69,6 +88,7 @@ class MemoryBroker(ReliableBroker):
         if moved:
             logger.info("handed back %d messages this worker had fetched", moved)
         self.server.remove_consumer(self.holder)
+        self._starting = None  # shut down: the next send starts it again
 
     def forget_connections(self) -> None:
         """Nothing to forget: no connection, nothing bound to a loop."""
