@@ -12,7 +12,7 @@ from taskiq.result import TaskiqResult
 from asyncjobs.brokers.errors import AsyncJobsError
 from asyncjobs.brokers.memory.results import MAX_ATTEMPT_RECORDS, MemoryResultStore
 from asyncjobs.brokers.memory.schedules import MemoryScheduleStorage
-from asyncjobs.brokers.memory.server import discard_server
+from asyncjobs.brokers.memory.server import Expiring, discard_server
 from asyncjobs.brokers.stores import ResultStoreOptions
 from asyncjobs.brokers.transport import transport_for
 from asyncjobs.schedules.claims import ClaimStore
@@ -164,3 +164,13 @@ async def test_schedule_stores_of_one_url_and_prefix_share_their_schedules(prefi
     finally:
         discard_server(URL, prefix)
         discard_server("memory://", prefix)
+
+
+def test_expired_entries_never_read_again_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Expiring, "SWEEP_FROM", 4)
+    kept: Expiring[str, int] = Expiring()
+    kept.set("stays", 0, None)
+    for key in ("a", "b"):
+        kept.set(key, 1, 1e-9)  # expired at once, and never read
+    kept.set("c", 1, 60)  # the fourth: sweeps
+    assert len(kept) == 2 and kept.get("stays") == 0 and kept.get("c") == 1

@@ -96,11 +96,15 @@ class Waiter:
 
 
 class Expiring(Generic[K, V]):
-    """A dict whose entries may expire, honoured lazily when read. Unlocked: callers hold
-    their server's lock."""
+    """A dict whose entries may expire, honoured lazily: when read, and by a sweep once
+    the dict doubled since the last one (entries never read again do not pile up).
+    Unlocked: callers hold their server's lock."""
+
+    SWEEP_FROM = 1024
 
     def __init__(self) -> None:
         self._items: dict[K, tuple[V, float | None]] = {}
+        self._sweep_at = self.SWEEP_FROM
 
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
@@ -115,6 +119,8 @@ class Expiring(Generic[K, V]):
     def set(self, key: K, value: V, ttl_s: float | None) -> None:
         expires = time.monotonic() + ttl_s if ttl_s else None
         self._items[key] = (value, expires)
+        if len(self._items) >= self._sweep_at:
+            self._sweep()
 
     def keep(self, key: K, value: V) -> None:
         """Replace the value, keeping its expiry (Redis's KEEPTTL)."""
@@ -125,6 +131,16 @@ class Expiring(Generic[K, V]):
         value = self.get(key)
         self._items.pop(key, None)
         return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        self._items = {
+            key: item for key, item in self._items.items() if item[1] is None or item[1] > now
+        }
+        self._sweep_at = max(self.SWEEP_FROM, 2 * len(self._items))
 
 
 class MemoryServer:
