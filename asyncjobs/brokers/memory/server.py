@@ -189,10 +189,10 @@ class MemoryServer:
     def take(
         self, queues: Sequence[str], count: int, holder: int, waiter: Waiter | None
     ) -> tuple[list[tuple[str, int, Entry]], float | None]:
-        """Up to ``count`` entries of ``queues``, one queue after the other (the first
-        queue first), each now in flight as (queue, token, entry); and the next due time
-        of their delayed messages. Nothing taken: ``waiter`` is registered, atomically,
-        so no send in between can be missed."""
+        """Up to ``count`` entries of ``queues``, taken in turn (one of each queue that
+        has some, in order, and again), each now in flight as (queue, token, entry); and
+        the next due time of their delayed messages. Nothing taken: ``waiter`` is
+        registered in the same step, so no send in between can be missed."""
         taken: list[tuple[str, int, Entry]] = []
         with self.lock:
             now = time.time()
