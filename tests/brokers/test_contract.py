@@ -1,4 +1,5 @@
-"""The transport contract: every transport passes the same tests (Redis Streams, RabbitMQ).
+"""The transport contract: every transport passes the same tests (Redis Streams, RabbitMQ,
+memory).
 
 A worker fetches at most what it can start, settles each delivery exactly once, and a
 delivery that a crashed worker never settled comes back to another worker.
@@ -17,6 +18,9 @@ from taskiq.message import BrokerMessage
 from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import DeadLetterNotFoundError
+from asyncjobs.brokers.memory.broker import MemoryBroker
+from asyncjobs.brokers.memory.server import discard_server
+from asyncjobs.brokers.transport import transport_for
 from tests.conftest import require_server
 from tests.helpers import wait_until
 
@@ -32,14 +36,7 @@ class Transport:
     brokers: list[ReliableBroker] = field(default_factory=list)
 
     def broker(self) -> ReliableBroker:
-        if self.name == "redis":
-            from asyncjobs.brokers.redis.broker import RedisStreamsBroker
-
-            broker: ReliableBroker = RedisStreamsBroker(self.url, self.options)
-        else:
-            from asyncjobs.brokers.rabbitmq.broker import AmqpBroker
-
-            broker = AmqpBroker(self.url, self.options)
+        broker = transport_for(self.url).build_broker(self.url, self.options)
         self.brokers.append(broker)
         return broker
 
@@ -68,7 +65,14 @@ async def crash_amqp(broker: ReliableBroker) -> None:
     broker.brokers_crashed = True  # type: ignore[attr-defined]
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+async def crash_memory(broker: ReliableBroker) -> None:
+    """Die like a SIGKILLed worker: what it held comes back counted, as after a lease."""
+    assert isinstance(broker, MemoryBroker)
+    broker.crash()
+    broker.brokers_crashed = True  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["redis", "rabbitmq", "memory"])
 async def transport(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Transport]:
     from tests.conftest import AMQP_URL, REDIS_URL
 
@@ -78,9 +82,11 @@ async def transport(request: pytest.FixtureRequest, prefix: str) -> AsyncIterato
     if request.param == "redis":
         require_server(REDIS_URL, "Redis")
         t = Transport("redis", REDIS_URL, options, crash_redis)
-    else:
+    elif request.param == "rabbitmq":
         require_server(AMQP_URL, "RabbitMQ")
         t = Transport("rabbitmq", AMQP_URL, options, crash_amqp)
+    else:
+        t = Transport("memory", "memory://", options, crash_memory)
     yield t
     for broker in t.brokers:
         if broker.started and not getattr(broker, "brokers_crashed", False):
@@ -97,6 +103,8 @@ async def _forget(t: Transport, prefix: str) -> None:
         if keys:
             await conn.delete(*keys)
         await conn.aclose()
+    elif t.name == "memory":
+        discard_server(t.url, prefix)
     else:
         from example.processes import delete_amqp_queues
 

@@ -1,8 +1,9 @@
-"""The dynamic schedule store against the real Redis: JSON in one hash, and whatever else
-is found there skipped with a warning, never unpickled."""
+"""The dynamic schedule store against the real Redis (and memory://): JSON in one hash,
+and whatever else is found there skipped with a warning, never unpickled."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.brokers.redis.schedules import RedisScheduleStorage
 from asyncjobs.schedules.definitions import Schedule, cron, every
 from asyncjobs.schedules.store import ScheduleStore
@@ -22,12 +24,23 @@ pytestmark = pytest.mark.redis
 LOGGER = "asyncjobs.scheduler"
 
 
-@pytest.fixture
-async def store(redis_url: str, prefix: str, redis_cleanup: None) -> AsyncIterator[ScheduleStore]:
-    """The store on the Redis transport's storage (``SCHEDULE_STORE_URL``)."""
-    made = ScheduleStore.from_url(redis_url, prefix)
+@pytest.fixture(params=["redis", "memory"])
+async def store(
+    request: pytest.FixtureRequest, redis_url: str, prefix: str, redis_cleanup: None
+) -> AsyncIterator[ScheduleStore]:
+    """The store on a transport's storage (``SCHEDULE_STORE_URL``): Redis, memory. A test
+    that reads or writes the Redis hash itself (it asks for ``conn`` or ``redis_url``)
+    is Redis's only."""
+    url = redis_url
+    if request.param == "memory":
+        if {"conn", "redis_url"} & set(inspect.signature(request.function).parameters):
+            pytest.skip("reads or writes the Redis hash itself")
+        url = "memory://"
+    made = ScheduleStore.from_url(url, prefix)
     yield made
     await made.aclose()
+    if request.param == "memory":
+        discard_server(url, prefix)
 
 
 def hash_key(store: ScheduleStore) -> str:

@@ -1,25 +1,72 @@
-"""``memory://``: in-process queues, for tests of user code."""
+"""``memory://``: a real transport with in-process queues, for tests of user code.
+
+``memory://`` or ``memory://name``: every broker, result store and schedule storage of
+the same URL and key prefix in a process shares one set of queues, results and schedules
+(``memory.server``); the receiver consumes them as it consumes Redis or RabbitMQ.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from asyncjobs.brokers.transport import Capabilities, TransportSpec, no_url_problem
+from asyncjobs.brokers.transport import Capabilities, TransportSpec
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.base import ReliableBroker, TransportOptions
+    from asyncjobs.brokers.stores import ResultStore, ResultStoreOptions, ScheduleStorage
+
+NAME = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a ``memory://`` URL: it names at most a server, nothing else."""
+    parts = urlsplit(url)
+    shape = "expected memory:// or memory://name"
+    if "@" in parts.netloc:
+        return f"a memory:// URL takes no user or password; {shape}"
+    if ":" in parts.netloc:
+        return f"a memory:// URL has no host:port, only an optional name; {shape}"
+    if not NAME.fullmatch(parts.netloc):
+        return f"the name {parts.netloc!r} may use letters, digits, _ and - only; {shape}"
+    if parts.path not in ("", "/"):
+        return f"a memory:// URL takes no path ({parts.path!r}); {shape}"
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        return f"a memory:// URL takes no options; {shape}"
+    return None
 
 
 def _broker(url: str, options: TransportOptions) -> ReliableBroker:
     from asyncjobs.brokers.memory.broker import MemoryBroker
 
-    return MemoryBroker(options)  # type: ignore[return-value]
+    return MemoryBroker(url, options)
+
+
+def _results(url: str, options: ResultStoreOptions) -> ResultStore:
+    from asyncjobs.brokers.memory.results import MemoryResultStore
+
+    return MemoryResultStore(url, options)
+
+
+def _schedules(url: str, key_prefix: str) -> ScheduleStorage:
+    from asyncjobs.brokers.memory.schedules import MemoryScheduleStorage
+
+    return MemoryScheduleStorage(url, key_prefix)
 
 
 TRANSPORT = TransportSpec(
     name="memory",
-    capabilities=Capabilities(shared=False, needs_host=False),
+    capabilities=Capabilities(
+        stores_results=True,
+        stores_schedules=True,
+        needs_promoter=False,
+        shared=False,
+        needs_host=False,
+    ),
     default_port=0,
     build_broker=_broker,
-    url_problem=no_url_problem,
+    url_problem=url_problem,
+    build_result_store=_results,
+    build_schedule_storage=_schedules,
 )
