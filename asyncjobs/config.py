@@ -158,7 +158,8 @@ class AsyncJobsConfig(BaseModel):
     def _store_url(cls, value: str | None) -> str | None:
         if value and not check_url(value, "SCHEDULE_STORE_URL").capabilities.stores_schedules:
             raise ConfigurationError(
-                f"SCHEDULE_STORE_URL: schedules are kept in Redis; got {redact_url(value)!r}"
+                "SCHEDULE_STORE_URL: schedules are kept in Redis (memory:// in tests); "
+                f"got {redact_url(value)!r}"
             )
         return value or None
 
@@ -192,7 +193,8 @@ class AsyncJobsConfig(BaseModel):
     def _result_url(cls, value: str | None) -> str | None:
         if value and not check_url(value, "RESULT_BACKEND_URL").capabilities.stores_results:
             raise ConfigurationError(
-                f"RESULT_BACKEND_URL: results are stored in Redis; got {redact_url(value)!r}"
+                "RESULT_BACKEND_URL: results are stored in Redis (memory:// in tests); "
+                f"got {redact_url(value)!r}"
             )
         return value or None
 
@@ -223,7 +225,23 @@ class AsyncJobsConfig(BaseModel):
         unknown = set(self.worker_queues) - set(self.queues)
         if unknown:
             raise ValueError(f"WORKER_QUEUES {sorted(unknown)} are not in QUEUES")
+        self._stores_are_shared()
         return self
+
+    def _stores_are_shared(self) -> None:
+        """A store that lives in one process (memory://) cannot serve a broker whose
+        workers run in others: their results and claims would never be seen."""
+        if not self.transport.capabilities.shared:
+            return
+        for key, url in (
+            ("RESULT_BACKEND_URL", self.result_backend_url),
+            ("SCHEDULE_STORE_URL", self.schedule_store_url),
+        ):
+            if url and not transport_for(url, key).capabilities.shared:
+                raise ValueError(
+                    f"{key} {redact_url(url)!r} is kept inside one process, but BROKER_URL's "
+                    "workers run in others; use a redis:// URL"
+                )
 
     # -- derived -----------------------------------------------------------------
     @property

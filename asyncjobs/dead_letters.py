@@ -46,9 +46,7 @@ class DeadLetters:
     @classmethod
     def of(cls, broker: AsyncBroker) -> DeadLetters:
         if not isinstance(broker, ReliableBroker):
-            raise BrokerError(
-                f"{type(broker).__name__} keeps no dead letters (memory:// runs tasks inline)"
-            )
+            raise BrokerError(f"{type(broker).__name__} is no asyncjobs broker: it keeps none")
         return cls(broker)
 
     def queues(self, queue: str | None) -> tuple[str, ...]:

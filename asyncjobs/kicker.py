@@ -38,7 +38,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # The id of the message this kiq() prepared, in the caller's context; reset when kiq()
-# returns, so a send nested in a send (memory:// runs the task inside kick) cannot
+# returns, so a send nested in a send (a hook that sends, inside on_send) cannot
 # leave its id behind for the outer one.
 _preparing: ContextVar[str | None] = ContextVar("asyncjobs_preparing", default=None)
 

@@ -60,5 +60,14 @@ class UnknownQueueError(BrokerError, KeyError):
         return str(self.args[0]) if self.args else "unknown queue"
 
 
+class ResultMissingError(BrokerError, LookupError):
+    """No result is stored for the task: not finished yet, or expired."""
+
+
+class JoinTimeoutError(BrokerError, TimeoutError):
+    """Waiting for a queue to be done ran out of time with work left (the message says
+    what)."""
+
+
 class DeadLetterNotFoundError(BrokerError, LookupError):
     """No dead letter has that id."""

@@ -66,6 +66,12 @@ try:
             "taskiq worker asyncjobs.django.worker:broker`"
         )
     django.setup()
+    if not current_broker().capabilities.shared:
+        raise ConfigurationError(
+            f"BROKER_URL: {current_broker().transport_name}:// keeps its queues inside one "
+            "process: a worker or scheduler process would never see what others send (run "
+            "tasks in the test's own process, or use a redis:// or amqp:// URL)"
+        )
 except ConfigurationError as exc:
     _fail_start(exc)
 

@@ -39,7 +39,7 @@ from asyncjobs.tracing.spans import (
 # in the caller's context (taskiq calls them from kiq(), in the caller's task), so sends
 # from different tasks never see each other's; a tuple, so that a task started meanwhile
 # (which copies the context) cannot change the caller's. More than one: a send inside a
-# send (memory://, whose kick runs the task in place, and the task sends).
+# send (a send hook that sends).
 _sending: ContextVar[tuple[tuple[str, Span], ...]] = ContextVar("asyncjobs_sending", default=())
 MAX_PENDING = 32  # sends through a plain taskiq kicker that failed are never reported
 

@@ -14,9 +14,9 @@ from taskiq import TaskiqEvents
 
 from asyncjobs.brokers.base import ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
-from asyncjobs.brokers.errors import ConfigurationError
+from asyncjobs.brokers.errors import ConfigurationError, JoinTimeoutError
 from asyncjobs.brokers.inspection import inspect_queues
-from asyncjobs.brokers.memory.broker import JoinTimeoutError, MemoryBroker
+from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.brokers.transport import check_url, transport_for
 from tests.brokers.test_contract import fetch_one, message

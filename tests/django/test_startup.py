@@ -113,6 +113,20 @@ def test_worker_with_a_bad_setting_stops_instead_of_restart_looping() -> None:
     assert "restarted with pid" not in output
 
 
+def test_a_worker_on_an_in_process_broker_refuses_to_start() -> None:
+    proc = subprocess.run(
+        [TASKIQ, "worker", "asyncjobs.django.worker:broker", "--workers", "1"],
+        cwd=ROOT,
+        env=env(ASYNCJOBS_BROKER_URL="memory://"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = proc.stdout + proc.stderr
+    assert "cannot start" in output and "keeps its queues inside one process" in output
+    assert "worker ready" not in output  # it never consumed (taskiq's manager exits 0)
+
+
 @pytest.mark.redis
 def test_worker_logs_never_show_the_broker_password(redis_url: str) -> None:
     # The shared Redis has no password: AUTH fails, and the worker logs that failure.

@@ -184,9 +184,3 @@ def traced_sync_work(tag: str) -> str:
     with trace.get_tracer("tests").start_as_current_span(f"inside {tag}"):
         record_sync(f"traced:{tag}")
     return str(baggage.get_baggage("tenant") or "")
-
-
-@task
-async def sends_add(a: int, b: int) -> str:
-    """Sends ``add`` (on memory:// that runs inside this task's own send)."""
-    return (await add.kiq(a, b)).task_id

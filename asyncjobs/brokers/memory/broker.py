@@ -27,7 +27,7 @@ from taskiq.message import BrokerMessage
 
 from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter
-from asyncjobs.brokers.errors import BrokerError, DeadLetterNotFoundError
+from asyncjobs.brokers.errors import DeadLetterNotFoundError, JoinTimeoutError
 from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.brokers.memory import TRANSPORT
 from asyncjobs.brokers.memory.delivery import MemoryDelivery
@@ -35,10 +35,6 @@ from asyncjobs.brokers.memory.server import Entry, Waiter, server_for
 
 logger = logging.getLogger("asyncjobs.broker.memory")
 _holders = itertools.count(1)
-
-
-class JoinTimeoutError(BrokerError, TimeoutError):
-    """``MemoryBroker.join`` ran out of time with work left (the message says what)."""
 
 
 class MemoryBroker(ReliableBroker):

@@ -17,15 +17,11 @@ from taskiq.depends.progress_tracker import TaskProgress
 from taskiq.result import TaskiqResult
 from taskiq.serializers import JSONSerializer
 
-from asyncjobs.brokers.errors import BrokerError
+from asyncjobs.brokers.errors import ResultMissingError
 from asyncjobs.brokers.memory.server import server_for
 from asyncjobs.brokers.stores import ResultStore, ResultStoreOptions
 
 MAX_ATTEMPT_RECORDS = 100  # as on Redis: a task retried more often keeps its last 100
-
-
-class ResultMissingError(BrokerError, LookupError):
-    """No result is stored for the task: not finished yet, or expired."""
 
 
 class MemoryResultStore(ResultStore):
