@@ -31,6 +31,7 @@ from asyncjobs.hooks import Hooks, HookSet
 from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.registry import static_schedules
 from asyncjobs.tasks import JobTask, registered_tasks, registry
+from asyncjobs.transactions import Transactions
 
 CLOSE_TIMEOUT_S = 10.0
 
@@ -40,6 +41,9 @@ class App:
     config: AsyncJobsConfig
     broker: ReliableBroker
     hooks: HookSet = field(default_factory=HookSet)
+    # What defers a send to a transaction's commit (the Django adapter's); None: no
+    # transactions here, every send goes out at once.
+    transactions: Transactions | None = None
 
     @classmethod
     def from_config(cls, config: AsyncJobsConfig, hooks: Iterable[Hooks] = ()) -> App:
@@ -96,10 +100,12 @@ class App:
         return previous
 
     async def close(self) -> None:
-        """Shut the broker down if it started (bounded: its server may be gone)."""
-        if self.broker.started:
+        """Shut the broker down if it started (bounded: its server may be gone), in the
+        loop its connections belong to, whichever loop calls this."""
+        broker = self.broker
+        if broker.started:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.broker.shutdown(), CLOSE_TIMEOUT_S)
+                await asyncio.wait_for(broker.home.run(broker.shutdown()), CLOSE_TIMEOUT_S)
 
 
 class HookBridge(TaskiqMiddleware):
@@ -172,7 +178,8 @@ def current_config() -> AsyncJobsConfig:
 def job(task_id: str) -> JobHandle[Any]:
     """The handle of a task sent earlier, by id: ``is_ready()``, ``get_result()``,
     ``wait_result()`` (e.g. in a view that reports on a task another request sent)."""
-    return JobHandle(task_id, current_broker().result_backend)
+    broker = current_broker()
+    return JobHandle(task_id, broker.result_backend, home=broker.home)
 
 
 async def failed_attempts(task_id: str) -> list[dict[str, Any]]:

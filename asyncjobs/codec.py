@@ -42,6 +42,19 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__qualname__} is not JSON serializable")
 
 
+def _culprit(message: TaskiqMessage, error: TypeError) -> str:
+    """Which argument (or label) orjson refused, by position or name, and its type."""
+    named = [(f"argument {i + 1}", v) for i, v in enumerate(message.args)]
+    named += [(f"argument {k!r}", v) for k, v in message.kwargs.items()]
+    named += [(f"label {k!r}", v) for k, v in message.labels.items()]
+    for name, value in named:
+        try:
+            orjson.dumps(value, default=_default, option=_OPTIONS)
+        except TypeError:
+            return f"{name} (a {type(value).__qualname__})"
+    return f"the message ({error})"
+
+
 class JsonFormatter(TaskiqFormatter):
     def __init__(self, max_payload_bytes: int) -> None:
         self.max_payload_bytes = max_payload_bytes
@@ -59,7 +72,8 @@ class JsonFormatter(TaskiqFormatter):
             body = orjson.dumps(payload, default=_default, option=_OPTIONS)
         except TypeError as exc:
             raise SerializationError(
-                f"task {message.task_name}: arguments must be JSON-serializable ({exc})"
+                f"task {message.task_name}: {_culprit(message, exc)} is not JSON-serializable; "
+                "pass what JSON can carry (an id, a dict, an ISO date string)"
             ) from None
         if len(body) > self.max_payload_bytes:
             raise PayloadTooLargeError(

@@ -21,12 +21,14 @@ from asyncjobs.brokers.errors import (
 )
 
 __all__ = [
+    "ArgumentsError",
     "AsyncJobsError",
     "BrokerConnectionError",
     "BrokerError",
     "ConfigurationError",
     "DeadLetterNotFoundError",
     "JoinTimeoutError",
+    "NoEventLoopError",
     "NotConfiguredError",
     "PayloadTooLargeError",
     "Reject",
@@ -34,8 +36,21 @@ __all__ = [
     "ResultTimeoutError",
     "SendOutcomeUnknownError",
     "SerializationError",
+    "SyncInEventLoopError",
     "UnknownQueueError",
 ]
+
+
+class NoEventLoopError(AsyncJobsError, RuntimeError):
+    """``kiq()`` was called where no event loop runs: use ``kiq_sync()``."""
+
+
+class SyncInEventLoopError(AsyncJobsError, RuntimeError):
+    """``kiq_sync()`` was called inside a running event loop: use ``await kiq()``."""
+
+
+class ArgumentsError(AsyncJobsError, TypeError):
+    """The arguments do not fit the task's signature; nothing was sent."""
 
 
 class NotConfiguredError(AsyncJobsError, RuntimeError):

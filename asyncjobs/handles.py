@@ -14,15 +14,41 @@ import asyncio
 from typing import TypeVar
 
 from taskiq import AsyncTaskiqTask
+from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.result import TaskiqResult
 
+from asyncjobs.brokers.home import ClientHome
 from asyncjobs.errors import ResultTimeoutError
 
 R = TypeVar("R")
 
 
 class JobHandle(AsyncTaskiqTask[R]):
-    """A sent task: ``task_id``, ``is_ready()``, ``get_result()``, ``wait_result()``."""
+    """A sent task: ``task_id``, ``is_ready()``, ``get_result()``, ``wait_result()``.
+
+    With ``home`` (the broker's ``ClientHome``) its reads of the result store run in the
+    loop the client lives in, whichever loop awaits them (a store's connections belong
+    to one loop)."""
+
+    def __init__(
+        self,
+        task_id: str,
+        result_backend: AsyncResultBackend[R],
+        return_type: type[R] | None = None,
+        home: ClientHome | None = None,
+    ) -> None:
+        super().__init__(task_id, result_backend, return_type)
+        self._home = home
+
+    async def is_ready(self) -> bool:
+        if self._home is None:
+            return await super().is_ready()
+        return await self._home.run(super().is_ready())
+
+    async def get_result(self, with_logs: bool = False) -> TaskiqResult[R]:
+        if self._home is None:
+            return await super().get_result(with_logs)
+        return await self._home.run(super().get_result(with_logs))
 
     async def wait_result(
         self,

@@ -20,19 +20,37 @@ timeout (see ``asyncjobs.handles``).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import logging
+import sys
+import uuid
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
 
-from asyncjobs.brokers.errors import AsyncJobsError, BrokerConnectionError, BrokerError
+from asyncjobs.brokers.errors import (
+    AsyncJobsError,
+    BrokerConnectionError,
+    BrokerError,
+    SendOutcomeUnknownError,
+)
+from asyncjobs.errors import NoEventLoopError, SyncInEventLoopError
 from asyncjobs.handles import JobHandle
-from asyncjobs.hooks import HookSet
+
+if TYPE_CHECKING:
+    from asyncjobs.app import App
 
 logger = logging.getLogger("asyncjobs")
+
+# A sync send waits this much longer than SEND_TIMEOUT (which bounds the send itself)
+# for its result to cross back from the loop that sent it.
+SYNC_MARGIN_S = 5.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,30 +61,152 @@ R = TypeVar("R")
 _preparing: ContextVar[str | None] = ContextVar("asyncjobs_preparing", default=None)
 
 
-class JobKicker(AsyncKicker[P, R]):
-    def __init__(self, *args: Any, hooks: HookSet, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hooks = hooks
+F = TypeVar("F", bound=Callable[..., Any])
 
-    async def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+
+def coroutine_function(fn: F) -> F:
+    """Mark a plain ``def`` that returns a coroutine as a coroutine function, as an
+    ``async def`` is (``inspect``/``asyncio.iscoroutinefunction``; ``async_to_sync``
+    warns about a callable that is not). ``kiq`` is a plain ``def`` so that a call
+    without a running loop fails at once instead of making a coroutine nobody awaits."""
+    if sys.version_info >= (3, 12):
+        return inspect.markcoroutinefunction(fn)
+    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return fn
+
+
+class JobKicker(AsyncKicker[P, R]):
+    """``fn.kicker()``: taskiq's kicker (``with_labels``, ``with_task_id``) plus
+    ``kiq_sync``, ``on_commit`` and asyncjobs' errors."""
+
+    def __init__(
+        self,
+        *args: Any,
+        app: App,
+        check_arguments: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
+        on_commit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+        self._check_arguments = check_arguments
+        self._on_commit = on_commit
+        self._using: str | None = None
+
+    def on_commit(self, using: str | None = None) -> Self:
+        """Send once the transaction open on database ``using`` commits (at once when none
+        is open, or from async code: an event loop's thread holds no transaction)."""
+        self._on_commit, self._using = True, using
+        return self
+
+    @coroutine_function
+    def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, JobHandle[Any]]:
+        """``await fn.kiq(...)``: the broker has the message when it returns. Outside a
+        running event loop it fails at once (use ``kiq_sync``); arguments that do not fit
+        the task fail here, before anything is sent."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise NoEventLoopError(
+                f"{self.task_name}.kiq() needs a running event loop; from sync code "
+                "(a sync view, a signal handler, a management command) use "
+                f"{self.task_name.rsplit(':', 1)[-1]}.kiq_sync(...)"
+            ) from None
+        self._check(args, kwargs)
+        return self._kiq(*args, **kwargs)
+
+    def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[Any]:
+        """``kiq()`` for sync code, from any thread: returns once the broker has the
+        message (the same meaning), or raises. In an event loop it fails at once (use
+        ``await kiq()``: blocking would stall every other coroutine of the loop)."""
+        if _running_loop() is not None:
+            raise SyncInEventLoopError(
+                f"{self.task_name}.kiq_sync() was called inside a running event loop, which "
+                "it would block; use `await ...kiq(...)` there"
+            )
+        self._check(args, kwargs)
+        if self._on_commit:
+            return self._kiq_on_commit(args, kwargs)
+        return self._kiq_sync(args, kwargs)
+
+    async def _kiq(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         token = _preparing.set(None)
         try:
             sent = await super().kiq(*args, **kwargs)
         except Exception as exc:
             task_id = _preparing.get()
-            await self.hooks.on_send_error(task_id, exc)
+            await self.app.hooks.on_send_error(task_id, exc)
             error = send_error(exc, self.task_name, task_id)
             if error is exc:
                 raise
             raise error from error.__cause__
         finally:
             _preparing.reset(token)
-        return JobHandle(sent.task_id, sent.result_backend, sent.return_type)
+        return self._handle(sent.task_id)
+
+    def _kiq_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobHandle[Any]:
+        # The whole send (hooks included) runs in the broker's home loop, in this
+        # thread's context (its tracing context and baggage go along).
+        wait_s = self.app.config.send_timeout_s + SYNC_MARGIN_S
+        try:
+            return self.app.broker.home.run_sync(self._kiq(*args, **kwargs), wait_s)
+        except concurrent.futures.TimeoutError:
+            raise SendOutcomeUnknownError(
+                f"sending task {self.task_name} did not finish within {wait_s:g} s (the loop "
+                "that sends is busy or blocked): it may have been delivered",
+                task_id=self.custom_task_id or "",
+            ) from None
+
+    def _kiq_on_commit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobHandle[Any]:
+        """Register the send with the transaction; what would fail it (encoding, size)
+        fails here, in the caller. The task id is fixed now and returned."""
+        later = self._copy()
+        task_id = later.custom_task_id = self.custom_task_id or uuid.uuid4().hex
+        later.broker.formatter.dumps(later._prepare_message(*args, **kwargs))
+
+        def send() -> None:
+            try:
+                later._kiq_sync(args, kwargs)
+            except Exception:
+                logger.exception("sending %s [%s] after the commit failed", self.task_name, task_id)
+
+        transactions = self.app.transactions
+        if transactions is None or not transactions.defer(send, self._using):
+            return later._kiq_sync(args, kwargs)  # no transaction open: now
+        return JobHandle(
+            task_id, self.broker.result_backend, self.return_type, self.app.broker.home
+        )
+
+    def _handle(self, task_id: str) -> JobHandle[Any]:
+        home = self.app.broker.home
+        return JobHandle(task_id, self.broker.result_backend, self.return_type, home)
+
+    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._check_arguments is not None:
+            self._check_arguments(args, kwargs)
+
+    def _copy(self) -> JobKicker[P, R]:
+        copy = JobKicker[P, R](
+            task_name=self.task_name,
+            broker=self.broker,
+            labels=dict(self.labels),
+            return_type=self.return_type,
+            app=self.app,
+        )
+        copy.custom_task_id = self.custom_task_id
+        return copy
 
     def _prepare_message(self, *args: Any, **kwargs: Any) -> TaskiqMessage:
         message = super()._prepare_message(*args, **kwargs)
         _preparing.set(message.task_id)
         return message
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def send_error(exc: Exception, task_name: str, task_id: str | None) -> Exception:

@@ -7,18 +7,20 @@ while settings may still be loading); ``kiq()`` resolves the configured broker t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 from taskiq.brokers.shared_broker import AsyncSharedBroker, SharedDecoratedTask
-from taskiq.kicker import AsyncKicker
 
+from asyncjobs.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.brokers import envelope
 from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.config import QUEUE_NAME
-from asyncjobs.kicker import JobKicker
+from asyncjobs.errors import ArgumentsError
+from asyncjobs.handles import JobHandle
+from asyncjobs.kicker import JobKicker, coroutine_function
 from asyncjobs.retries import Backoff, exception_types
 from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.registry import declare
@@ -39,6 +41,8 @@ class TaskOptions:
     retry_on: tuple[type[BaseException], ...] | None = None  # None: any Exception
     no_retry_on: tuple[type[BaseException], ...] | None = None  # wins over retry_on
     backoff: Backoff | None = None  # None: RETRY_BACKOFF
+    # Sender-side: sends made inside a database transaction wait for its commit.
+    on_commit: bool = False
 
     def validate(self, where: str) -> None:
         if self.queue is not None and not QUEUE_NAME.match(self.queue):
@@ -55,24 +59,51 @@ class TaskOptions:
 
 
 class JobTask(SharedDecoratedTask[P, R]):
-    """A registered task. ``await fn.kiq(...)`` returns a ``JobHandle`` (taskiq's
-    ``AsyncTaskiqTask`` with a ``wait_result(timeout=...)`` that keeps its timeout)."""
+    """A registered task. ``await fn.kiq(...)`` (async code) or ``fn.kiq_sync(...)`` (sync
+    code, any thread) returns a ``JobHandle`` (taskiq's ``AsyncTaskiqTask`` with a
+    ``wait_result(timeout=...)`` that keeps its timeout); ``fn.kiq_on_commit(...)`` sends
+    once the database transaction commits."""
 
     options: TaskOptions
+    _arguments: ArgumentValidator | None = None
 
-    def kicker(self) -> AsyncKicker[P, R]:
+    @coroutine_function
+    def kiq(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, JobHandle[Any]]:
+        return self.kicker().kiq(*args, **kwargs)
+
+    def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[Any]:
+        return self.kicker().kiq_sync(*args, **kwargs)
+
+    def kiq_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[Any]:
+        """From sync code: send once the default database's transaction commits (at once
+        outside one). Another database: ``fn.kicker().on_commit(using=...).kiq_sync()``."""
+        return self.kicker().on_commit().kiq_sync(*args, **kwargs)
+
+    def kicker(self) -> JobKicker[P, R]:
         from asyncjobs.app import current_app
 
         app = current_app()
         # taskiq's shared task hands its own label dict to the kicker, so
         # ``fn.kicker().with_labels(...)`` would change the task for good: copy it.
-        return JobKicker(  # taskiq's, telling the hooks about failed sends
+        return JobKicker(
             task_name=self.task_name,
             broker=app.broker,
             labels=dict(self.labels),
             return_type=self.return_type,
-            hooks=app.hooks,
+            app=app,
+            check_arguments=self._check_arguments,
+            on_commit=self.options.on_commit,
         )
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Arguments that cannot bind to the function fail the send (the worker would
+        dead-letter them as ``invalid_arguments``)."""
+        if self._arguments is None:
+            self._arguments = ArgumentValidator(self.original_func)
+        try:
+            self._arguments.check_binding(args, kwargs)
+        except InvalidArguments as exc:
+            raise ArgumentsError(f"task {self.task_name}: {exc}; nothing was sent") from None
 
 
 class TaskRegistry(AsyncSharedBroker):
@@ -101,6 +132,7 @@ def task(
     no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     backoff: Backoff | None = None,
     schedule: Schedule | Iterable[Schedule] = (),
+    on_commit: bool = False,
 ) -> Callable[[Callable[P, R]], JobTask[P, R]]: ...
 
 
@@ -116,6 +148,7 @@ def task(
     no_retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
     backoff: Backoff | None = None,
     schedule: Schedule | Iterable[Schedule] = (),
+    on_commit: bool = False,
 ) -> JobTask[P, R] | Callable[[Callable[P, R]], JobTask[P, R]]:
     """Register an ``async def`` (or plain ``def``) function as a task.
 
@@ -126,7 +159,9 @@ def task(
     ``no_retry_on`` (``Reject`` never is), after a ``backoff`` (default:
     ``RETRY_BACKOFF``); otherwise it is dead-lettered. ``current_attempt()`` tells the
     task which attempt it is on. ``schedule`` (``cron(...)``, ``every(...)``, or a list)
-    has the scheduler process send it on those ticks, exactly once each.
+    has the scheduler process send it on those ticks, exactly once each. With
+    ``on_commit``, a send from sync code inside a database transaction goes out when the
+    transaction commits (never if it rolls back), as ``fn.kiq_on_commit()`` does.
     """
     timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     if backoff is not None and not isinstance(backoff, Backoff):
@@ -139,6 +174,7 @@ def task(
         exception_types(retry_on, "@task"),
         exception_types(no_retry_on, "@task", allow_empty=True),
         backoff,
+        on_commit,
     )
 
     def register(fn: Callable[P, R]) -> JobTask[P, R]:

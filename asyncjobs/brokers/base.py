@@ -25,6 +25,7 @@ from taskiq.message import BrokerMessage
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.envelope import QUEUE, due_of
 from asyncjobs.brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
+from asyncjobs.brokers.home import ClientHome
 from asyncjobs.brokers.transport import Capabilities
 
 if TYPE_CHECKING:
@@ -224,6 +225,8 @@ class ReliableBroker(AsyncBroker, ABC):
         # messages, so a worker must not run this broker without ours.
         self.receiver_attached = False
         self._base_started = False
+        # The loop the client side lives in; sends from other loops and threads go there.
+        self.home = ClientHome(self._forget_client)
 
     # -- routing -----------------------------------------------------------------
     def queue_of(self, labels: Mapping[str, Any]) -> str:
@@ -283,6 +286,9 @@ class ReliableBroker(AsyncBroker, ABC):
     async def kick(self, message: BrokerMessage) -> None:
         queue = self.queue_of(message.labels)  # UnknownQueueError before connecting
         due = due_of(message.labels)
+        await self.home.run(self._kick_here(queue, message, due))
+
+    async def _kick_here(self, queue: str, message: BrokerMessage, due: float | None) -> None:
         await self.ensure_started()
         if due is None or due <= time.time():
             await self.publish(queue, message)
@@ -294,6 +300,12 @@ class ReliableBroker(AsyncBroker, ABC):
         while True:
             for delivery in await self.fetch(1, timeout_s=1.0):
                 yield AckableMessage(data=delivery.data, ack=delivery.ack)
+
+    def _forget_client(self) -> None:
+        """The client side's loop is gone (or this is a forked child): start afresh."""
+        self.forget_connections()
+        self._started_loop = None
+        self._base_started = False
 
     # -- what a transport implements ---------------------------------------------
     @abstractmethod

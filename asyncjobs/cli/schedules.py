@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 
 from asyncjobs.app import current_config
+from asyncjobs.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.brokers.failures import broker_failure, library_errors
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
@@ -26,7 +27,6 @@ from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.registry import static_schedules
 from asyncjobs.schedules.store import ScheduleStore
 from asyncjobs.tasks import registered_tasks
-from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 
 STATIC = "static"
 DYNAMIC = "dynamic"

@@ -13,6 +13,7 @@ from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.django.db import DatabaseHygiene
 from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
 from asyncjobs.django.tracing import setup_tracing
+from asyncjobs.django.transactions import DjangoTransactions
 from asyncjobs.errors import ConfigurationError
 
 logger = logging.getLogger("asyncjobs.django")
@@ -33,6 +34,7 @@ def setup() -> App:
     try:
         setup_tracing(config)  # before configure(): its service name knows the project
         app = configure(config, hooks=[DatabaseHygiene()])
+        app.transactions = DjangoTransactions()  # kiq_on_commit waits for the commit
         autodiscover_modules("tasks")
         app.check()
     except ConfigurationError as exc:

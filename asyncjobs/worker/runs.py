@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.brokers import envelope
 from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.hooks import HookSet, Outcome, Postpone, Run
 from asyncjobs.retries import running_attempt
-from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
 from asyncjobs.worker.limits import Limits, limits_for
 from asyncjobs.worker.outcomes import DeliveryDefect, describe
 from asyncjobs.worker.settling import Settling

@@ -50,6 +50,13 @@ async def add(a: int, b: int) -> int:
     return a + b
 
 
+@task(on_commit=True)
+async def add_on_commit(a: int, b: int) -> int:
+    """``add`` declared to wait for the surrounding transaction."""
+    await record(f"add_on_commit:{a}:{b}")
+    return a + b
+
+
 @task(queue="other")
 async def on_other_queue(tag: str) -> str:
     await record(f"other:{tag}")

@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 from taskiq import Context, TaskiqDepends
 
-from asyncjobs.worker.arguments import ArgumentValidator, InvalidArguments
+from asyncjobs.arguments import ArgumentValidator, InvalidArguments
 
 
 class Point(BaseModel):

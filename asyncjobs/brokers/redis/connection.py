@@ -15,6 +15,9 @@ A pool built with ``from_url`` also never retries, so after a Redis restart (or 
 closing idle connections) the first command on *each* pooled connection fails with
 "Connection closed by server", although Redis is back: a result was lost, a ``kiq()``
 failed. ``connection_pool`` retries a connection error once, on a fresh connection.
+
+Its connections are named ``asyncjobs:<host>:<pid>`` (unless the URL names them), so
+``CLIENT LIST`` shows which process holds which connections.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from asyncjobs.brokers.base import process_name
 
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes buffered by write_nowait before senders must wait
 
@@ -103,6 +108,8 @@ def connection_pool(url: str, **kwargs: Any) -> BlockingConnectionPool:
     a connection error once (a stale connection; a timeout is not retried)."""
     kwargs.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     pool = BlockingConnectionPool.from_url(url, **kwargs)
+    # Built in the process that uses it (a forked child builds its own): its pid.
+    pool.connection_kwargs.setdefault("client_name", f"asyncjobs:{process_name()}")
     pool.connection_class = SAFE_CLASSES.get(pool.connection_class, pool.connection_class)
     return pool
 

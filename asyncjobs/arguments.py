@@ -1,4 +1,5 @@
-"""Validate a message's arguments against the task's signature, once per message.
+"""A task's arguments against its signature: bound when sent, validated once per message
+when run.
 
 taskiq only *tries* to coerce arguments and passes the raw value on when that fails; a
 message whose arguments cannot bind or do not validate is dead-lettered instead.
@@ -47,6 +48,17 @@ class ArgumentValidator:
         self._plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         self._names = [p.name for p in params]
         self._required = sum(p.default is inspect.Parameter.empty for p in params)
+
+    def check_binding(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Whether the arguments bind to the signature (a sender's check: their values
+        are validated by the worker, after the JSON round trip)."""
+        if self._plain and not kwargs and self._required <= len(args) <= len(self._names):
+            return
+        try:
+            bound = self._signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(str(exc)) from None
+        self._check_required(bound)
 
     def validate(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         if self._plain and not kwargs and self._required <= len(args) <= len(self._names):

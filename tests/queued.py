@@ -1,0 +1,87 @@
+"""What a queue holds, read straight from the broker (not through asyncjobs), and which
+connections a process holds there: the evidence of the sending tests.
+
+Sync functions: they run in a test's thread, where no event loop runs or one runs that
+must not be blocked (call them with ``asyncio.to_thread`` there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+
+import orjson
+import redis
+
+from asyncjobs.brokers.rabbitmq.names import queue_name
+from asyncjobs.brokers.redis.streams import stream_key
+from asyncjobs.config import AsyncJobsConfig
+
+RABBITMQCTL_TIMEOUT_S = 60
+
+
+def queued_task_ids(config: AsyncJobsConfig, queue: str = "default") -> list[str]:
+    """The task ids of the messages waiting in ``queue``, in order. On RabbitMQ they are
+    taken off the queue (it cannot be read otherwise); on Redis they stay."""
+    if config.transport.name == "rabbitmq":
+        bodies = asyncio.run(_drain_amqp(config.broker_url, queue_name(config.key_prefix, queue)))
+    else:
+        with redis.Redis.from_url(config.broker_url) as conn:
+            entries = conn.xrange(stream_key(config.key_prefix, queue))
+        bodies = [fields[b"data"] for _, fields in entries]
+    return [str(orjson.loads(body)["task_id"]) for body in bodies]
+
+
+async def _drain_amqp(url: str, queue: str) -> list[bytes]:
+    import aio_pika
+    from aiormq.exceptions import ChannelNotFoundEntity
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            declared = await channel.get_queue(queue, ensure=True)
+        except ChannelNotFoundEntity:
+            return []  # never declared: nothing was ever sent to it
+        bodies = []
+        while (message := await declared.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+        return bodies
+    finally:
+        await connection.close()
+
+
+def redis_connections(url: str, pids: set[int]) -> dict[int, int]:
+    """How many connections each of ``pids`` holds on Redis (asyncjobs names them
+    ``asyncjobs:<host>:<pid>``)."""
+    counts = dict.fromkeys(pids, 0)
+    with redis.Redis.from_url(url) as conn:
+        for client in conn.client_list():
+            pid = _pid_in(str(client.get("name", "")))
+            if pid in counts:
+                counts[pid] += 1
+    return counts
+
+
+def amqp_connections(pids: set[int]) -> dict[int, int]:
+    """How many connections each of ``pids`` holds on RabbitMQ, from ``rabbitmqctl
+    list_connections`` (asyncjobs names them ``asyncjobs <role> <host>:<pid>``)."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=RABBITMQCTL_TIMEOUT_S,
+    ).stdout
+    counts = dict.fromkeys(pids, 0)
+    for name in re.findall(r'\{"connection_name","([^"]*)"\}', listed):
+        pid = _pid_in(name)
+        if pid in counts:
+            counts[pid] += 1
+    return counts
+
+
+def _pid_in(name: str) -> int | None:
+    found = re.fullmatch(r"asyncjobs[: ].*:(\d+)", name)
+    return int(found.group(1)) if found else None
