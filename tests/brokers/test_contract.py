@@ -305,7 +305,7 @@ async def test_a_settlement_that_failed_leaves_the_delivery_open(transport: Tran
     await client.kick(message(b"x"))
     delivery = await fetch_one(worker)
     record = UnwritableRecord(body=b"x", queue="default", reason=Reason.REJECTED)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Integer exceeds 64-bit range"):
         await delivery.dead_letter(record)
     assert not delivery.settled and not delivery.closed  # still the worker's: hand it back
     await delivery.hand_back()
