@@ -11,7 +11,7 @@ from asyncjobs.brokers.base import QUEUE_LABEL
 from asyncjobs.config import load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.tasks import JobTask, registered_tasks
-from tests.helpers import configured_app
+from tests.support.helpers import configured_app
 
 
 @task

@@ -28,7 +28,7 @@ from asyncjobs.brokers.errors import (
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
 from asyncjobs.brokers.urls import host_port
 from tests.brokers.conftest import AMQP_QUEUES
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -18,7 +18,7 @@ from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import DeadLetterNotFoundError
 from tests.conftest import require_server
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 LEASE_S = 1.0  # Redis only: a crashed worker's entries come back after this
 

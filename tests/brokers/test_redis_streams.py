@@ -15,7 +15,7 @@ from asyncjobs.brokers.base import TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import UnknownQueueError
 from asyncjobs.brokers.redis.broker import GROUP, RedisStreamsBroker, dead_letter_key, stream_key
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.redis
 

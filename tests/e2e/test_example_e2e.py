@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.processes import (
+from tests.support.helpers import unavailable
+from tests.support.processes import (
     REPO_ROOT,
     ExampleStack,
     delete_amqp_queues,
@@ -28,7 +29,6 @@ from tests.e2e.processes import (
     task_state,
     wait_for_task,
 )
-from tests.helpers import unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

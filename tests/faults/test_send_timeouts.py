@@ -34,7 +34,7 @@ from asyncjobs.errors import (
 from asyncjobs.handles import JobHandle
 from tests.faults.rabbitmq_node import PrivateRabbit
 from tests.faults.redis_server import PrivateRedis
-from tests.helpers import configured_app, wait_until
+from tests.support.helpers import configured_app, wait_until
 from tests.testapp.tasks import add
 
 pytestmark = pytest.mark.redis

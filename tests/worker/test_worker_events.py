@@ -10,9 +10,9 @@ from taskiq.message import TaskiqMessage
 from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.worker.events import Outcome, WorkerObserver
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 
