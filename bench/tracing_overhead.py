@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from asyncjobs.worker.events import Outcome, WorkerObserver
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
@@ -39,7 +40,6 @@ from asyncjobs import load_config, task
 from asyncjobs.brokers.base import Delivery, ReliableBroker
 from asyncjobs.tracing import TracingMiddleware
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
-from asyncjobs.worker.events import Outcome, WorkerObserver
 from asyncjobs.worker.tracing import tracing_observer
 
 MODES: dict[str, Sampler | None] = {"off": None, "always_off": ALWAYS_OFF, "always_on": ALWAYS_ON}

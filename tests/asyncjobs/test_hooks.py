@@ -18,9 +18,9 @@ from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import ConfigurationError, Reject
 from asyncjobs.hooks import HookSet
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 

@@ -21,7 +21,7 @@ from asyncjobs.errors import (
     UnknownQueueError,
 )
 from tests.conftest import REDIS_URL
-from tests.helpers import configured_app
+from tests.support.helpers import configured_app
 from tests.testapp.tasks import add
 
 pytestmark = pytest.mark.redis

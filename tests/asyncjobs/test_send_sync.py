@@ -31,8 +31,8 @@ from asyncjobs.errors import (
     SerializationError,
     SyncInEventLoopError,
 )
-from tests.helpers import configured_app
-from tests.queued import amqp_connections, queued_task_ids, redis_connections
+from tests.support.helpers import configured_app
+from tests.support.queued import amqp_connections, queued_task_ids, redis_connections
 from tests.testapp.tasks import add
 
 pytestmark = pytest.mark.redis

@@ -11,6 +11,7 @@ from asyncjobs.brokers.envelope import QUEUE as QUEUE_LABEL
 from asyncjobs.config import load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError
 from asyncjobs.tasks import JobTask, registered_tasks
+from tests.support.helpers import configured_app
 
 
 @task
@@ -51,13 +52,11 @@ def test_bad_task_options_fail_at_import(kwargs: dict[str, object], match: str) 
         async def broken() -> None: ...
 
 
-def test_kicker_labels_do_not_leak_into_the_task() -> None:
+async def test_kicker_labels_do_not_leak_into_the_task() -> None:
     """Regression: taskiq's shared task hands its own label dict to the kicker."""
-    from asyncjobs import app
-
-    if app._current is None:
-        pytest.skip("needs a configured app")
-    bare.kicker().with_labels(delay=5)
+    async with configured_app(load_config({"BROKER_URL": "memory://"}, environ={})):
+        kicker = bare.kicker().with_labels(delay=5)
+    assert kicker.labels["delay"] == 5
     assert "delay" not in bare.labels
 
 

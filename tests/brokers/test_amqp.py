@@ -29,7 +29,7 @@ from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
 from asyncjobs.brokers.rabbitmq.names import CLOSE_TIMEOUT_S
 from asyncjobs.brokers.transport import host_port
 from tests.brokers.conftest import AMQP_QUEUES
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 

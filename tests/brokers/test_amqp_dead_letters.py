@@ -24,7 +24,7 @@ from asyncjobs.brokers.rabbitmq.broker import (
 )
 from asyncjobs.brokers.rabbitmq.dead_letters import dead_letter_id_of
 from tests.brokers.conftest import AMQP_QUEUES
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -22,7 +22,7 @@ from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.brokers.transport import transport_for
 from tests.conftest import require_server
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 LEASE_S = 1.0  # Redis only: a crashed worker's entries come back after this
 
@@ -313,7 +313,7 @@ async def test_a_settlement_that_failed_leaves_the_delivery_open(transport: Tran
     await client.kick(message(b"x"))
     delivery = await fetch_one(worker)
     record = UnwritableRecord(body=b"x", queue="default", reason=Reason.REJECTED)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Integer exceeds 64-bit range"):
         await delivery.dead_letter(record)
     assert not delivery.settled and not delivery.closed  # still the worker's: hand it back
     await delivery.hand_back()

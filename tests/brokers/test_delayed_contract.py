@@ -232,9 +232,9 @@ def test_due_of_reads_delay_and_eta_labels() -> None:
         == day.replace(tzinfo=UTC).timestamp()
     )
     assert due_of({"delay": 1, "eta": soon}) == soon  # the later wins
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="label 'delay' must be a number of seconds"):
         due_of({"delay": "soon"})
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="label 'eta' must be unix seconds or an ISO"):
         due_of({"eta": "tomorrow"})
     # At once: a negative delay, a past eta.
     assert (due_of({"delay": -5}) or 0) < now and due_of({"eta": "2001-01-01T00:00:00"})

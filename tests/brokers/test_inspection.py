@@ -33,7 +33,7 @@ from asyncjobs.brokers.redis.inspection import LAG_UNKNOWN_NOTE
 from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
 from example.processes import delete_amqp_queues
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
-from tests.helpers import fetch_n, wait_until
+from tests.support.helpers import fetch_n, wait_until
 
 QUEUES = ("default", "other")
 DELAY_S = 3600.0

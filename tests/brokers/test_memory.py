@@ -20,7 +20,7 @@ from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.brokers.transport import check_url, transport_for
 from tests.brokers.test_contract import fetch_one, message
-from tests.helpers import fetch_n, wait_until
+from tests.support.helpers import fetch_n, wait_until
 
 Build = Callable[..., MemoryBroker]
 

@@ -18,7 +18,7 @@ from asyncjobs.brokers.transport import transport_for
 from asyncjobs.schedules.claims import ClaimStore
 from asyncjobs.schedules.definitions import every
 from asyncjobs.schedules.store import ScheduleStore
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 URL = "memory://stores"
 

@@ -20,7 +20,7 @@ from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.memory.results import MemoryResultStore
 from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 BACKOFF = Backoff(base_s=0.2, factor=2.0, max_s=1.0, jitter=0.0)
 LATE_S = 0.3  # a retry is fetched this long after it is due at most (slow CI included)

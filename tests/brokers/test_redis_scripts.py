@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from asyncjobs.brokers.redis.delayed import DelayedPromoter
 from asyncjobs.brokers.redis.leases import LeaseKeeper
 from asyncjobs.brokers.redis.streams import GROUP, stream_key
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.redis
 

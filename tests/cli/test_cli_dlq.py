@@ -15,9 +15,9 @@ import pytest
 from asyncjobs.brokers.redis.streams import stream_key
 from asyncjobs.cli import run
 from asyncjobs.config import AsyncJobsConfig
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]

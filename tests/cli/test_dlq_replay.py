@@ -22,9 +22,9 @@ from asyncjobs.brokers.factory import build_broker
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.dead_letters import DeadLetters, ReplayCount
 from asyncjobs.errors import ConfigurationError
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 

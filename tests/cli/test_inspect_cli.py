@@ -20,7 +20,7 @@ from asyncjobs.cli import run
 from asyncjobs.cli.inspect import age, table
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.inspection import health_problems
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 
 def stats(queue: str = "default", **figures: object) -> QueueStats:

@@ -24,7 +24,7 @@ from asyncjobs.cli.schedules import store_url
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.schedules.definitions import every
 from asyncjobs.schedules.store import ScheduleStore
-from tests.helpers import configured_app
+from tests.support.helpers import configured_app
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.redis

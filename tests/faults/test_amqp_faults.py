@@ -32,7 +32,7 @@ from tests.faults.workers import (
     worker_children,
     worker_env,
 )
-from tests.helpers import configured_app, wait_until
+from tests.support.helpers import configured_app, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis]

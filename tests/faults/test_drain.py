@@ -29,7 +29,7 @@ from tests.faults.workers import (
     wait_worker_ready,
     worker_env,
 )
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]

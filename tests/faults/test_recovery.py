@@ -26,7 +26,7 @@ from tests.faults.workers import (
     wait_worker_ready,
     worker_env,
 )
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 from tests.testapp.tasks import add, sleeps
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]

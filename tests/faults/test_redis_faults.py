@@ -46,7 +46,7 @@ from tests.faults.workers import (
     worker_children,
     worker_env,
 )
-from tests.helpers import configured_app, wait_until
+from tests.support.helpers import configured_app, wait_until
 from tests.testapp.tasks import add, crashes, sleeps
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]

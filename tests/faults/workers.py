@@ -208,7 +208,7 @@ async def configured_like(settings: Mapping[str, str]) -> AsyncIterator[Reliable
     """asyncjobs configured in this process from a worker's ``ASYNCJOBS_*`` settings (to
     kick tasks and read results); the previous configuration is restored after."""
     from asyncjobs.config import load_config
-    from tests.helpers import configured_app
+    from tests.support.helpers import configured_app
 
     async with configured_app(load_config(None, environ=settings)) as broker:
         assert isinstance(broker, ReliableBroker)

@@ -20,7 +20,8 @@ result is above ``activationTarget``; any trigger error makes it inactive and in
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 NULL_LAG = -1
@@ -111,6 +112,14 @@ def formula_names(formula: str) -> set[str]:
     return {node.id for node in ast.walk(parse_formula(formula)) if isinstance(node, ast.Name)}
 
 
+_ARITHMETIC: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
 def evaluate(formula: str, values: Mapping[str, float]) -> float:
     """The formula's value given each trigger's raw metric."""
 
@@ -127,13 +136,6 @@ def evaluate(formula: str, values: Mapping[str, float]) -> float:
         if isinstance(node, ast.UnaryOp):
             return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
         assert isinstance(node, ast.BinOp)
-        left, right = value(node.left), value(node.right)
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        return left / right
+        return _ARITHMETIC[type(node.op)](value(node.left), value(node.right))
 
     return value(parse_formula(formula))

@@ -58,6 +58,12 @@ def pod_problems(manifests: Manifests, workload: Workload, image_uid: int | None
     tmp_volumes = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
     for container in workload.containers:
         problems += container_problems(container, context, tmp_volumes)
+    return problems + role_problems(manifests, workload)
+
+
+def role_problems(manifests: Manifests, workload: Workload) -> list[str]:
+    """What the workload's role (web, worker, scheduler) requires of it."""
+    problems: list[str] = []
     settings = manifests.settings(workload)
     if isinstance(settings, str):
         problems.append(settings)
@@ -72,19 +78,24 @@ def pod_problems(manifests: Manifests, workload: Workload, image_uid: int | None
     return problems
 
 
-def container_problems(container: Doc, pod_context: Doc, tmp_volumes: set[str]) -> list[str]:
+def command_problems(container: Doc) -> list[str]:
+    """The container's command: set, and in exec form (no shell between it and SIGTERM)."""
     name = container.get("name")
-    problems: list[str] = []
     argv = [str(a) for a in [*container.get("command", []), *container.get("args", [])]]
     if not container.get("command"):
-        problems.append(
-            f"container {name}: set `command` (exec form) instead of relying on the image"
-        )
-    elif PurePosixPath(argv[0]).name in SHELLS or "-c" in argv[1:2]:
-        problems.append(
+        return [f"container {name}: set `command` (exec form) instead of relying on the image"]
+    if PurePosixPath(argv[0]).name in SHELLS or "-c" in argv[1:2]:
+        return [
             f"container {name}: command {argv[:3]} runs a shell; use the exec form "
             "so the process is PID 1 and gets SIGTERM"
-        )
+        ]
+    return []
+
+
+def security_problems(container: Doc, pod_context: Doc) -> list[str]:
+    """The container's securityContext (the pod's seccompProfile counts too)."""
+    name = container.get("name")
+    problems: list[str] = []
     context = container.get("securityContext", {})
     if context.get("allowPrivilegeEscalation") is not False:
         problems.append(f"container {name}: securityContext.allowPrivilegeEscalation must be false")
@@ -98,6 +109,12 @@ def container_problems(container: Doc, pod_context: Doc, tmp_volumes: set[str]) 
     seccomp = context.get("seccompProfile") or pod_context.get("seccompProfile") or {}
     if seccomp.get("type") != "RuntimeDefault":
         problems.append(f"container {name}: seccompProfile must be RuntimeDefault")
+    return problems
+
+
+def container_problems(container: Doc, pod_context: Doc, tmp_volumes: set[str]) -> list[str]:
+    name = container.get("name")
+    problems = command_problems(container) + security_problems(container, pod_context)
     mounts = {m.get("mountPath"): m.get("name") for m in container.get("volumeMounts", [])}
     if mounts.get("/tmp") not in tmp_volumes:
         problems.append(

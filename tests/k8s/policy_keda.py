@@ -106,6 +106,12 @@ def modifiers_problems(spec: Doc, settings: AsyncJobsConfig) -> list[str]:
         )
     if modifiers.get("metricType") != "AverageValue":
         problems.append("scalingModifiers.metricType must be AverageValue (backlog per pod)")
+    return problems + formula_problems(spec, str(modifiers.get("formula", "")))
+
+
+def formula_problems(spec: Doc, formula: str) -> list[str]:
+    """The triggers' names are identifiers, unique, and exactly the formula's names."""
+    problems: list[str] = []
     names = [str(t.get("name", "")) for t in spec.get("triggers", [])]
     bad = [n for n in names if not IDENTIFIER.match(n)]
     if bad:
@@ -115,7 +121,7 @@ def modifiers_problems(spec: Doc, settings: AsyncJobsConfig) -> list[str]:
     if len(set(names)) != len(names):
         problems.append(f"trigger names must be unique: {names}")
     try:
-        used = keda_model.formula_names(str(modifiers.get("formula", "")))
+        used = keda_model.formula_names(formula)
     except FormulaError as exc:
         return [*problems, f"scalingModifiers.formula: {exc}"]
     if used - set(names):

@@ -33,11 +33,11 @@ from asyncjobs.config import AsyncJobsConfig
 from example.processes import delete_amqp_queues
 from tests.brokers.test_contract import crash_amqp, crash_redis
 from tests.faults.rabbitmq_node import PrivateRabbit, rabbitmq_node  # noqa: F401 - fixture
-from tests.helpers import fetch_n, wait_until
 from tests.k8s import keda_model
 from tests.k8s.backlog_formula import queue_of
 from tests.k8s.keda_model import StreamState, TriggerError
 from tests.k8s.manifests import Doc, Manifests, rendered
+from tests.support.helpers import fetch_n, wait_until
 
 LEASE_S = 1.0  # a crashed worker's Redis entries come back after this
 

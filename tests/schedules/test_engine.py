@@ -168,7 +168,7 @@ async def test_a_failed_send_gives_the_tick_back_and_it_is_sent_next_step(
     engine = SchedulerEngine(load, claims, flaky_send, clock=clock)
     await engine.step()
     clock.now = datetime(2026, 11, 23, 12, 1, 1, tzinfo=UTC)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError, match="broker down"):
         await engine.step()
     clock.advance(1)
     assert await engine.step() == [(MINUTELY.id, datetime(2026, 11, 23, 12, 1, tzinfo=UTC))]

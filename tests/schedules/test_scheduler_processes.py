@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from asyncjobs.brokers.redis.streams import DATA, stream_key
 from example.processes import REPO_ROOT, ManagedProcess
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 

@@ -144,7 +144,7 @@ async def test_a_planted_pickle_is_skipped_and_never_unpickled(
 ) -> None:
     # The payload is live: unpickling it does create its marker file.
     probe = tmp_path / "probe"
-    pickle.loads(pickle.dumps(Planted(probe)))  # our own payload
+    pickle.loads(pickle.dumps(Planted(probe))).close()  # our own payload: an open file
     assert probe.exists()
 
     calls: list[str] = []

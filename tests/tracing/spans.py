@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from asyncjobs.tracing import conventions as c
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 TRACE_LABELS = ("traceparent", "tracestate", "baggage")
 

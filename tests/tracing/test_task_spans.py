@@ -26,7 +26,8 @@ from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.tracing import SendTracing
 from asyncjobs.tracing import conventions as c
 from asyncjobs.worker.tracing import RunTracing, run_tracing
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp.tasks import add, always_fails, flaky, traced_sync_work, traced_work
 from tests.tracing.spans import (
     TRACE_LABELS,
@@ -36,7 +37,6 @@ from tests.tracing.spans import (
     trace_id,
     wait_for_spans,
 )
-from tests.worker_harness import Worker
 
 tracer = trace.get_tracer("tests")
 

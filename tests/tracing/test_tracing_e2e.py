@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from asyncjobs.brokers.redis.results import results_prefix
 from example.traces import OtlpReceiver, ReceivedSpan
-from tests.e2e.processes import ExampleStack, delete_amqp_queues, delete_results, wait_for_task
+from tests.support.processes import ExampleStack, delete_amqp_queues, delete_results, wait_for_task
 from tests.tracing.spans import TRACE_LABELS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -17,9 +17,9 @@ from asyncjobs.worker.health import HealthHooks
 from asyncjobs.worker.probe_server import ProbeServer, port_for_this_process
 from example.processes import free_port
 from tests.faults.workers import ledger, running_worker, wait_worker_ready, worker_env
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 

@@ -27,11 +27,11 @@ from asyncjobs.config import load_config
 from asyncjobs.worker.metrics import DURATION_BUCKETS_S, MetricsHooks
 from asyncjobs.worker.process_hooks import worker_hooks
 from asyncjobs.worker.prometheus import PrometheusReader, metrics_setup
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
 from tests.worker.test_prometheus import FakeDelivery
 from tests.worker.test_receiver_contract import publish_raw
-from tests.worker_harness import Worker
 
 ADD = "tests.testapp.tasks:add"
 FAILS = "tests.testapp.tasks:always_fails"

@@ -11,9 +11,9 @@ import pytest
 
 from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.brokers.redis.streams import DATA, DELIVERIES, stream_key
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 

@@ -11,9 +11,9 @@ from taskiq.message import BrokerMessage
 from asyncjobs import current_broker
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.dead_letters import Reason
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 
 async def publish_raw(body: bytes) -> None:

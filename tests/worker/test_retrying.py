@@ -17,9 +17,9 @@ import pytest
 from asyncjobs import failed_attempts, job
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.cli import run
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 pytestmark = pytest.mark.redis
 

@@ -16,9 +16,9 @@ from asyncjobs import current_broker
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.envelope import ATTEMPT as ATTEMPT_LABEL
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.worker_harness import Worker
 from tests.testapp import tasks
-from tests.worker_harness import Worker
 
 
 def body(task: Any, *args: Any, labels: dict[str, Any] | None = None, task_id: str = "") -> bytes:

@@ -134,15 +134,20 @@ class PipelineBatcher:
             return
         self.pipelines_sent += 1
         self.commands_sent += len(commands)
-        for (_, future), mine_at in zip(batch, slots, strict=True):
-            if future.done():  # its caller was cancelled; the commands went out anyway
-                continue
-            mine = [replies[i] for i in mine_at]
-            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
-            if error is None:
-                future.set_result(mine)
-            else:
-                future.set_exception(error)
+        _hand_out(batch, slots, replies)
+
+
+def _hand_out(batch: list[Request], slots: list[range], replies: list[Any]) -> None:
+    """Each request's replies to its caller: its first error, else all of them."""
+    for (_, future), mine_at in zip(batch, slots, strict=True):
+        if future.done():  # its caller was cancelled; the commands went out anyway
+            continue
+        mine = [replies[i] for i in mine_at]
+        error = next((reply for reply in mine if isinstance(reply, Exception)), None)
+        if error is None:
+            future.set_result(mine)
+        else:
+            future.set_exception(error)
 
 
 def _pipeline_of(batch: list[Request]) -> tuple[list[Command], list[range]]:

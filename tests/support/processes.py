@@ -1,4 +1,5 @@
-"""Process helpers for the end-to-end tests: the demo's (``example.processes``) plus waits.
+"""Process helpers for the end-to-end tests: the demo's (``example.processes``) plus waits
+on the example's tasks over HTTP.
 
 The demo must not import the tests, so the process management lives in
 ``example/processes.py``; this module re-exports it and adds what only tests need.

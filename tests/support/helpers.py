@@ -1,12 +1,16 @@
-"""Waiting on state (never on bare sleeps), and asyncjobs configured for one test."""
+"""Waiting on state (never on bare sleeps), asyncjobs configured for one test, and a
+missing prerequisite that skips locally but fails under CI."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import pytest
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.base import Delivery, ReliableBroker
@@ -40,6 +44,14 @@ async def configured_app(config: AsyncJobsConfig) -> AsyncIterator[ReliableBroke
 
     async with configured(config) as app:
         yield app.broker
+
+
+def unavailable(what: str) -> NoReturn:
+    """Skip a test whose prerequisite ``what`` is missing; fail it under CI (``CI`` set),
+    where a skip would pass a run that tested nothing."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}, and CI is set")
+    pytest.skip(what)
 
 
 async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:
