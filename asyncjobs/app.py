@@ -105,7 +105,8 @@ class App:
         broker = self.broker
         if broker.started:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(broker.home.run(broker.shutdown()), CLOSE_TIMEOUT_S)
+                await asyncio.wait_for(broker.shutdown(), CLOSE_TIMEOUT_S)
+        broker.home.stop()  # asyncjobs' own loop, if sync code started one
 
 
 class HookBridge(TaskiqMiddleware):

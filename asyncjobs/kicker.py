@@ -107,10 +107,12 @@ class JobKicker(AsyncKicker[P, R]):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            name = self.task_name.rsplit(":", 1)[-1]
             raise NoEventLoopError(
-                f"{self.task_name}.kiq() needs a running event loop; from sync code "
-                "(a sync view, a signal handler, a management command) use "
-                f"{self.task_name.rsplit(':', 1)[-1]}.kiq_sync(...)"
+                f"{self.task_name}.kiq() was called where no event loop runs, so nothing "
+                f"would ever send it: from sync code (a sync view, a signal handler, a "
+                f"command) use {name}.kiq_sync(...); asyncio.run() and async_to_sync() "
+                f"take a function that awaits {name}.kiq(...), not kiq itself"
             ) from None
         self._check(args, kwargs)
         return self._kiq(*args, **kwargs)

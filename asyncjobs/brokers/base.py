@@ -226,7 +226,7 @@ class ReliableBroker(AsyncBroker, ABC):
         self.receiver_attached = False
         self._base_started = False
         # The loop the client side lives in; sends from other loops and threads go there.
-        self.home = ClientHome(self._forget_client)
+        self.home = ClientHome(self)
 
     # -- routing -----------------------------------------------------------------
     def queue_of(self, labels: Mapping[str, Any]) -> str:
@@ -248,6 +248,8 @@ class ReliableBroker(AsyncBroker, ABC):
                 "this worker runs an asyncjobs broker with a receiver that is not asyncjobs': "
                 "start it as `taskiq worker asyncjobs.django.worker:broker` without --receiver"
             )
+        # The client lives in the loop that starts it: sends from other loops come here.
+        await self.home.claim()
         if not self._base_started:  # events, middlewares, result backend: once
             await super().startup()
             self._base_started = True
@@ -255,8 +257,16 @@ class ReliableBroker(AsyncBroker, ABC):
         self._started_loop = asyncio.get_running_loop()
 
     async def shutdown(self) -> None:
+        # From whatever loop: the connections are closed in the loop that opened them.
+        await self.home.run_where_it_lives(self._shutdown_here())
+
+    async def _shutdown_here(self) -> None:
+        started = self._started_loop
         try:
-            await self.disconnect()
+            if started is None or started is asyncio.get_running_loop():
+                await self.disconnect()
+            else:  # opened by a loop that has ended: they can be neither used nor closed
+                self.forget_client()
         finally:
             self._started_loop = None
             self._base_started = False
@@ -301,7 +311,11 @@ class ReliableBroker(AsyncBroker, ABC):
             for delivery in await self.fetch(1, timeout_s=1.0):
                 yield AckableMessage(data=delivery.data, ack=delivery.ack)
 
-    def _forget_client(self) -> None:
+    def client_state(self) -> list[dict[str, Any]]:
+        """References to everything the client holds now (a forked child keeps them)."""
+        return [dict(vars(self)), dict(vars(self.result_backend))]
+
+    def forget_client(self) -> None:
         """The client side's loop is gone (or this is a forked child): start afresh."""
         self.forget_connections()
         self._started_loop = None

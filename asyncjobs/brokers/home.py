@@ -7,16 +7,18 @@ in many loops and threads: an ASGI server's loop, ``runserver``'s loop per reque
 (several at once), ``async_to_sync`` in WSGI threads, ``asyncio.run`` in a command, sync
 views in a thread pool. So each process has one *home* loop for its broker client:
 
-- the first loop of the main thread to start it (an ASGI server's, a worker's, a
-  script's ``asyncio.run``): sends from it go straight through, as before;
+- the loop that started the broker (a worker's), or that an ASGI server's lifespan
+  claimed; else the first loop of the main thread to send (a script's ``asyncio.run``):
+  sends from it go straight through;
 - otherwise a loop of asyncjobs' own, on a daemon thread started on first use (a WSGI
   server's threads, ``runserver``'s per-request loops, sync code).
 
 A send from any other loop or thread runs in the home loop and is awaited (or waited
-for) by its caller. A home that stopped running (its ``asyncio.run`` ended) is replaced
-on the next send, and the broker's connections, bound to the old loop, are forgotten. A
-process forked after the home started (gunicorn ``--preload``, multiprocessing) gets a
-home and connections of its own: the parent's sockets are never used in the child.
+for, bounded) by its caller, in the caller's context. A home that stopped running (its
+``asyncio.run`` ended) is replaced on the next send, and the broker's connections, bound
+to the old loop, are forgotten. A process forked after the home started (gunicorn
+``--preload``, multiprocessing) gets a home and connections of its own: the parent's are
+never used in the child, and never closed there either (see ``_inherited``).
 """
 
 from __future__ import annotations
@@ -28,23 +30,42 @@ import contextvars
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 from asyncjobs.brokers.errors import BrokerError
 
 T = TypeVar("T")
 
 THREAD_NAME = "asyncjobs-home"
+MOVE_TIMEOUT_S = 10.0  # closing a client in the loop it leaves
 
 _homes: weakref.WeakSet[ClientHome] = weakref.WeakSet()
+# What a forked child inherited from its parent's client: loops, their selectors,
+# sockets. Referenced until the child exits: collected, they would close themselves,
+# and a socket or self-pipe unregistered from the epoll instance parent and child share
+# is unregistered for the parent too (its sends would hang).
+_inherited: list[object] = []
+
+
+class Client(Protocol):
+    """What a home needs of the client it holds (a ``ReliableBroker``)."""
+
+    def forget_client(self) -> None:
+        """Drop the connections (bound to a loop that is gone, or to the parent)."""
+
+    def client_state(self) -> object:
+        """References to everything the client holds now."""
+
+    async def disconnect(self) -> None:
+        """Close the connections, in the loop that opened them."""
 
 
 class ClientHome:
     """Where one broker's client side lives (see the module docstring)."""
 
-    def __init__(self, forget_client: Callable[[], None]) -> None:
-        self._forget_client = forget_client  # drops connections of a loop left behind
+    def __init__(self, client: Client) -> None:
+        self._client = client
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own: _OwnLoop | None = None
@@ -54,8 +75,7 @@ class ClientHome:
     def loop_for(self, current: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
         """The loop a send from ``current`` (None: sync code) must run in: the home."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._after_fork()
+            self._check_pid()
             home = self._loop
             if home is not None and home.is_running():
                 return home
@@ -64,17 +84,48 @@ class ClientHome:
             else:
                 self._loop = self._own_loop()
             if home is not None and home is not self._loop:
-                self._forget_client()  # bound to a loop that no longer runs
+                self._client.forget_client()  # bound to a loop that no longer runs
             return self._loop
 
-    def is_home(self, loop: asyncio.AbstractEventLoop) -> bool:
-        return self.loop_for(loop) is loop
+    async def claim(self) -> None:
+        """The running loop holds the client from now on: the broker is being started
+        in it (a worker's), or a server says it lives as long as the process (ASGI
+        lifespan). A client that lives in another loop still running is closed there
+        first (a connection is only ever used from the loop that opened it)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._check_pid()
+            home, self._loop = self._loop, loop
+        if home is None or home is loop or not home.is_running():
+            return
+        moved = submit(home, self._client.disconnect(), contextvars.copy_context())
+        with contextlib.suppress(Exception):  # closing is best effort: it is left behind
+            await asyncio.wait_for(asyncio.wrap_future(moved), MOVE_TIMEOUT_S)
+        self._client.forget_client()
+
+    @property
+    def own_loop_running(self) -> bool:
+        """Whether the client lives in asyncjobs' own loop (no long-lived loop of the
+        main thread was there to hold it)."""
+        own = self._own
+        return own is not None and own.alive and self._loop is own.loop
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` in the home loop, from whatever loop calls this."""
         loop = asyncio.get_running_loop()
         home = self.loop_for(loop)
         if home is loop:
+            return await coro
+        return await asyncio.wrap_future(submit(home, coro, contextvars.copy_context()))
+
+    async def run_where_it_lives(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` in the home loop if one is running elsewhere, else here (a
+        shutdown: it must not start a home just to close nothing)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._check_pid()
+            home = self._loop
+        if home is None or home is loop or not home.is_running():
             return await coro
         return await asyncio.wrap_future(submit(home, coro, contextvars.copy_context()))
 
@@ -88,15 +139,29 @@ class ClientHome:
             future.cancel()
             raise
 
+    def stop(self) -> None:
+        """End asyncjobs' own loop and its thread, if they run (the app closes); the
+        client is forgotten, the next send starts afresh."""
+        with self._lock:
+            own, self._own = self._own, None
+            if own is not None and self._loop is own.loop:
+                self._loop = None
+        if own is not None:
+            own.stop()
+            self._client.forget_client()
+
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         if self._own is None or not self._own.alive:
             self._own = _OwnLoop()
         return self._own.loop
 
-    def _after_fork(self) -> None:
-        # Threads do not survive a fork, and the parent's sockets are the parent's.
-        self._pid, self._loop, self._own = os.getpid(), None, None
-        self._forget_client()
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child: threads do not survive a fork, the parent's sockets are
+            # the parent's (kept, never closed here: see _inherited).
+            _inherited.append((self._loop, self._own, self._client.client_state()))
+            self._pid, self._loop, self._own = os.getpid(), None, None
+            self._client.forget_client()
 
 
 def _unlock_in_child() -> None:
@@ -125,10 +190,23 @@ class _OwnLoop:
     def alive(self) -> bool:
         return self._thread.is_alive() and self.loop.is_running()
 
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with contextlib.suppress(RuntimeError):  # closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(started.set)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            # Sends still pending were given up by their callers' bounded waits.
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
 
 def submit(

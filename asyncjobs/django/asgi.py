@@ -1,8 +1,10 @@
 """Django's ASGI application plus the lifespan events Django does not handle.
 
 Django's ASGI handler has no lifespan: the broker client starts lazily on the first
-``kiq()`` anyway; this wrapper only closes it cleanly when the server shuts down (and
-exports the spans still waiting in a batch, when tracing is on).
+``kiq()`` anyway. At startup this wrapper tells the client that the server's loop lives
+as long as the process (sends from sync views' threads go through it, not through a
+loop of asyncjobs' own); at shutdown it closes the client cleanly (and exports the spans
+still waiting in a batch, when tracing is on).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def get_asgi_application() -> Any:
         while True:
             event = await receive()
             if event["type"] == "lifespan.startup":
+                await _claim_home()
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
                 await _close_broker()
@@ -44,13 +47,16 @@ def get_asgi_application() -> Any:
     return application
 
 
-async def _close_broker() -> None:
+async def _claim_home() -> None:
     from asyncjobs.app import current_broker
-    from asyncjobs.brokers.base import ReliableBroker
 
-    broker = current_broker()
-    if isinstance(broker, ReliableBroker) and broker.started:
-        try:
-            await broker.shutdown()
-        except Exception as exc:
-            logger.warning("closing the broker client failed: %s", exc)
+    await current_broker().home.claim()
+
+
+async def _close_broker() -> None:
+    from asyncjobs.app import current_app
+
+    try:
+        await current_app().close()
+    except Exception as exc:
+        logger.warning("closing the broker client failed: %s", exc)

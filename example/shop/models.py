@@ -25,3 +25,11 @@ class Signup(models.Model):
             "welcome_sent_at": self.welcome_sent_at.isoformat() if self.welcome_sent_at else None,
             "score": self.score,
         }
+
+
+class Visit(models.Model):
+    """One page visit, recorded by a task a view sent (the counter the load tests read:
+    every send delivered once is one row)."""
+
+    page = models.CharField(max_length=100, db_index=True)
+    at = models.DateTimeField(auto_now_add=True)

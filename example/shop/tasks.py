@@ -10,7 +10,7 @@ from django.utils import timezone
 from opentelemetry import trace
 
 from asyncjobs import Reject, cron, every, task
-from example.shop.models import Signup
+from example.shop.models import Signup, Visit
 
 logger = logging.getLogger("example.shop")
 # Spans a task opens are children of its "process" span (with ASYNCJOBS["TRACING"] on;
@@ -50,6 +50,12 @@ def nightly_report() -> int:
     welcomed = Signup.objects.filter(welcome_sent_at__isnull=False).count()
     logger.info("nightly report: %d signups, %d welcomed", total, welcomed)
     return total
+
+
+@task
+async def record_visit(page: str) -> None:
+    """Count a page visit (sent by the views at ``/visits/<page>``)."""
+    await Visit.objects.acreate(page=page)
 
 
 HEARTBEAT_SCHEDULE = "demo-heartbeat"

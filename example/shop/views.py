@@ -1,4 +1,7 @@
-"""Async views: they enqueue work with ``await task.kiq(...)`` and report on it."""
+"""Views that send tasks, both ways: async views ``await task.kiq(...)``; sync views (a
+WSGI server's threads, or sync views under ASGI) call ``task.kiq_sync(...)``, or
+``task.kiq_on_commit(...)`` inside a transaction. Each returns once the broker has the
+message (on commit: once it is registered with the transaction)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from asyncjobs import job
-from example.shop.models import Signup
-from example.shop.tasks import compute_score, nightly_report, send_welcome_email
+from example.shop.models import Signup, Visit
+from example.shop.tasks import compute_score, nightly_report, record_visit, send_welcome_email
 
 
 @require_GET
@@ -33,6 +37,43 @@ async def signup(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"signup": new.pk, "task": job.task_id, "score_task": score_job.task_id}, status=202
     )
+
+
+@csrf_exempt
+@require_POST
+def signup_sync(request: HttpRequest) -> JsonResponse:
+    """``/signup`` as a sync view: the row and the sends commit together. The tasks are
+    sent when the transaction commits, so they never look for a row that is not there
+    yet, and a rollback sends nothing."""
+    email = _email_from(request)
+    if email is None:
+        return JsonResponse({"error": 'send a valid email, e.g. {"email": "a@b.org"}'}, status=400)
+    with transaction.atomic():
+        new = Signup.objects.create(email=email)
+        job = send_welcome_email.kiq_on_commit(new.pk)
+        score_job = compute_score.kiq_on_commit(new.pk)
+    return JsonResponse(
+        {"signup": new.pk, "task": job.task_id, "score_task": score_job.task_id}, status=202
+    )
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def visits(request: HttpRequest, page: str) -> JsonResponse:
+    """POST: count a visit of ``page`` in the background (a sync view sends); GET: the
+    visits counted so far."""
+    if request.method == "GET":
+        return JsonResponse({"page": page, "visits": Visit.objects.filter(page=page).count()})
+    job = record_visit.kiq_sync(page)
+    return JsonResponse({"task": job.task_id}, status=202)
+
+
+@csrf_exempt
+@require_POST
+async def visits_async(request: HttpRequest, page: str) -> JsonResponse:
+    """POST ``/visits/<page>`` as an async view."""
+    job = await record_visit.kiq(page)
+    return JsonResponse({"task": job.task_id}, status=202)
 
 
 @require_GET

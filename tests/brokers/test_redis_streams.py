@@ -144,10 +144,11 @@ async def test_dead_letter_moves_atomically(
         await w.shutdown()
 
 
-async def test_client_restarts_on_a_new_event_loop(
+async def test_sends_from_loops_that_come_and_go(
     redis_url: str, prefix: str, redis_cleanup: None
 ) -> None:
-    """One asyncio.run per shell command: each loop gets its own connections."""
+    """Sends from loops that come and go (one asyncio.run per shell command, in another
+    thread) are handed to the loop the client lives in; shutdown closes it there."""
     broker = RedisStreamsBroker(redis_url, options(prefix))
 
     def send() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import time
 
 import orjson
 import redis
@@ -52,34 +53,63 @@ async def _drain_amqp(url: str, queue: str) -> list[bytes]:
         await connection.close()
 
 
-def redis_connections(url: str, pids: set[int]) -> dict[int, int]:
+def last_redis_client_id(url: str) -> int:
+    """Redis numbers connections in order: a connection opened after this call has a
+    higher id (connections a process left behind earlier are told apart that way)."""
+    with redis.Redis.from_url(url) as conn:
+        return int(conn.client_id())
+
+
+def redis_connections(url: str, pids: set[int], after_id: int = 0) -> dict[int, int]:
     """How many connections each of ``pids`` holds on Redis (asyncjobs names them
-    ``asyncjobs:<host>:<pid>``)."""
+    ``asyncjobs:<host>:<pid>``), of those opened after client id ``after_id``."""
     counts = dict.fromkeys(pids, 0)
     with redis.Redis.from_url(url) as conn:
         for client in conn.client_list():
             pid = _pid_in(str(client.get("name", "")))
-            if pid in counts:
+            if pid in counts and int(client["id"]) > after_id:
                 counts[pid] += 1
     return counts
 
 
-def amqp_connections(pids: set[int]) -> dict[int, int]:
+def amqp_connections(pids: set[int], since_ms: int = 0) -> dict[int, int]:
     """How many connections each of ``pids`` holds on RabbitMQ, from ``rabbitmqctl
-    list_connections`` (asyncjobs names them ``asyncjobs <role> <host>:<pid>``)."""
+    list_connections`` (asyncjobs names them ``asyncjobs <role> <host>:<pid>``), of
+    those opened at or after ``since_ms`` (ms since the epoch)."""
     listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "client_properties"],
+        ["rabbitmqctl", "-q", "list_connections", "connected_at", "client_properties"],
         capture_output=True,
         text=True,
         check=True,
         timeout=RABBITMQCTL_TIMEOUT_S,
     ).stdout
     counts = dict.fromkeys(pids, 0)
-    for name in re.findall(r'\{"connection_name","([^"]*)"\}', listed):
-        pid = _pid_in(name)
-        if pid in counts:
+    for line in listed.splitlines():
+        opened, _, properties = line.partition("\t")
+        named = re.search(r'\{"connection_name","([^"]*)"\}', properties)
+        pid = _pid_in(named.group(1)) if named else None
+        if pid in counts and opened.isdigit() and int(opened) >= since_ms:
             counts[pid] += 1
     return counts
+
+
+class NewConnections:
+    """The connections opened on ``config``'s broker from the moment this is made, by
+    the pid of the process that named them."""
+
+    def __init__(self, config: AsyncJobsConfig) -> None:
+        self.config = config
+        self.rabbitmq = config.transport.name == "rabbitmq"
+        self.since_ms = int(time.time() * 1000) - 1
+        self.after_id = 0 if self.rabbitmq else last_redis_client_id(config.broker_url)
+
+    def of(self, *pids: int) -> dict[int, int]:
+        if self.rabbitmq:
+            return amqp_connections(set(pids), self.since_ms)
+        return redis_connections(self.config.broker_url, set(pids), self.after_id)
+
+    def count(self, pid: int) -> int:
+        return self.of(pid)[pid]
 
 
 def _pid_in(name: str) -> int | None:
