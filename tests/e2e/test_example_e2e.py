@@ -24,53 +24,12 @@ from tests.support.helpers import unavailable
 from tests.support.processes import (
     REPO_ROOT,
     ExampleStack,
-    delete_amqp_queues,
     delete_results,
     task_state,
     wait_for_task,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("rabbitmq", marks=[pytest.mark.redis, pytest.mark.rabbitmq]),
-    ]
-)
-def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
-    if request.param == "rabbitmq":
-        url: str = request.getfixturevalue("amqp_url")
-        return url
-    return redis_url
-
-
-@pytest.fixture
-async def stack(
-    broker_url: str,
-    redis_url: str,
-    prefix: str,
-    tmp_path: Path,
-    redis_cleanup: None,
-) -> AsyncIterator[ExampleStack]:
-    """The example project's processes on this test's prefix; stopped and cleaned after."""
-    example = ExampleStack(
-        broker_url=broker_url,
-        result_backend_url=redis_url,
-        db_path=tmp_path / "example.sqlite3",
-        log_dir=tmp_path / "logs",
-        key_prefix=prefix,
-    )
-    await asyncio.to_thread(example.migrate)
-    try:
-        yield example
-    finally:
-        await asyncio.to_thread(example.stop, 15.0)
-        # Shown by pytest when the test failed (captured output of the teardown).
-        print(example.describe(lines=80))
-        if broker_url.startswith("amqp"):
-            await asyncio.wait_for(delete_amqp_queues(broker_url, prefix), timeout=15)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from asyncjobs.brokers.redis.streams import stream_key
 from asyncjobs.config import AsyncJobsConfig
 
 RABBITMQCTL_TIMEOUT_S = 60
+HEARTBEAT_FRAMES = 5
 
 
 def queued_task_ids(config: AsyncJobsConfig, queue: str = "default") -> list[str]:
@@ -76,13 +77,7 @@ def amqp_connections(pids: set[int], since_ms: int = 0) -> dict[int, int]:
     """How many connections each of ``pids`` holds on RabbitMQ, from ``rabbitmqctl
     list_connections`` (asyncjobs names them ``asyncjobs <role> <host>:<pid>``), of
     those opened at or after ``since_ms`` (ms since the epoch)."""
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "connected_at", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=RABBITMQCTL_TIMEOUT_S,
-    ).stdout
+    listed = _rabbitmqctl("list_connections", "connected_at", "client_properties")
     counts = dict.fromkeys(pids, 0)
     for line in listed.splitlines():
         opened, _, properties = line.partition("\t")
@@ -110,6 +105,54 @@ class NewConnections:
 
     def count(self, pid: int) -> int:
         return self.of(pid)[pid]
+
+    def activity(self, pid: int) -> dict[str, int]:
+        """Per connection of ``pid`` opened since: Redis, seconds idle; RabbitMQ,
+        frames received (heartbeats included)."""
+        if self.rabbitmq:
+            return amqp_activity(pid, self.since_ms)
+        return redis_idle(self.config.broker_url, pid, self.after_id)
+
+    def untouched(self, before: dict[str, int], after: dict[str, int], elapsed_s: float) -> bool:
+        """Whether the connections of ``before`` are all still there, unused for the
+        ``elapsed_s`` seconds between the two readings (RabbitMQ: at most a few
+        heartbeats; a single publish is 3 frames)."""
+        if before.keys() != after.keys():
+            return False
+        if self.rabbitmq:
+            return all(after[key] - before[key] <= HEARTBEAT_FRAMES for key in before)
+        return all(after[key] >= before[key] + int(elapsed_s) - 1 for key in before)
+
+
+def redis_idle(url: str, pid: int, after_id: int) -> dict[str, int]:
+    with redis.Redis.from_url(url) as conn:
+        return {
+            str(client["id"]): int(client["idle"])
+            for client in conn.client_list()
+            if _pid_in(str(client.get("name", ""))) == pid and int(client["id"]) > after_id
+        }
+
+
+def amqp_activity(pid: int, since_ms: int) -> dict[str, int]:
+    listed = _rabbitmqctl("list_connections", "connected_at", "recv_cnt", "client_properties")
+    found = {}
+    for line in listed.splitlines():
+        opened, received, properties = [*line.split("\t", 2), "", ""][:3]
+        named = re.search(r'\{"connection_name","([^"]*)"\}', properties)
+        mine = named is not None and _pid_in(named.group(1)) == pid
+        if named and mine and opened.isdigit() and int(opened) >= since_ms:
+            found[f"{named.group(1)}@{opened}"] = int(received)
+    return found
+
+
+def _rabbitmqctl(*args: str) -> str:
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=RABBITMQCTL_TIMEOUT_S,
+    ).stdout
 
 
 def _pid_in(name: str) -> int | None:
