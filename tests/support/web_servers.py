@@ -104,9 +104,7 @@ async def post_in_bursts(
     return sent
 
 
-def wait_for_visits(
-    stack: ExampleStack, page: str, expected: int, timeout_s: float = 180.0
-) -> int:
+def wait_for_visits(stack: ExampleStack, page: str, expected: int, timeout_s: float = 180.0) -> int:
     """Poll ``GET /visits/<page>`` until ``expected`` visits are counted; the count."""
     deadline = time.monotonic() + timeout_s
     while True:
