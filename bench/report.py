@@ -21,6 +21,8 @@ class Metric:
     ratio_goal: float | None = None  # asyncjobs/raw must be at least this
     limit: float | None = None  # asyncjobs' own figure must be at most this
     limit_brokers: tuple[str, ...] = ("redis", "amqp")
+    # (another figure of asyncjobs', at least this fraction of it)
+    of_own: tuple[str, float] | None = None
 
 
 METRICS = (
@@ -31,6 +33,15 @@ METRICS = (
     Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False, None, 5, ("redis",)),
     Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False, limit=0.5),
     Metric("rss_mb", "worker RSS after run, MiB", "{:.1f}", False, limit=100),
+    Metric("send_await_per_s", "send: await kiq() /s", "{:,.0f}", True),
+    Metric("send_sync_1_per_s", "send: kiq_sync 1 thread /s", "{:,.0f}", True),
+    Metric(
+        "send_sync_n_per_s",
+        "send: kiq_sync 16 threads /s",
+        "{:,.0f}",
+        True,
+        of_own=("send_await_per_s", 0.5),
+    ),
 )
 
 
@@ -40,19 +51,34 @@ def _cell(fig: Figure | None, fmt: str) -> str:
     return fmt.format(fig.value) if fig.value is not None else "INVALID"
 
 
-def goal(metric: Metric, broker: str, ours: Figure | None, raw: Figure | None) -> str:
+def goal(
+    metric: Metric,
+    broker: str,
+    ours: Figure | None,
+    raw: Figure | None,
+    own: dict[str, Figure] | None = None,
+) -> str:
     """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
     mine = ours.value if ours else None
+    if metric.of_own is not None:
+        other_key, fraction = metric.of_own
+        other = (own or {}).get(other_key)
+        return _verdict(f">= {fraction:g}x await", mine, other.value if other else None, fraction)
     if metric.ratio_goal is not None:
-        if mine is None or raw is None or not raw.value:
-            return f">= {metric.ratio_goal:g}x raw: unknown"
-        met = mine / raw.value >= metric.ratio_goal
-        return f">= {metric.ratio_goal:g}x raw: {'met' if met else 'NOT met'}"
+        theirs = raw.value if raw else None
+        return _verdict(f">= {metric.ratio_goal:g}x raw", mine, theirs, metric.ratio_goal)
     if metric.limit is not None and broker in metric.limit_brokers:
         if mine is None:
             return f"<= {metric.limit:g}: unknown"
         return f"<= {metric.limit:g}: {'met' if mine <= metric.limit else 'NOT met'}"
     return ""
+
+
+def _verdict(text: str, mine: float | None, other: float | None, factor: float) -> str:
+    """Whether ``mine`` is at least ``factor`` times ``other``."""
+    if mine is None or not other:
+        return f"{text}: unknown"
+    return f"{text}: {'met' if mine >= factor * other else 'NOT met'}"
 
 
 def table(results: dict[str, dict[str, Results]]) -> str:
@@ -70,7 +96,7 @@ def table(results: dict[str, dict[str, Results]]) -> str:
             arrow = "^" if m.higher_is_better else "v"
             lines.append(
                 f"{m.label + ' ' + arrow:<32}{_cell(a, m.fmt):>12}{_cell(r, m.fmt):>12}"
-                f"{ratio:>9}  {goal(m, broker, a, r)}"
+                f"{ratio:>9}  {goal(m, broker, a, r, ours.figures if ours else None)}"
             )
         for side, res in sides.items():
             for key, fig in res.figures.items():

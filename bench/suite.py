@@ -10,6 +10,9 @@
    just before ``kiq()``; p50 / p99;
 6. I/O-bound: ``io`` tasks each ``asyncio.sleep(0.05)`` enqueued, then a fresh worker
    started (default settings); time = last finished - first started.
+7. asyncjobs only, sending paths (``bench.send_paths``, a process of its own as a WSGI
+   worker is): ``sends`` tasks each by ``await kiq()``, by ``kiq_sync()`` from one
+   thread and from ``send_threads`` threads; then a worker drains the 3 x ``sends``.
 
 Every phase's tasks are counted in ``bench.recorder``: a figure whose phase did not run
 each task exactly once is INVALID (enqueue figures are checked by the processing phase,
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.recorder import Ledger, Tally
-from bench.workers import Producer, Target, worker_rss_mb
+from bench.workers import ASYNCJOBS, Producer, Target, send_paths, worker_rss_mb
 from example.processes import ManagedProcess
 
 
@@ -36,6 +39,8 @@ class Sizes:
     latency: int = 300
     gap_s: float = 0.01
     io: int = 2_000
+    sends: int = 4_800  # per sending path; a multiple of send_threads
+    send_threads: int = 16
 
 
 @dataclass
@@ -128,4 +133,24 @@ async def run_target(
             figs["io_s"] = Figure(None if bad else tally.span_s, bad)
         finally:
             worker.stop(timeout_s=20)
+    if target.kind == ASYNCJOBS:
+        figs.update(await _send_paths(target, sizes, ledger, log_dir, f"{tag}:send"))
     return out
+
+
+async def _send_paths(
+    target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
+) -> dict[str, Figure]:
+    rates = await asyncio.to_thread(send_paths, target, key, sizes.sends, sizes.send_threads)
+    worker = target.start_worker(log_dir, "send")
+    try:
+        tally = await _wait(ledger, key, 3 * sizes.sends, worker)
+    finally:
+        worker.stop(timeout_s=20)
+    bad = _check(tally, 3 * sizes.sends)
+    threads = sizes.send_threads
+    return {
+        "send_await_per_s": Figure(None if bad else rates["await"], bad),
+        "send_sync_1_per_s": Figure(None if bad else rates["sync_1"], bad),
+        "send_sync_n_per_s": Figure(None if bad else rates[f"sync_{threads}"], bad),
+    }

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from asyncjobs.worker.events import Outcome, WorkerObserver
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
@@ -37,10 +36,12 @@ from taskiq.message import TaskiqMessage
 
 from asyncjobs import app as app_state
 from asyncjobs import load_config, task
-from asyncjobs.brokers.base import Delivery, ReliableBroker
-from asyncjobs.tracing import TracingMiddleware
+from asyncjobs.brokers.base import Delivery
+from asyncjobs.brokers.envelope import Envelope
+from asyncjobs.hooks import Hooks, Outcome, Run
+from asyncjobs.tracing import SendTracing
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
-from asyncjobs.worker.tracing import tracing_observer
+from asyncjobs.worker.tracing import run_tracing
 
 MODES: dict[str, Sampler | None] = {"off": None, "always_off": ALWAYS_OFF, "always_on": ALWAYS_ON}
 
@@ -59,13 +60,13 @@ class DropSpans(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class Countdown(WorkerObserver):
+class Countdown(Hooks):
     def __init__(self, expected: int) -> None:
         self.left = expected
         self.done = asyncio.Event()
 
-    def task_finished(
-        self, delivery: Delivery, message: TaskiqMessage, outcome: Outcome, duration_s: float
+    async def after_run(
+        self, run: Run, outcome: Outcome, error: BaseException | None, duration_s: float
     ) -> None:
         self.left -= 1
         if self.left <= 0:
@@ -95,17 +96,18 @@ async def run_mode(
 ) -> Result:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     config = load_config({"BROKER_URL": redis_url, "KEY_PREFIX": prefix}, environ={})
-    broker = app_state.configure(config)
-    assert isinstance(broker, ReliableBroker)
+    app = app_state.configure(config)
+    broker = app.broker
     sampler = MODES[mode]
     provider: TracerProvider | None = None
     dropped = DropSpans()
-    observers: list[WorkerObserver] = []
     if sampler is not None:
         provider = TracerProvider(sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(dropped, max_queue_size=65_536))
-        broker.add_middlewares(TracingMiddleware(provider))
-        observers.append(tracing_observer(config, provider))
+        app.add_hooks(
+            SendTracing(config.transport.name, tracer_provider=provider),
+            run_tracing(config, broker.consumer_group, provider),
+        )
     try:
         await broker.ensure_started()
         began, cpu = time.perf_counter(), time.process_time()
@@ -120,7 +122,7 @@ async def run_mode(
             concurrency=concurrency,
             fetch_block_s=0.2,
             hard_deadline=False,
-            observers=(countdown, *observers),
+            hooks=(countdown,),
         )
         receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings)
         finish = asyncio.Event()
@@ -154,13 +156,11 @@ async def hooks_us(mode: str, messages: int) -> tuple[float, float]:
     kiq() runs), and the worker's hooks around one run (in a task of its own, as the
     receiver runs each message). Mode ``off`` runs the same loop without the hooks."""
     config = load_config({"BROKER_URL": "redis://127.0.0.1:1/0"}, environ={})
-    broker = app_state.configure(config)
     sampler = MODES[mode]
     provider = TracerProvider(sampler=sampler or ALWAYS_OFF)
     provider.add_span_processor(BatchSpanProcessor(DropSpans(), max_queue_size=65_536))
-    middleware = TracingMiddleware(provider)
-    middleware.set_broker(broker)
-    observer = tracing_observer(config, provider)
+    sending = SendTracing(config.transport.name, tracer_provider=provider)
+    running = run_tracing(config, tracer_provider=provider)
     traced = sampler is not None
     body = b'{"task_id": "x", "labels": {}}' * 4
 
@@ -177,15 +177,16 @@ async def hooks_us(mode: str, messages: int) -> tuple[float, float]:
     cpu = time.process_time()
     for msg in sent:
         if traced:
-            middleware.pre_send(msg)
-            middleware.post_send(msg)
+            await sending.on_send(msg)
+            await sending.on_sent(msg)
     send = (time.process_time() - cpu) / messages * 1e6
 
     async def run(msg: TaskiqMessage) -> None:
         delivery = _Delivery(body, "default", 1)
         if traced:
-            observer.task_started(delivery, msg)
-            observer.task_finished(delivery, msg, Outcome.SUCCEEDED, 0.001)
+            one = Run(delivery, msg, Envelope.read(msg.labels))
+            await running.before_run(one)
+            await running.after_run(one, Outcome.SUCCEEDED, None, 0.001)
 
     cpu = time.process_time()
     for msg in sent:

@@ -8,7 +8,9 @@ broker built by ``bench.raw_app.make_broker``.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -88,8 +90,8 @@ class Producer:
             from asyncjobs import load_config
             from bench.tasksapp import tasks
 
-            broker = app_state.configure(load_config(self.target.settings(), environ={}))
-            await broker.ensure_started()  # type: ignore[attr-defined]
+            broker = app_state.configure(load_config(self.target.settings(), environ={})).broker
+            await broker.ensure_started()
             self._tasks = {"noop": tasks.noop, "sleep": tasks.sleep, "latency": tasks.latency}
         else:
             from bench.raw_app import make_broker, register
@@ -120,3 +122,16 @@ async def delete_raw_amqp(url: str, name: str) -> None:
         await channel.exchange_delete(name)
     finally:
         await connection.close()
+
+
+def send_paths(target: Target, key: str, n: int, threads: int) -> dict[str, float]:
+    """Run ``bench.send_paths`` in a process of its own; its rates per sending path."""
+    env = {**target.env(), "BENCH_SEND_SETTINGS": json.dumps(target.settings())}
+    argv = [sys.executable, "-m", "bench.send_paths", key, str(n), str(threads)]
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.send_paths failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    rates: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return rates

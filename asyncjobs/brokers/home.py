@@ -24,6 +24,7 @@ never used in the child, and never closed there either (see ``_inherited``).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import contextvars
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 THREAD_NAME = "asyncjobs-home"
 MOVE_TIMEOUT_S = 10.0  # closing a client in the loop it leaves
+EXIT_CLOSE_TIMEOUT_S = 5.0  # closing it when the process exits
 
 _homes: weakref.WeakSet[ClientHome] = weakref.WeakSet()
 # What a forked child inherited from its parent's client: loops, their selectors,
@@ -153,7 +155,19 @@ class ClientHome:
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         if self._own is None or not self._own.alive:
             self._own = _OwnLoop()
+            atexit.register(_close_at_exit, weakref.ref(self))
         return self._own.loop
+
+    def close_own_loop(self, timeout_s: float) -> None:
+        """Close the client in asyncjobs' own loop, then end the loop (the process
+        exits: its broker sees the connections closed, not dropped)."""
+        own = self._own
+        if own is None or not own.alive or self._pid != os.getpid():
+            return
+        closing = submit(own.loop, self._client.disconnect(), contextvars.copy_context())
+        with contextlib.suppress(Exception):
+            closing.result(timeout_s)
+        self.stop()
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
@@ -162,6 +176,12 @@ class ClientHome:
             _inherited.append((self._loop, self._own, self._client.client_state()))
             self._pid, self._loop, self._own = os.getpid(), None, None
             self._client.forget_client()
+
+
+def _close_at_exit(home_ref: weakref.ref[ClientHome]) -> None:
+    home = home_ref()
+    if home is not None:
+        home.close_own_loop(EXIT_CLOSE_TIMEOUT_S)
 
 
 def _unlock_in_child() -> None:

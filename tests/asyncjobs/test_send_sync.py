@@ -31,7 +31,7 @@ from asyncjobs.errors import (
     SerializationError,
     SyncInEventLoopError,
 )
-from tests.support.helpers import configured_app
+from tests.support.helpers import configured_app, wait_until
 from tests.support.queued import NewConnections, queued_task_ids
 from tests.testapp.tasks import add
 
@@ -207,3 +207,20 @@ def _send_in_child(
 
 async def _in_a_thread(call: Callable[[], T]) -> T:
     return await asyncio.to_thread(call)
+
+
+def test_at_exit_the_client_is_closed_not_dropped(configured_any: AsyncJobsConfig) -> None:
+    """What the process's exit runs (atexit): the connections of asyncjobs' own loop are
+    closed there, so the broker sees a close, not a dropped socket."""
+    opened = NewConnections(configured_any)
+    add.kiq_sync(1, 2)
+    assert opened.count(os.getpid()) >= 1
+    home = current_broker().home
+    assert home.own_loop_running
+    home.close_own_loop(timeout_s=10)
+    assert not home.own_loop_running
+
+    async def all_closed() -> bool:  # the broker notices a closed socket on its next turn
+        return await asyncio.to_thread(opened.count, os.getpid()) == 0
+
+    asyncio.run(wait_until(all_closed, timeout=10, what="the connections closed"))

@@ -1,0 +1,55 @@
+"""``make bench`` keeps running: the whole suite at tiny sizes on Redis (every phase's
+tasks must each have run exactly once: a figure of a phase that lost or repeated one is
+printed INVALID), and the tracing-overhead bench. The figures themselves are not
+checked: speed is measured by ``make bench``, never asserted in tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from example.processes import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(300)]
+
+
+def run(*argv: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    printed = run("bench", "--smoke", "--brokers", "redis", "--json", str(out))
+    figures = json.loads(out.read_text())["results"]["redis"]
+    invalid = [
+        (side, key, figure["note"])
+        for side, found in figures.items()
+        for key, figure in found.items()
+        if not figure["valid"]
+    ]
+    assert invalid == []
+    assert {"send_await_per_s", "send_sync_1_per_s", "send_sync_n_per_s"} <= set(
+        figures["asyncjobs"]
+    )
+    assert "send: kiq_sync 16 threads /s" in printed
+
+
+def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:
+    printed = run("bench.tracing_overhead", "--messages", "200", "--rounds", "1")
+    assert "always_on recorded 400 spans per round" in printed
