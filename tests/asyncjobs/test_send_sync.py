@@ -224,3 +224,16 @@ def test_at_exit_the_client_is_closed_not_dropped(configured_any: AsyncJobsConfi
         return await asyncio.to_thread(opened.count, os.getpid()) == 0
 
     asyncio.run(wait_until(all_closed, timeout=10, what="the connections closed"))
+
+
+def test_a_kicker_with_labels_sends_synchronously_too(configured: AsyncJobsConfig) -> None:
+    """``fn.kicker().with_labels(delay=...)`` has the sync twin as well: the message waits
+    in the delayed set, not in the stream."""
+    import redis
+
+    from asyncjobs.brokers.redis.delayed import delayed_key
+
+    add.kicker().with_labels(delay=3600).kiq_sync(1, 2)
+    assert queued_task_ids(configured) == []
+    with redis.Redis.from_url(configured.broker_url) as conn:
+        assert conn.zcard(delayed_key(configured.key_prefix, "default")) == 1

@@ -24,18 +24,22 @@ pytestmark = pytest.mark.redis
 LOGGER = "asyncjobs.scheduler"
 
 
-@pytest.fixture(params=["redis", "memory"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``store`` runs on every storage (``SCHEDULE_STORE_URL``: Redis, memory), except
+    for a test that reads or writes the Redis hash itself (it asks for ``conn`` or
+    ``redis_url``): Redis's only."""
+    if "store" not in metafunc.fixturenames:
+        return
+    asks = set(inspect.signature(metafunc.function).parameters)
+    storages = ["redis"] if {"conn", "redis_url"} & asks else ["redis", "memory"]
+    metafunc.parametrize("store", storages, indirect=True)
+
+
+@pytest.fixture
 async def store(
     request: pytest.FixtureRequest, redis_url: str, prefix: str, redis_cleanup: None
 ) -> AsyncIterator[ScheduleStore]:
-    """The store on a transport's storage (``SCHEDULE_STORE_URL``): Redis, memory. A test
-    that reads or writes the Redis hash itself (it asks for ``conn`` or ``redis_url``)
-    is Redis's only."""
-    url = redis_url
-    if request.param == "memory":
-        if {"conn", "redis_url"} & set(inspect.signature(request.function).parameters):
-            pytest.skip("reads or writes the Redis hash itself")
-        url = "memory://"
+    url = "memory://" if request.param == "memory" else redis_url
     made = ScheduleStore.from_url(url, prefix)
     yield made
     await made.aclose()
