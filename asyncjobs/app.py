@@ -187,8 +187,10 @@ async def failed_attempts(task_id: str) -> list[dict[str, Any]]:
     """The failed attempts of a task so far, oldest first: ``attempt``, ``error_type``,
     ``error_message``, ``at`` (unix seconds). Empty when none failed, or when no result
     store is configured (the worker's log has the same lines)."""
-    store = current_app().result_store
-    return [] if store is None else await store.attempts(task_id)
+    app = current_app()
+    store = app.result_store
+    # In the loop the store's connections live in, whichever loop asks.
+    return [] if store is None else await app.broker.home.run(store.attempts(task_id))
 
 
 def check_tasks(config: AsyncJobsConfig) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from taskiq import AsyncBroker
 
@@ -37,6 +39,23 @@ class ReplayReport:
         return sum(count.skipped for count in self.queues.values())
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _at_home(
+    method: Callable[Concatenate[DeadLetters, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[DeadLetters, P], Coroutine[Any, Any, T]]:
+    """Run the operation in the loop the broker's client lives in, whichever loop calls
+    it (a view's loop may be one request's: runserver)."""
+
+    async def at_home(self: DeadLetters, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.broker.home.run(method(self, *args, **kwargs))
+
+    functools.update_wrapper(at_home, method)
+    return at_home
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetters:
     """The dead-letter queues of a configured broker."""
@@ -55,6 +74,7 @@ class DeadLetters:
             return (queue,)
         return self.broker.options.queues
 
+    @_at_home
     async def list(
         self,
         queue: str | None = None,
@@ -82,9 +102,11 @@ class DeadLetters:
                     break
         return sorted(letters, key=lambda letter: letter.dead_lettered_at)[:limit]
 
+    @_at_home
     async def counts(self, queue: str | None = None) -> dict[str, int]:
         return {name: await self.broker.dead_letter_count(name) for name in self.queues(queue)}
 
+    @_at_home
     async def find(
         self, dead_letter_id: str, queue: str | None = None, scan: int = 10_000
     ) -> DeadLetter:
@@ -94,12 +116,14 @@ class DeadLetters:
                     return letter
         raise DeadLetterNotFoundError(f"no dead letter with id {dead_letter_id!r}")
 
+    @_at_home
     async def replay(self, dead_letter_id: str, queue: str | None = None) -> DeadLetter:
         """Send the original message back to its queue, with a fresh attempt count."""
         letter = await self.find(dead_letter_id, queue)
         await self.broker.replay_dead_letter(letter.queue, letter.id, fresh_attempts(letter.body))
         return letter
 
+    @_at_home
     async def replay_all(
         self,
         queue: str | None = None,
@@ -135,6 +159,7 @@ class DeadLetters:
                 skipped += len(gone)
         return ReplayCount(replayed, skipped)
 
+    @_at_home
     async def purge(self, queue: str | None = None) -> dict[str, int]:
         return {name: await self.broker.purge_dead_letters(name) for name in self.queues(queue)}
 

@@ -22,11 +22,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asyncjobs import configure, load_config
+from asyncjobs import configure, current_broker, load_config
 from asyncjobs.tasks import JobTask
 
 
 async def _awaits(noop: JobTask[..., Any], key: str, first: int, n: int) -> float:
+    # This loop holds the client, as an ASGI server's does (its lifespan claims it).
+    await current_broker().home.claim()
     await noop.kiq(f"{key}-warm", 0)  # connections, first-call paths (not counted)
     began = time.perf_counter()
     for i in range(first, first + n):

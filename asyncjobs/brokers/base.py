@@ -243,13 +243,14 @@ class ReliableBroker(AsyncBroker, ABC):
 
     # -- lifecycle ---------------------------------------------------------------
     async def startup(self) -> None:
+        """Start the client side in the running loop, which holds it from now on (a
+        worker's, a scheduler's): sends from other loops and threads come here."""
         if self.is_worker_process and not self.receiver_attached:
             raise ConfigurationError(
                 "this worker runs an asyncjobs broker with a receiver that is not asyncjobs': "
                 "start it as `taskiq worker asyncjobs.django.worker:broker` without --receiver"
             )
-        # The client lives in the loop that starts it: sends from other loops come here.
-        await self.home.claim()
+        await self.home.claim()  # a no-op in the home itself (the lazy start)
         if not self._base_started:  # events, middlewares, result backend: once
             await super().startup()
             self._base_started = True
@@ -257,8 +258,10 @@ class ReliableBroker(AsyncBroker, ABC):
         self._started_loop = asyncio.get_running_loop()
 
     async def shutdown(self) -> None:
-        # From whatever loop: the connections are closed in the loop that opened them.
+        # From whatever loop: the connections are closed in the loop that opened them,
+        # then asyncjobs' own loop, if it held them, ends (a later send starts another).
         await self.home.run_where_it_lives(self._shutdown_here())
+        self.home.stop()
 
     async def _shutdown_here(self) -> None:
         started = self._started_loop
@@ -277,7 +280,11 @@ class ReliableBroker(AsyncBroker, ABC):
         return self._started_loop is not None
 
     async def ensure_started(self) -> None:
-        """Start the client side once per event loop (the lazy web-process client)."""
+        """Start the client side once, lazily (a web process's), in the loop it lives in
+        (see ``ClientHome``): never in a caller's loop that may end with its request."""
+        await self.home.run(self._ensure_started_here())
+
+    async def _ensure_started_here(self) -> None:
         loop = asyncio.get_running_loop()
         if self._started_loop is loop:
             return
@@ -287,11 +294,11 @@ class ReliableBroker(AsyncBroker, ABC):
             if self._started_loop is loop:
                 return
             if self._started_loop is not None:
-                # The previous loop is gone (e.g. one asyncio.run per shell command):
-                # its connections cannot be used or awaited from here.
+                # The loop it was started in is gone: its connections can be neither
+                # used nor awaited from here.
                 self.forget_connections()
                 self._base_started = False
-            await self.startup()
+            await self.startup()  # a transport's own (its errors); the claim is a no-op here
 
     async def kick(self, message: BrokerMessage) -> None:
         queue = self.queue_of(message.labels)  # UnknownQueueError before connecting
@@ -299,7 +306,7 @@ class ReliableBroker(AsyncBroker, ABC):
         await self.home.run(self._kick_here(queue, message, due))
 
     async def _kick_here(self, queue: str, message: BrokerMessage, due: float | None) -> None:
-        await self.ensure_started()
+        await self._ensure_started_here()
         if due is None or due <= time.time():
             await self.publish(queue, message)
         else:

@@ -8,15 +8,16 @@ in many loops and threads: an ASGI server's loop, ``runserver``'s loop per reque
 views in a thread pool. So each process has one *home* loop for its broker client:
 
 - the loop that started the broker (a worker's), or that an ASGI server's lifespan
-  claimed; else the first loop of the main thread to send (a script's ``asyncio.run``):
-  sends from it go straight through;
+  claimed: loops that live as long as the process; sends from it go straight through;
 - otherwise a loop of asyncjobs' own, on a daemon thread started on first use (a WSGI
-  server's threads, ``runserver``'s per-request loops, sync code).
+  server's threads, ``runserver``'s per-request loops, sync code, a script's or a
+  command's ``asyncio.run``: a loop that ends would take its connections with it,
+  unclosed). It is closed at exit.
 
 A send from any other loop or thread runs in the home loop and is awaited (or waited
-for, bounded) by its caller, in the caller's context. A home that stopped running (its
-``asyncio.run`` ended) is replaced on the next send, and the broker's connections, bound
-to the old loop, are forgotten. A process forked after the home started (gunicorn
+for, bounded) by its caller, in the caller's context. A claimed loop that stopped is
+replaced on the next send by asyncjobs' own, and the broker's connections, bound to the
+old loop, are forgotten. A process forked after the home started (gunicorn
 ``--preload``, multiprocessing) gets a home and connections of its own: the parent's are
 never used in the child, and never closed there either (see ``_inherited``).
 """
@@ -40,6 +41,8 @@ T = TypeVar("T")
 
 THREAD_NAME = "asyncjobs-home"
 MOVE_TIMEOUT_S = 10.0  # closing a client in the loop it leaves
+MOVE_POLL_S = 0.01
+WIND_DOWN_S = 1.0  # what a closing client scheduled may finish before the loop ends
 EXIT_CLOSE_TIMEOUT_S = 5.0  # closing it when the process exits
 
 _homes: weakref.WeakSet[ClientHome] = weakref.WeakSet()
@@ -72,20 +75,21 @@ class ClientHome:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own: _OwnLoop | None = None
         self._pid = os.getpid()
+        # Operations handed to each loop and not finished yet: a claim lets those of the
+        # loop it takes the client from finish before closing it there.
+        self._pending: dict[asyncio.AbstractEventLoop, int] = {}
         _homes.add(self)
 
-    def loop_for(self, current: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
-        """The loop a send from ``current`` (None: sync code) must run in: the home."""
+    def loop_for(self) -> asyncio.AbstractEventLoop:
+        """The loop every send must run in: the home (asyncjobs' own loop unless a
+        long-lived loop claimed the client)."""
         with self._lock:
             self._check_pid()
             home = self._loop
             if home is not None and home.is_running():
                 return home
-            if current is not None and threading.current_thread() is threading.main_thread():
-                self._loop = current  # long-lived: an ASGI server's, a worker's
-            else:
-                self._loop = self._own_loop()
-            if home is not None and home is not self._loop:
+            self._loop = self._own_loop()
+            if home is not None:
                 self._client.forget_client()  # bound to a loop that no longer runs
             return self._loop
 
@@ -93,17 +97,29 @@ class ClientHome:
         """The running loop holds the client from now on: the broker is being started
         in it (a worker's), or a server says it lives as long as the process (ASGI
         lifespan). A client that lives in another loop still running is closed there
-        first (a connection is only ever used from the loop that opened it)."""
+        first, once what was handed to that loop finished (a connection is only ever
+        used from the loop that opened it); asyncjobs' own loop then ends."""
         loop = asyncio.get_running_loop()
         with self._lock:
             self._check_pid()
             home, self._loop = self._loop, loop
-        if home is None or home is loop or not home.is_running():
-            return
-        moved = submit(home, self._client.disconnect(), contextvars.copy_context())
+            if home is None or home is loop or not home.is_running():
+                return
+            own, self._own = (self._own, None) if self._owns(home) else (None, self._own)
         with contextlib.suppress(Exception):  # closing is best effort: it is left behind
-            await asyncio.wait_for(asyncio.wrap_future(moved), MOVE_TIMEOUT_S)
+            await asyncio.wait_for(self._close_in(home), MOVE_TIMEOUT_S)
         self._client.forget_client()
+        if own is not None:
+            await asyncio.to_thread(own.stop)
+
+    async def _close_in(self, home: asyncio.AbstractEventLoop) -> None:
+        # Counted from other threads too: polled (an asyncio.Event is not thread-safe).
+        while self._pending.get(home, 0):  # noqa: ASYNC110 - sends handed there earlier
+            await asyncio.sleep(MOVE_POLL_S)
+        await asyncio.wrap_future(self._submit(home, self._client.disconnect()))
+
+    def _owns(self, loop: asyncio.AbstractEventLoop | None) -> bool:
+        return self._own is not None and loop is self._own.loop
 
     @property
     def own_loop_running(self) -> bool:
@@ -115,10 +131,10 @@ class ClientHome:
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` in the home loop, from whatever loop calls this."""
         loop = asyncio.get_running_loop()
-        home = self.loop_for(loop)
+        home = self.loop_for()
         if home is loop:
             return await coro
-        return await asyncio.wrap_future(submit(home, coro, contextvars.copy_context()))
+        return await asyncio.wrap_future(self._submit(home, coro))
 
     async def run_where_it_lives(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` in the home loop if one is running elsewhere, else here (a
@@ -129,12 +145,12 @@ class ClientHome:
             home = self._loop
         if home is None or home is loop or not home.is_running():
             return await coro
-        return await asyncio.wrap_future(submit(home, coro, contextvars.copy_context()))
+        return await asyncio.wrap_future(self._submit(home, coro))
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
         """Run ``coro`` in the home loop and wait for it from sync code (at most
         ``timeout_s``: then ``concurrent.futures.TimeoutError``, the coroutine cancelled)."""
-        future = submit(self.loop_for(None), coro, contextvars.copy_context())
+        future = self._submit(self.loop_for(), coro)
         try:
             return future.result(timeout_s)
         except concurrent.futures.TimeoutError:
@@ -142,15 +158,39 @@ class ClientHome:
             raise
 
     def stop(self) -> None:
-        """End asyncjobs' own loop and its thread, if they run (the app closes); the
-        client is forgotten, the next send starts afresh."""
+        """End asyncjobs' own loop and its thread, if they run (the app closes); a
+        client that lived there is forgotten, the next send starts afresh."""
         with self._lock:
             own, self._own = self._own, None
-            if own is not None and self._loop is own.loop:
+            held = own is not None and self._loop is own.loop
+            if held:
                 self._loop = None
         if own is not None:
             own.stop()
+        if held:
             self._client.forget_client()
+
+    def _submit(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
+    ) -> concurrent.futures.Future[T]:
+        """``submit``, counted in ``_pending`` until it is done."""
+        with self._lock:
+            self._pending[loop] = self._pending.get(loop, 0) + 1
+        try:
+            future = submit(loop, coro, contextvars.copy_context())
+        except BaseException:
+            self._finished(loop)
+            raise
+        future.add_done_callback(lambda _: self._finished(loop))
+        return future
+
+    def _finished(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            left = self._pending.get(loop, 0) - 1
+            if left > 0:
+                self._pending[loop] = left
+            else:
+                self._pending.pop(loop, None)
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         if self._own is None or not self._own.alive:
@@ -164,7 +204,7 @@ class ClientHome:
         own = self._own
         if own is None or not own.alive or self._pid != os.getpid():
             return
-        closing = submit(own.loop, self._client.disconnect(), contextvars.copy_context())
+        closing = self._submit(own.loop, self._client.disconnect())
         with contextlib.suppress(Exception):
             closing.result(timeout_s)
         self.stop()
@@ -175,6 +215,7 @@ class ClientHome:
             # the parent's (kept, never closed here: see _inherited).
             _inherited.append((self._loop, self._own, self._client.client_state()))
             self._pid, self._loop, self._own = os.getpid(), None, None
+            self._pending = {}
             self._client.forget_client()
 
 
@@ -222,11 +263,23 @@ class _OwnLoop:
         try:
             self.loop.run_forever()
         finally:
-            # Sends still pending were given up by their callers' bounded waits.
-            for task in asyncio.all_tasks(self.loop):
-                task.cancel()
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
+            self._wind_down()
+
+    def _wind_down(self) -> None:
+        """As ``asyncio.run`` ends a loop: what closing the client scheduled (a library's
+        close callbacks) may finish briefly, the rest is cancelled and awaited, so no
+        task is destroyed pending nor left to a closed loop."""
+        loop = self.loop
+        pending = asyncio.all_tasks(loop)
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=WIND_DOWN_S))
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def submit(

@@ -105,6 +105,9 @@ class AsyncJobsReceiver(Receiver):
         failures = 0
         while not self._draining.is_set():
             try:
+                # The worker's loop holds the broker client, also when taskiq started
+                # the broker before (run_startup off): its tasks' sends come here.
+                await self.reliable.home.claim()
                 if self.run_startup:
                     await self.broker.startup()
                 await self.reliable.set_capacity(self.settings.concurrency)

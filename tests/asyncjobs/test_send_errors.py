@@ -73,7 +73,9 @@ async def sent_anywhere(config: AsyncJobsConfig) -> int:
     broker = current_broker()
     if isinstance(broker, AmqpBroker):
         await broker.ensure_started()
-        ready, _ = await broker.declared_counts(queue_name(config.key_prefix, "default"))
+        # In the loop the client lives in (asyncjobs' own: no loop here claimed it).
+        counting = broker.declared_counts(queue_name(config.key_prefix, "default"))
+        ready, _ = await broker.home.run(counting)
         return ready + len(broker.delay_queues.names)
     from redis.asyncio import Redis
 

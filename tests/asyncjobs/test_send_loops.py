@@ -40,9 +40,10 @@ def in_threads(target: Callable[[], list[str]], threads: int) -> list[str]:
 
 
 async def test_many_loops_at_once_beside_the_servers_loop(configured_any: AsyncJobsConfig) -> None:
-    """An ASGI server's loop holds the client; eight other loops send at the same time
-    as it does (runserver's case on RabbitMQ answered 500: channels closed with their
-    request's loop)."""
+    """An ASGI server's loop holds the client (its lifespan claimed it); eight other
+    loops send at the same time as it does (runserver's case on RabbitMQ answered 500:
+    channels closed with their request's loop)."""
+    await current_broker().home.claim()
     here = asyncio.create_task(send_from_a_loop(EACH))
     elsewhere = await asyncio.to_thread(
         in_threads, lambda: asyncio.run(send_from_a_loop(EACH)), LOOPS
@@ -90,10 +91,14 @@ def test_kiq_itself_handed_to_a_runner_fails_clearly(configured: AsyncJobsConfig
 
 
 def test_one_asyncio_run_after_another(configured_any: AsyncJobsConfig) -> None:
-    """A management command's ``asyncio.run``, then another: the client of a loop that
-    has ended is left behind, the next loop connects afresh."""
+    """A management command's ``asyncio.run``, then another: the client lives in
+    asyncjobs' own loop, not in one that ends (it would leave its connections unclosed),
+    and serves each run in turn on the same connections."""
+    opened = NewConnections(configured_any)
     sent = [asyncio.run(send_from_a_loop(1))[0] for _ in range(3)]
     assert queued_task_ids(configured_any) == sent
+    assert current_broker().home.own_loop_running
+    assert 1 <= opened.count(os.getpid()) <= 2
 
 
 async def test_a_handle_is_read_from_any_loop(
@@ -112,6 +117,4 @@ async def test_a_handle_is_read_from_any_loop(
         return int(result.return_value)
 
     assert await asyncio.to_thread(send_and_wait) == 42
-    assert current_broker().home.loop_for(asyncio.get_running_loop()) is (
-        asyncio.get_running_loop()
-    )
+    assert current_broker().home.loop_for() is asyncio.get_running_loop()  # the worker's

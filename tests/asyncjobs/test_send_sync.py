@@ -140,7 +140,7 @@ def test_a_blocked_sending_loop_ends_the_wait_with_outcome_unknown(
     current_app().config = configured.model_copy(update={"send_timeout_s": 0.2})
     add.kiq_sync(1, 1)  # the client's loop is up
     release = threading.Event()
-    home = current_broker().home.loop_for(None)
+    home = current_broker().home.loop_for()
     home.call_soon_threadsafe(release.wait, 10)  # blocks that loop until released
     try:
         with pytest.raises(SendOutcomeUnknownError, match=r"did not finish within 0\.3 s"):

@@ -169,6 +169,7 @@ async def test_lazy_start_happens_once_under_concurrent_first_calls(
     redis_url: str, prefix: str, redis_cleanup: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broker = RedisStreamsBroker(redis_url, options(prefix))
+    await broker.home.claim()  # this loop holds the client, as a server's does
     starts = 0
     gate = asyncio.Event()
     original = broker.connect

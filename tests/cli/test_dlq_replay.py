@@ -63,6 +63,7 @@ async def second_operator(configured_any: AsyncJobsConfig) -> AsyncIterator[Reli
     """Another process's client on the same broker (its own connections)."""
     broker = build_broker(configured_any.broker_url, configured_any.transport_options())
     assert isinstance(broker, ReliableBroker)
+    await broker.home.claim()  # its client lives in this loop, as a process's would
     await broker.ensure_started()
     yield broker
     await broker.shutdown()

@@ -72,6 +72,9 @@ async def _starter(
     async def start(**overrides: object) -> Worker:
         broker = current_broker()
         assert isinstance(broker, ReliableBroker)
+        # This loop holds the client before anything is sent, as in a worker process
+        # (taskiq starts the broker before the receiver runs).
+        await broker.home.claim()
         broker.is_worker_process = True
         settings = WorkerSettings(
             **{
