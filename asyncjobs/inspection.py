@@ -24,8 +24,7 @@ async def inspect(queue: str | None = None) -> list[QueueStats]:
     """
     app = current_app()
     queues = app.config.queues if queue is None else (queue,)
-    # In the loop the client lives in: a view's loop may be one request's (runserver).
-    return await app.broker.home.run(inspect_queues(app.broker, queues))
+    return await inspect_queues(app.broker, queues)
 
 
 def health_problems(stats: Sequence[QueueStats], config: AsyncJobsConfig) -> list[str]:

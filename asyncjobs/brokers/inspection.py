@@ -54,4 +54,5 @@ async def inspect_queues(broker: ReliableBroker, queues: Sequence[str]) -> list[
     """
     for queue in queues:
         broker.check_queue(queue)  # UnknownQueueError, naming QUEUES
-    return await broker.inspect(queues)
+    # In the loop the client lives in, whichever loop asks (a view's may be a request's).
+    return await broker.home.run(broker.inspect(queues))

@@ -56,7 +56,7 @@ def on_time(arrived: float, due: float) -> None:
 
 async def test_publish_at_is_not_fetched_before_its_time(delayed: Transport) -> None:
     client, worker = delayed.broker(), await delayed.worker()
-    await client.ensure_started()
+    await client.startup()  # this loop holds the client: the test calls its internals
     due = time.time() + 2.0
     await client.publish_at("default", message(b"later"), due)
     arrived, body, queue = await arrival(worker)
@@ -96,7 +96,7 @@ async def test_a_past_due_time_delivers_at_once(delayed: Transport) -> None:
 
 async def test_delayed_messages_go_to_their_own_queue(delayed: Transport) -> None:
     client, worker = delayed.broker(), await delayed.worker()
-    await client.ensure_started()
+    await client.startup()  # this loop holds the client: the test calls its internals
     due = time.time() + 1.0
     await client.publish_at("default", message(b"to-default"), due)
     await client.publish_at("other", message(b"to-other"), due)
@@ -111,7 +111,7 @@ async def test_delayed_messages_go_to_their_own_queue(delayed: Transport) -> Non
 
 async def test_only_a_worker_of_that_queue_receives_it(delayed: Transport) -> None:
     client = delayed.broker()
-    await client.ensure_started()
+    await client.startup()  # this loop holds the client: the test calls its internals
     only_other = Transport(
         delayed.name,
         delayed.url,
@@ -179,7 +179,7 @@ async def test_a_scheduled_retry_survives_the_worker_that_scheduled_it(
 async def test_racing_workers_deliver_each_delayed_message_once(delayed: Transport) -> None:
     client = delayed.broker()
     workers = [await delayed.worker(name=f"w{i}") for i in range(3)]
-    await client.ensure_started()
+    await client.startup()  # this loop holds the client: the test calls its internals
     due = time.time() + 0.5
     bodies = {f"m{i}-{uuid.uuid4().hex[:6]}".encode() for i in range(60)}
     await asyncio.gather(*(client.publish_at("default", message(b), due) for b in bodies))

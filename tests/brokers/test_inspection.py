@@ -85,6 +85,12 @@ class Brokers:
         self.built.append(broker)
         return broker
 
+    async def started_client(self) -> ReliableBroker:
+        """A client started in this loop, which holds it (the tests call its internals)."""
+        broker = self.client()
+        await broker.startup()
+        return broker
+
     async def worker(self, capacity: int = 2) -> ReliableBroker:
         broker = self.client()
         broker.is_worker_process = True
@@ -128,7 +134,7 @@ async def group_info(conn: Redis, stream: str) -> dict[str, Any]:
 async def test_redis_figures_are_what_redis_reports(
     redis_brokers: Brokers, redis_conn: Redis, prefix: str
 ) -> None:
-    client, worker = redis_brokers.client(), await redis_brokers.worker()
+    client, worker = await redis_brokers.started_client(), await redis_brokers.worker()
     await fill(client, worker)
     before = time.time()
     await client.kick(message("newest"))  # 4 waiting now; the age is the oldest's
@@ -172,7 +178,7 @@ async def test_redis_lag_is_null_after_an_out_of_order_ack(
     """Redis's weak spot: with an older entry still pending, acking and deleting a newer
     one makes XINFO GROUPS report the lag as NULL (KEDA's lagCount then reads 0 or -1).
     The figures fall back to XLEN - pending."""
-    client, worker = redis_brokers.client(), await redis_brokers.worker()
+    client, worker = await redis_brokers.started_client(), await redis_brokers.worker()
     for i in range(4):
         await client.kick(message(f"m{i}"))
     first, second = await fetch_n(worker, 2)
@@ -194,7 +200,7 @@ async def test_redis_stream_without_a_group_is_all_waiting(
     redis_brokers: Brokers, redis_conn: Redis, prefix: str
 ) -> None:
     # A raw taskiq producer can create the stream before any asyncjobs process ran.
-    client = redis_brokers.client()
+    client = await redis_brokers.started_client()
     await client.ensure_started()  # declares the groups of every queue...
     stream = stream_key(prefix, "default")
     await redis_conn.xgroup_destroy(stream, GROUP)  # ...so remove this one again
@@ -252,7 +258,7 @@ async def delete_queues(url: str, prefix: str, brokers: Brokers) -> None:
 async def test_amqp_figures_without_the_management_api(amqp_url: str, prefix: str) -> None:
     brokers = amqp_brokers(amqp_url, prefix)
     try:
-        client, worker = brokers.client(), await brokers.worker()
+        client, worker = await brokers.started_client(), await brokers.worker()
         await fill(client, worker)
 
         async def settled() -> list[QueueStats] | None:
@@ -282,7 +288,7 @@ async def test_amqp_figures_from_the_management_api(
     node = rabbitmq_node
     brokers = amqp_brokers(node.amqp_url, prefix, node.management_url)
     try:
-        client, worker = brokers.client(), await brokers.worker()
+        client, worker = await brokers.started_client(), await brokers.worker()
         await fill(client, worker)
 
         async def settled() -> list[QueueStats] | None:

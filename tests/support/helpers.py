@@ -39,10 +39,13 @@ async def wait_until(
 
 @contextlib.asynccontextmanager
 async def configured_app(config: AsyncJobsConfig) -> AsyncIterator[ReliableBroker]:
-    """``asyncjobs.configured(config)`` for the block, yielding its broker."""
+    """``asyncjobs.configured(config)`` for the block, yielding its broker; the test's
+    loop holds the client, as an ASGI server's does (its lifespan claims it), so the
+    test may call the broker's own methods too."""
     from asyncjobs import configured
 
     async with configured(config) as app:
+        await app.broker.home.claim()
         yield app.broker
 
 
