@@ -91,7 +91,10 @@ class Producer:
             from bench.tasksapp import tasks
 
             broker = app_state.configure(load_config(self.target.settings(), environ={})).broker
-            await broker.ensure_started()
+            # This loop holds the client, as an ASGI server's does (its lifespan claims
+            # it); unclaimed, each send would cross to asyncjobs' own loop (send_paths
+            # measures that path: kiq_sync).
+            await broker.startup()
             self._tasks = {"noop": tasks.noop, "sleep": tasks.sleep, "latency": tasks.latency}
         else:
             from bench.raw_app import make_broker, register
