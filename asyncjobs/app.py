@@ -15,7 +15,7 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from taskiq import TaskiqMiddleware
 from taskiq.message import TaskiqMessage
@@ -36,6 +36,14 @@ from asyncjobs.transactions import Transactions
 CLOSE_TIMEOUT_S = 10.0
 
 
+class LocalRuns(Protocol):
+    """What runs sends in the sender's own process (``asyncjobs.testing``)."""
+
+    def after_send_sync(self) -> None: ...
+
+    async def after_send(self) -> None: ...
+
+
 @dataclass(eq=False)
 class App:
     config: AsyncJobsConfig
@@ -44,6 +52,9 @@ class App:
     # What defers a send to a transaction's commit (the Django adapter's); None: no
     # transactions here, every send goes out at once.
     transactions: Transactions | None = None
+    # A test's capture (asyncjobs.testing): the kicker tells it of each send, so an eager
+    # capture runs it before kiq() returns. None outside tests.
+    local: LocalRuns | None = None
 
     @classmethod
     def from_config(cls, config: AsyncJobsConfig, hooks: Iterable[Hooks] = ()) -> App:
@@ -149,10 +160,11 @@ async def configured(
         yield app
     finally:
         await app.close()
-        _restore(previous)
+        restore(previous)
 
 
-def _restore(previous: App | None) -> None:
+def restore(previous: App | None) -> None:
+    """Make ``previous`` current again (None: nothing is configured)."""
     global _current
     _current = None
     if previous is not None:

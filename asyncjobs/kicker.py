@@ -115,7 +115,7 @@ class JobKicker(AsyncKicker[P, R]):
                 f"take a function that awaits {name}.kiq(...), not kiq itself"
             ) from None
         self._check(args, kwargs)
-        return self._kiq(*args, **kwargs)
+        return self._kiq_here(*args, **kwargs)
 
     def kiq_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[Any]:
         """``kiq()`` for sync code, from any thread: returns once the broker has the
@@ -130,6 +130,12 @@ class JobKicker(AsyncKicker[P, R]):
         if self._on_commit:
             return self._kiq_on_commit(args, kwargs)
         return self._kiq_sync(args, kwargs)
+
+    async def _kiq_here(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        handle = await self._kiq(*args, **kwargs)
+        if self.app.local is not None:  # a test's capture: an eager one runs it now
+            await self.app.local.after_send()
+        return handle
 
     async def _kiq(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         token = _preparing.set(None)
@@ -151,13 +157,16 @@ class JobKicker(AsyncKicker[P, R]):
         # thread's context (its tracing context and baggage go along).
         wait_s = self.app.config.send_timeout_s + SYNC_MARGIN_S
         try:
-            return self.app.broker.home.run_sync(self._kiq(*args, **kwargs), wait_s)
+            handle = self.app.broker.home.run_sync(self._kiq(*args, **kwargs), wait_s)
         except concurrent.futures.TimeoutError:
             raise SendOutcomeUnknownError(
                 f"sending task {self.task_name} did not finish within {wait_s:g} s (the loop "
                 "that sends is busy or blocked): it may have been delivered",
                 task_id=self.custom_task_id or "",
             ) from None
+        if self.app.local is not None:  # in the caller's thread: the test's connection
+            self.app.local.after_send_sync()
+        return handle
 
     def _kiq_on_commit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobHandle[Any]:
         """Register the send with the transaction; what would fail it (encoding, size)

@@ -46,6 +46,22 @@ DATABASES = {
     }
 }
 
+if os.environ.get("EXAMPLE_DATABASE") == "postgres":  # the example's tests, on PostgreSQL
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("EXAMPLE_PG_NAME", "test"),
+            "USER": os.environ.get("EXAMPLE_PG_USER", "postgres"),
+            "HOST": os.environ.get("EXAMPLE_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("EXAMPLE_PG_PORT", "5432"),
+            "TEST": {"NAME": os.environ.get("EXAMPLE_PG_TEST_NAME", "test_example")},
+        }
+    }
+
+# `manage.py test` never reaches the broker: every send goes to an in-process memory://
+# copy of ASYNCJOBS, and the tests run them (example/shop/tests.py).
+TEST_RUNNER = "asyncjobs.django.testing.TestRunner"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -354,6 +354,14 @@ class ReliableBroker(AsyncBroker, ABC):
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
         """Up to ``max_messages`` deliveries; an empty list after ``timeout_s`` idle."""
 
+    def make_due(self) -> int:
+        """Make every delayed message due now; how many (``asyncjobs.testing`` runs a
+        test's pending tasks without waiting). Only a transport whose queues live in
+        this process can (``Capabilities.shared`` False)."""
+        raise ConfigurationError(
+            f"{self.transport_name}:// cannot make delayed messages due from a client"
+        )
+
     # -- dead letters (``asyncjobs dlq``) -------------------------------------------
     @abstractmethod
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:

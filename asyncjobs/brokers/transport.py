@@ -73,6 +73,9 @@ class TransportSpec:
     # could not be reached or was lost (``brokers.failures`` turns them into ours).
     library_errors: Callable[[], tuple[type[BaseException], ...]] = lambda: ()
     connection_errors: Callable[[], tuple[type[BaseException], ...]] = lambda: ()
+    # A transport whose queues live in this process: drop the state of (URL, key
+    # prefix), as a test does when it ends. None: the state lives in a server.
+    discard_state: Callable[[str, str], None] | None = None
 
 
 def transport_for(url: str, setting: str = "BROKER_URL") -> TransportSpec:

@@ -9,7 +9,8 @@ class AsyncJobsConfig(AppConfig):
     verbose_name = "asyncjobs"
 
     def ready(self) -> None:
-        from asyncjobs.django import checks, conf
+        from asyncjobs.django import checks, conf, settings_changes
 
         checks.register_checks()
+        settings_changes.connect()
         conf.setup()

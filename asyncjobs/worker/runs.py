@@ -84,10 +84,14 @@ class MessageRunner:
             await self.settling.dead_letter(delivery, run, reason, error)
             return
         assert task is not None  # refused otherwise
-        limits = limits_for(task, run.envelope, self.settings.max_attempts)
+        limits = self.limits(task, run)
         envelope.set_timeout(message.labels, limits.timeout_s)  # what run_task enforces
         target = self._target(message.task_name, task.original_func)
         await self._execute(run, target, limits)
+
+    def limits(self, task: Any, run: Run) -> Limits:
+        """The limits this run of ``task`` gets (a local test run may turn retries off)."""
+        return limits_for(task, run.envelope, self.settings.max_attempts)
 
     def _refusal(self, run: Run, task: Any) -> tuple[Reason, BaseException | None] | None:
         """Why this message must not run (it is dead-lettered instead); None: it may.

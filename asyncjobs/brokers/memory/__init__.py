@@ -55,6 +55,12 @@ def _schedules(url: str, key_prefix: str) -> ScheduleStorage:
     return MemoryScheduleStorage(url, key_prefix)
 
 
+def _discard(url: str, key_prefix: str) -> None:
+    from asyncjobs.brokers.memory.server import discard_server
+
+    discard_server(url, key_prefix)
+
+
 TRANSPORT = TransportSpec(
     name="memory",
     capabilities=Capabilities(
@@ -69,4 +75,5 @@ TRANSPORT = TransportSpec(
     url_problem=url_problem,
     build_result_store=_results,
     build_schedule_storage=_schedules,
+    discard_state=_discard,
 )

@@ -158,6 +158,12 @@ class MemoryBroker(ReliableBroker):
                 f"join: work left after {timeout_s} s (waiting, in flight, scheduled): {left}"
             ) from None
 
+    def make_due(self) -> int:
+        """Every delayed message of ``QUEUES`` (``delay``/``eta`` sends, retries waiting
+        for their backoff) is due now; how many were moved. For tests that run their
+        pending tasks at once (``asyncjobs.testing``)."""
+        return self.server.make_due(self.options.queues)
+
     # -- the port's facts -----------------------------------------------------------
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
         """Exact figures, each queue's read at one moment. ``consumers``: the worker

@@ -303,6 +303,23 @@ class MemoryServer:
                 consumers,
             )
 
+    def make_due(self, queues: Iterable[str]) -> int:
+        """Move every delayed message of ``queues`` into its queue now, in due order (a
+        test running its pending tasks does not wait for delays or backoffs); how many."""
+        woken: list[Waiter] = []
+        moved = 0
+        with self.lock:
+            now = time.time()
+            for name in queues:
+                state = self.queue(name)
+                while state.scheduled:
+                    due, _, data = heapq.heappop(state.scheduled)
+                    state.ready.append(Entry(data, enqueued_at=min(due, now)))
+                    moved += 1
+                    woken += self._waiting_on(name)
+        _wake(woken)
+        return moved
+
     def busy(self, queues: Iterable[str], scheduled: bool, waiter: Waiter) -> bool:
         """Whether any of ``queues`` has a message waiting or in flight (or, with
         ``scheduled``, delayed); if so ``waiter`` is registered for the next change."""
