@@ -52,7 +52,7 @@ lock:
 	rm -rf $(LOCKVENV) && $(PYTHON) -m venv $(LOCKVENV)
 	$(LOCKVENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOCKVENV)/bin/python -m pip install --quiet -e '.[dev,demo]'
-	$(LOCKVENV)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e' -e '^asyncjobs' > $(CONSTRAINTS)
+	$(LOCKVENV)/bin/python -m pip freeze --exclude-editable | grep -v -e '^-e' -e '^asyncjobs' -e '^django-asyncjobs' > $(CONSTRAINTS)
 	rm -rf $(LOCKVENV)
 
 clean:

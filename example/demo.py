@@ -344,7 +344,7 @@ def _tracing(started: float) -> DemoTracing | None:
 
         tracing = DemoTracing(os.environ)
     except (ImportError, OSError) as exc:
-        log(f"no tracing ({exc}); pip install 'asyncjobs[tracing]' for it", started)
+        log(f"no tracing ({exc}); pip install 'django-asyncjobs[tracing]' for it", started)
         return None
     log(tracing.note, started)
     return tracing

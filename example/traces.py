@@ -3,7 +3,7 @@
 ``make demo`` (when no OTLP endpoint is configured) and the end-to-end tests point the
 example's processes at ``OtlpReceiver``: ``POST /v1/traces`` with a protobuf
 ``ExportTraceServiceRequest`` (what ``opentelemetry-exporter-otlp-proto-http`` sends),
-decoded into plain records. Needs ``opentelemetry-proto`` (``asyncjobs[tracing]``).
+decoded into plain records. Needs ``opentelemetry-proto`` (``django-asyncjobs[tracing]``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def build_wheel(out: Path) -> Path:
         capture_output=True,
         timeout=300,
     )
-    [wheel] = out.glob("asyncjobs-*.whl")
+    [wheel] = out.glob("django_asyncjobs-*.whl")
     return wheel
 
 

@@ -6,7 +6,7 @@ scheduler``) gets a tracer provider named ``<project>-web|worker|scheduler`` (un
 get request spans from ``opentelemetry-instrumentation-django``, so a ``kiq()`` in a view
 is a child of its request. Async views are served over ASGI, which that instrumentation
 traces only when ``opentelemetry-instrumentation-asgi`` is installed (without it, it
-silently skips every ASGI request): both come with ``asyncjobs[tracing]``, and a missing
+silently skips every ASGI request): both come with ``django-asyncjobs[tracing]``, and a missing
 one stops the web process at start-up.
 """
 
@@ -53,7 +53,8 @@ def instrument_django() -> None:
     if missing:
         raise ConfigurationError(
             f"TRACING: request spans need {' and '.join(missing)}: pip install "
-            "'asyncjobs[tracing]', or set ASYNCJOBS['TRACING'] = {'INSTRUMENT_DJANGO': False}"
+            "'django-asyncjobs[tracing]', or set "
+            "ASYNCJOBS['TRACING'] = {'INSTRUMENT_DJANGO': False}"
         )
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 

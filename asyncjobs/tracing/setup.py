@@ -96,7 +96,8 @@ def _exporter(name: str) -> SpanExporter:
         except ImportError:
             raise ConfigurationError(
                 "TRACING: exporting spans over OTLP needs opentelemetry-exporter-otlp-proto-http: "
-                "pip install 'asyncjobs[tracing]' (or set OTEL_TRACES_EXPORTER=console or none)"
+                "pip install 'django-asyncjobs[tracing]' (or set OTEL_TRACES_EXPORTER=console "
+                "or none)"
             ) from None
         return OTLPSpanExporter()  # endpoint, headers, timeout: OTEL_EXPORTER_OTLP_*
     found = entry_points(group=EXPORTER_GROUP, name=name)
