@@ -12,4 +12,4 @@ class AsyncJobsConfig(AppConfig):
         from asyncjobs.django import checks, conf
 
         checks.register_checks()
-        conf.setup()
+        conf.start()  # a bad setting is recorded, reported by `check`, raised at a send
