@@ -2,16 +2,18 @@
 static schedules.
 
 ``configure(config)`` builds an ``App`` and makes it the process's current one (the
-Django adapter does this at start-up); ``@task`` functions send through the current app's
-broker, workers and the scheduler run the current app. Tests (and scripts) use
-``async with asyncjobs.configured(settings) as app:``, which restores what was current
-before and shuts the app's broker down afterwards.
+Django adapter does this at start-up, or, when a setting is bad, records the error with
+``unconfigure(error)``, which every send then raises); ``@task`` functions send through
+the current app's broker, workers and the scheduler run the current app. Tests (and
+scripts) use ``async with asyncjobs.configured(settings) as app:``, which restores what
+was current before and shuts the app's broker down afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import importlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from asyncjobs.brokers.factory import build_broker
 from asyncjobs.brokers.stores import ResultStore
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.config import AsyncJobsConfig, load_config
-from asyncjobs.errors import ConfigurationError, NotConfiguredError
+from asyncjobs.errors import ConfigurationError, NotConfiguredError, ResultsDisabledError
 from asyncjobs.handles import JobHandle
 from asyncjobs.hooks import Hooks, HookSet
 from asyncjobs.schedules.definitions import Schedule
@@ -103,8 +105,9 @@ class App:
         names a task that does not exist."""
         check_tasks(self.config)
 
-    def activate(self) -> App | None:
-        """Make this the process's current app; the app that was current before."""
+    def activate(self) -> Current:
+        """Make this the process's current app; what was current before (an app, the
+        configuration error that left the process without one, or None)."""
         global _current
         previous, _current = _current, self
         registry.default_broker(self.broker)
@@ -136,7 +139,14 @@ class HookBridge(TaskiqMiddleware):
         await self.app.hooks.on_sent(message)
 
 
-_current: App | None = None
+# The process's current app; or, when it has none, the configuration error that left it
+# without one. The Django adapter records a bad setting at start-up instead of raising
+# it, so that commands that send nothing (migrate, collectstatic, shell) still run;
+# current_app() raises that error at the first send, where a generic "not configured"
+# would hide the reason. One variable, not a sibling "why": making an app current
+# forgets the reason, and configured() restores the reason with the state it replaced.
+Current = App | ConfigurationError | None
+_current: Current = None
 
 
 def configure(config: AsyncJobsConfig, *, hooks: Iterable[Hooks] = ()) -> App:
@@ -163,21 +173,41 @@ async def configured(
         restore(previous)
 
 
-def restore(previous: App | None) -> None:
-    """Make ``previous`` current again (None: nothing is configured)."""
+def restore(previous: Current) -> None:
+    """Make ``previous`` current again: an app, or the reason there was none (None:
+    nothing was configured)."""
     global _current
-    _current = None
-    if previous is not None:
+    if isinstance(previous, App):
         previous.activate()
+    else:
+        _current = previous
+
+
+def unconfigure(reason: ConfigurationError) -> None:
+    """Leave the process without a current app because of ``reason`` (a bad setting):
+    ``current_app()``, hence every send and result lookup, raises it from now on."""
+    global _current
+    _current = reason
+
+
+def configuration_error() -> ConfigurationError | None:
+    """The configuration error that left the process without a current app, if any."""
+    return _current if isinstance(_current, ConfigurationError) else None
 
 
 def current_app() -> App:
-    if _current is None:
-        raise NotConfiguredError(
-            "asyncjobs is not configured: add 'asyncjobs.django' to INSTALLED_APPS "
-            "(with settings.ASYNCJOBS or ASYNCJOBS_BROKER_URL), or call asyncjobs.configure()"
-        )
-    return _current
+    """The current app; raises the recorded configuration error when a bad setting left
+    the process without one, else ``NotConfiguredError``."""
+    if isinstance(_current, App):
+        return _current
+    if _current is not None:
+        # A copy: one instance raised again and again (from many threads) would gather
+        # every raise's traceback.
+        raise copy.copy(_current)
+    raise NotConfiguredError(
+        "asyncjobs is not configured: add 'asyncjobs.django' to INSTALLED_APPS "
+        "(with settings.ASYNCJOBS or ASYNCJOBS_BROKER_URL), or call asyncjobs.configure()"
+    )
 
 
 def current_broker() -> ReliableBroker:
@@ -197,12 +227,16 @@ def job(task_id: str) -> JobHandle[Any]:
 
 async def failed_attempts(task_id: str) -> list[dict[str, Any]]:
     """The failed attempts of a task so far, oldest first: ``attempt``, ``error_type``,
-    ``error_message``, ``at`` (unix seconds). Empty when none failed, or when no result
-    store is configured (the worker's log has the same lines)."""
+    ``error_message``, ``at`` (unix seconds); empty when none failed. Raises
+    ``ResultsDisabledError`` when no result store is configured: the record is kept with
+    the results, and an empty list would claim that no attempt failed (the worker's log
+    has the same lines)."""
     app = current_app()
     store = app.result_store
+    if store is None:
+        raise ResultsDisabledError.reading(f"the failed attempts of task {task_id}")
     # In the loop the store's connections live in, whichever loop asks.
-    return [] if store is None else await app.broker.home.run(store.attempts(task_id))
+    return await app.broker.home.run(store.attempts(task_id))
 
 
 def check_tasks(config: AsyncJobsConfig) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "Reject",
     "ResultMissingError",
     "ResultTimeoutError",
+    "ResultsDisabledError",
     "SendOutcomeUnknownError",
     "SerializationError",
     "SyncInEventLoopError",
@@ -79,3 +80,19 @@ class ResultTimeoutError(AsyncJobsError, TaskiqResultTimeoutError):
     )
     task_id: str
     timeout: float | None
+
+
+class ResultsDisabledError(ConfigurationError):
+    """A result was asked for where no result store is configured (RabbitMQ without
+    ``RESULT_BACKEND_URL``): nothing keeps results, so there is none to read."""
+
+    @classmethod
+    def reading(cls, what: str) -> ResultsDisabledError:
+        """The error for reading ``what`` (e.g. "the result of task 1f2e...")."""
+        return cls(
+            f"cannot read {what}: results are off, no result store is configured "
+            "(RabbitMQ keeps no results). Set RESULT_BACKEND_URL to a redis:// URL (the "
+            "setting ASYNCJOBS['RESULT_BACKEND_URL'] or the environment variable "
+            "ASYNCJOBS_RESULT_BACKEND_URL) for wait_result(), get_result(), is_ready() "
+            "and failed_attempts() to work; tasks run the same without it"
+        )

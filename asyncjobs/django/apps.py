@@ -13,4 +13,4 @@ class AsyncJobsConfig(AppConfig):
 
         checks.register_checks()
         settings_changes.connect()
-        conf.setup()
+        conf.start()  # a bad setting is recorded, reported by `check`, raised at a send

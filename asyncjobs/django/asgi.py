@@ -48,14 +48,18 @@ def get_asgi_application() -> Any:
 
 
 async def _claim_home() -> None:
-    from asyncjobs.app import current_broker
+    from asyncjobs.app import configuration_error, current_broker
 
+    if configuration_error() is not None:
+        return  # a bad setting (logged at start-up): the site serves, its sends raise
     await current_broker().home.claim()
 
 
 async def _close_broker() -> None:
-    from asyncjobs.app import current_app
+    from asyncjobs.app import configuration_error, current_app
 
+    if configuration_error() is not None:
+        return  # no client was ever made
     try:
         await current_app().close()
     except Exception as exc:

@@ -13,6 +13,8 @@ def main() -> int:
         return cli.main()
     import django
 
+    from asyncjobs.app import current_app
+    from asyncjobs.django.conf import reporting_start_errors
     from asyncjobs.errors import ConfigurationError
 
     # Like `taskiq worker` and `python -m`: the project in the current directory imports.
@@ -20,7 +22,9 @@ def main() -> int:
         sys.path.insert(0, os.getcwd())
 
     try:
-        django.setup()  # validates ASYNCJOBS and configures the broker
+        with reporting_start_errors():  # reported below, in one line
+            django.setup()  # validates ASYNCJOBS and configures the broker
+        current_app()  # raises the bad setting Django recorded without stopping
     except ConfigurationError as exc:
         print(f"asyncjobs: {exc}", file=sys.stderr)
         return 78

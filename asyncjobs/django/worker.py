@@ -3,7 +3,9 @@
     DJANGO_SETTINGS_MODULE=proj.settings taskiq worker asyncjobs.django.worker:broker
 
 Django is set up (settings validated, every app's ``tasks.py`` imported) before taskiq
-looks at the broker, and the asyncjobs receiver replaces taskiq's default one.
+looks at the broker, and the asyncjobs receiver replaces taskiq's default one. A bad
+setting, which Django records without stopping, stops the worker and the scheduler here
+(exit status 78).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import django
 
 from asyncjobs.app import current_broker
+from asyncjobs.django.conf import reporting_start_errors
 from asyncjobs.errors import ConfigurationError
 from asyncjobs.scheduling import AsyncJobsScheduler
 from asyncjobs.worker import install_receiver
@@ -65,7 +68,10 @@ try:
             "DJANGO_SETTINGS_MODULE is not set: run e.g. `DJANGO_SETTINGS_MODULE=proj.settings "
             "taskiq worker asyncjobs.django.worker:broker`"
         )
-    django.setup()
+    with reporting_start_errors():  # _fail_start reports a bad setting, once
+        django.setup()
+    # A bad setting left the process without an app (Django itself starts regardless):
+    # current_broker() raises the error start-up recorded.
     if not current_broker().capabilities.shared:
         raise ConfigurationError(
             f"BROKER_URL: {current_broker().transport_name}:// keeps its queues inside one "

@@ -19,7 +19,7 @@ from typing import Any, Self
 from asgiref.sync import async_to_sync
 from taskiq.result import TaskiqResult
 
-from asyncjobs.app import App, current_app, restore
+from asyncjobs.app import App, Current, current_app, restore
 from asyncjobs.app import job as asyncjobs_job
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import AsyncJobsError, SyncInEventLoopError
@@ -61,7 +61,7 @@ class TaskCapture:
         self.eager, self.retries, self.raise_errors = eager, retries, raise_errors
         self._config = config
         self._hooks = hooks
-        self._previous: App | None = None
+        self._previous: Current = None
         self._recorder: SendRecorder | None = None
         self._worker: LocalWorker | None = None
         self._running = threading.Lock()  # eager sends made by a running task wait
@@ -74,8 +74,7 @@ class TaskCapture:
         if base is None:
             previous = current_app()  # raises: nothing to copy the settings from
         assert base is not None
-        self._build(memory_config(base), previous)
-        self._previous = previous
+        self._previous = self._build(memory_config(base), previous)
         return self
 
     def stop(self) -> None:
@@ -112,16 +111,19 @@ class TaskCapture:
 
     def _build(
         self, config: AsyncJobsConfig, previous: App | None, keep: SendRecorder | None = None
-    ) -> None:
+    ) -> Current:
+        """Build and activate the test app; what was current before (an app, or why
+        there was none)."""
         recorder = keep or SendRecorder(config.default_queue)
         source = previous or _current_or_none()
         app = App.from_config(config, (*self._hooks, recorder))
         # Sends on commit still wait for the commit (captureOnCommitCallbacks).
         app.transactions = source.transactions if source is not None else None
         app.local = self
-        app.activate()
+        before = app.activate()
         self.app, self._recorder = app, recorder
         self._worker = LocalWorker(app)
+        return before
 
     # -- what was sent ---------------------------------------------------------------
     @property

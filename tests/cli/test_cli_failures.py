@@ -149,3 +149,21 @@ def test_manage_py_prints_no_password_either(redis_url: str, free_port: int) -> 
     assert proc.returncode == 1, output
     assert f"127.0.0.1:{free_port}/0?password=***" in output
     assert "S3CRET-QS" not in output and "Traceback" not in output
+
+
+def test_a_bad_setting_is_one_line_and_status_78() -> None:
+    # Django starts with a bad setting (it records it); both commands refuse to run.
+    settings = {"NOPE": "1"}  # an unknown key: a one-line message naming it
+    line = assert_one_clean_line(console(("inspect",), environment(django=True, **settings)), 78)
+    assert "ASYNCJOBS_NOPE" in line and "unknown setting 'NOPE'" in line
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "asyncjobs", "inspect"],
+        cwd=ROOT,
+        env=environment(django=True, **settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 78, proc.stderr
+    assert "CommandError: environment variable ASYNCJOBS_NOPE" in proc.stderr
+    assert "Traceback" not in proc.stderr and "SystemCheckError" not in proc.stderr

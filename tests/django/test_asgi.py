@@ -10,6 +10,7 @@ from asyncjobs import current_broker
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.django.asgi import get_asgi_application
+from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
 from tests.testapp import tasks
 
 
@@ -32,3 +33,23 @@ async def test_lifespan_shutdown_closes_the_lazily_started_client(
     await get_asgi_application()({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert not broker.started
+
+
+async def test_lifespan_with_a_bad_setting_starts_and_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Django started with a bad setting (recorded): the site serves, its sends raise.
+    from asyncjobs import app
+
+    monkeypatch.setattr(app, "_current", AsyncJobsImproperlyConfigured("BROKER_URL is required"))
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return events.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await get_asgi_application()({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -1,4 +1,5 @@
-"""Bad settings fail at start-up, naming the key; passwords never reach a log line."""
+"""Bad settings are reported naming the key (by `manage.py check`, the first send, the
+worker), never stop Django itself; passwords never reach a log line."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.checks import run_checks
 from django.test import override_settings
 
-from asyncjobs.django.checks import check_settings
+from asyncjobs import app, current_app
+from asyncjobs.django import conf
+from asyncjobs.django.checks import check_configured, check_results, check_settings
+from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
+from tests.testapp import tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKIQ = str(Path(sys.executable).with_name("taskiq"))
@@ -36,6 +43,50 @@ def test_system_check_reports_bad_settings() -> None:
         [error] = check_settings()
     assert "on_other_queue" in error.msg  # a task routed to a queue that is not configured
     assert check_settings() == []
+
+
+@pytest.fixture
+def restores_the_app() -> Iterator[None]:
+    """The suite's app is current again afterwards, whatever the test configured."""
+    previous = app._current
+    yield
+    app.restore(previous)
+
+
+@pytest.mark.usefixtures("restores_the_app")
+def test_a_bad_setting_met_building_the_app_is_what_check_and_sends_report() -> None:
+    hooks = {"BROKER_URL": "redis://h/0", "QUEUES": ["default", "other"], "HOOKS": ["tests.x.H"]}
+    with override_settings(ASYNCJOBS=hooks):  # the app is rebuilt: that fails and is recorded
+        with pytest.raises(AsyncJobsImproperlyConfigured, match="HOOKS: cannot import") as raised:
+            conf.setup()
+        recorded = str(raised.value)
+        # The settings validate (HOOKS is imported only to build the app): check reports
+        # what was recorded.
+        [error] = check_settings()
+        assert (error.id, error.msg) == ("asyncjobs.E001", recorded)
+        [warning] = check_configured()  # every check run's, migrate's included
+        assert (warning.id, warning.msg) == ("asyncjobs.W002", recorded)
+        assert warning in run_checks(tags=["asyncjobs"])  # registered
+        assert error in run_checks(tags=["asyncjobs"], include_deployment_checks=True)
+        with pytest.raises(AsyncJobsImproperlyConfigured) as sent:
+            tasks.add.kiq_sync(1, 2)
+    assert str(sent.value) == recorded and sent.value is not raised.value
+    assert "not configured: add" not in recorded  # not the generic NotConfiguredError
+
+    assert conf.setup() is current_app()  # the settings are good again: configured
+    assert check_settings() == [] and check_configured() == []
+
+
+def test_check_warns_when_results_are_off() -> None:
+    amqp = {"BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "QUEUES": ["default", "other"]}
+    with override_settings(ASYNCJOBS=amqp):
+        [warning] = check_results()
+        assert warning.id == "asyncjobs.W001" and warning.is_serious() is False
+        assert "results are off" in warning.msg and "RESULT_BACKEND_URL" in warning.msg
+        assert warning in run_checks(tags=["asyncjobs"])  # registered: `check` shows it
+    with override_settings(ASYNCJOBS={**amqp, "RESULT_BACKEND_URL": "redis://127.0.0.1/0"}):
+        assert check_results() == []
+    assert check_results() == []  # a Redis broker keeps results itself
 
 
 @pytest.mark.parametrize(
@@ -80,18 +131,22 @@ def test_system_check_reports_urls_that_would_be_misread(
         ("ASYNCJOBS_DRAIN_TIMEOUT", "-1", "DRAIN_TIMEOUT"),
     ],
 )
-def test_django_setup_fails_naming_the_setting(variable: str, value: str, key: str) -> None:
+def test_a_bad_override_is_reported_by_check_naming_the_setting(
+    variable: str, value: str, key: str
+) -> None:
+    # Django starts regardless (tests/django/test_unconfigured.py); `check --deploy` fails.
     proc = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-m", "django", "check", "--deploy"],
         cwd=ROOT,
         env=env(**{variable: value}),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 1
+    assert "(asyncjobs.E001)" in proc.stderr
     assert key in proc.stderr and variable in proc.stderr
-    assert "ImproperlyConfigured" in proc.stderr or "AsyncJobsImproperlyConfigured" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
 
 
