@@ -11,16 +11,22 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# Says what it does before each step: the first run takes minutes, and pip lists the
+# packages as it goes (no --quiet there), so it never looks stuck.
 $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
+	@echo "==> setting up $(VENV) (first run only: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "==> installing asyncjobs with its dev and demo extras"
 	@if [ -f $(CONSTRAINTS) ]; then \
-		$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,demo]'; \
+		$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[dev,demo]'; \
 	else \
 		echo "no $(CONSTRAINTS): installing unpinned (run 'make lock' to pin)"; \
-		$(BIN)/python -m pip install --quiet -e '.[dev,demo]'; \
+		$(BIN)/python -m pip install --progress-bar off -e '.[dev,demo]'; \
 	fi
 	touch $(STAMP)
+	@echo "==> $(VENV) ready"
 
 test: check pytest
 

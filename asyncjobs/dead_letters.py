@@ -1,9 +1,13 @@
-"""Dead letters as a first-class place: list, show, replay, purge, on any transport."""
+"""Dead letters as a first-class place: list, show, replay, purge, on any transport.
+
+One dead letter is named by its own id (the Redis stream entry's, the RabbitMQ message's)
+or by the id of its task (``task_id``: what ``kiq()`` returned and the worker logged);
+``lookup`` tries the first, then the second, reading a bounded number of letters."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -38,6 +42,23 @@ class ReplayReport:
     def skipped(self) -> int:
         return sum(count.skipped for count in self.queues.values())
 
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What an id named: one dead letter by its own id, or every dead letter of a task by
+    the task's id, oldest first (never empty)."""
+
+    key: str
+    letters: tuple[DeadLetter, ...]
+    by_task_id: bool
+
+    @property
+    def newest(self) -> DeadLetter:
+        return self.letters[-1]
+
+
+# How many letters of each queue a lookup by id reads at most (oldest first).
+SCAN = 10_000
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -107,19 +128,70 @@ class DeadLetters:
         return {name: await self.broker.dead_letter_count(name) for name in self.queues(queue)}
 
     @_at_home
-    async def find(
-        self, dead_letter_id: str, queue: str | None = None, scan: int = 10_000
-    ) -> DeadLetter:
+    async def lookup(self, key: str, queue: str | None = None, scan: int = SCAN) -> Lookup:
+        """The dead letter whose id is ``key``; else every dead letter of the task whose
+        id is ``key`` (the ``task_id`` a send returned and the worker logged), oldest
+        first. Bounded: only the oldest ``scan`` letters of each queue are read. Raises
+        ``DeadLetterNotFoundError`` (saying what was searched) when none matches."""
+        if not key:  # undecodable letters have no task id: "" must not name them all
+            raise DeadLetterNotFoundError("an empty id names no dead letter")
+        of_task: list[DeadLetter] = []
+        partly: list[str] = []  # queues with letters past the scan
         for name in self.queues(queue):
-            for letter in await self.broker.dead_letters(name, scan):
-                if letter.id == dead_letter_id:
-                    return letter
-        raise DeadLetterNotFoundError(f"no dead letter with id {dead_letter_id!r}")
+            letter, matches, complete = await self._scan(name, key, scan)
+            if letter is not None:
+                return Lookup(key, (letter,), by_task_id=False)
+            of_task += matches
+            if not complete:
+                partly.append(name)
+        if not of_task:
+            raise DeadLetterNotFoundError(await self._not_found(key, scan, partly))
+        of_task.sort(key=lambda letter: letter.dead_lettered_at)  # stable: queue order kept
+        return Lookup(key, tuple(of_task), by_task_id=True)
+
+    async def _scan(
+        self, queue: str, key: str, scan: int
+    ) -> tuple[DeadLetter | None, Sequence[DeadLetter], bool]:
+        """The letter with id ``key`` in ``queue``'s oldest ``scan``, else those of task
+        ``key``; and whether the scan read the whole queue."""
+        matches: list[DeadLetter] = []
+        seen = 0
+        # A snapshot holds nothing between pages: leaving it early costs nothing.
+        async for page in self.broker.dead_letter_snapshot(queue):
+            for letter in page[: scan - seen]:
+                if letter.id == key:
+                    return letter, [], True
+                if letter.task_id == key:
+                    matches.append(letter)
+            seen += len(page)
+            if seen > scan:
+                return None, matches, False
+            if seen == scan:
+                return None, matches, await self.broker.dead_letter_count(queue) <= scan
+        return None, matches, True
+
+    async def _not_found(self, key: str, scan: int, partly: Sequence[str]) -> str:
+        text = f"no dead letter has the id or task id {key!r}"
+        if not partly:
+            return text
+        counts = [f"{await self.broker.dead_letter_count(name):,} in {name}" for name in partly]
+        return f"{text} among the oldest {scan:,} of each queue (there are {', '.join(counts)})"
+
+    async def find(self, key: str, queue: str | None = None, scan: int = SCAN) -> DeadLetter:
+        """The dead letter whose id is ``key``, else the newest of the task whose id is
+        ``key`` (see ``lookup``)."""
+        return (await self.lookup(key, queue, scan)).newest
+
+    async def replay(self, key: str, queue: str | None = None) -> DeadLetter:
+        """Send a dead letter's original message back to its queue, with a fresh attempt
+        count: the letter whose id is ``key``, else the newest of the task whose id is
+        ``key`` (its other letters stay; see README "Dead letters")."""
+        return await self.replay_letter((await self.lookup(key, queue)).newest)
 
     @_at_home
-    async def replay(self, dead_letter_id: str, queue: str | None = None) -> DeadLetter:
-        """Send the original message back to its queue, with a fresh attempt count."""
-        letter = await self.find(dead_letter_id, queue)
+    async def replay_letter(self, letter: DeadLetter) -> DeadLetter:
+        """Replay ``letter`` (from ``lookup`` or ``list``) if it is still there, else
+        ``DeadLetterNotFoundError``."""
         await self.broker.replay_dead_letter(letter.queue, letter.id, fresh_attempts(letter.body))
         return letter
 

@@ -23,12 +23,21 @@ class Metric:
     limit_brokers: tuple[str, ...] = ("redis", "amqp")
     # (another figure of asyncjobs', at least this fraction of it)
     of_own: tuple[str, float] | None = None
+    # (another figure of asyncjobs', what to call it): shows that one / this one
+    beside: tuple[str, str] | None = None
 
 
 METRICS = (
     Metric("enqueue_seq_per_s", "enqueue, sequential awaits /s", "{:,.0f}", True, ratio_goal=2),
     Metric("enqueue_conc_per_s", "enqueue, gather chunks /s", "{:,.0f}", True, ratio_goal=2),
     Metric("process_per_s", "processing, no-op tasks /s", "{:,.0f}", True, ratio_goal=2),
+    Metric(
+        "process_quiet_per_s",
+        "  same, task log lines off /s",
+        "{:,.0f}",
+        True,
+        beside=("process_per_s", "with the lines"),
+    ),
     Metric("latency_p50_ms", "latency enqueue->start p50 ms", "{:.2f}", False, None, 2, ("redis",)),
     Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False, None, 5, ("redis",)),
     Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False, limit=0.5),
@@ -60,6 +69,8 @@ def goal(
 ) -> str:
     """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
     mine = ours.value if ours else None
+    if metric.beside is not None:
+        return _beside(metric.beside, mine, own or {})
     if metric.of_own is not None:
         other_key, fraction = metric.of_own
         other = (own or {}).get(other_key)
@@ -72,6 +83,15 @@ def goal(
             return f"<= {metric.limit:g}: unknown"
         return f"<= {metric.limit:g}: {'met' if mine <= metric.limit else 'NOT met'}"
     return ""
+
+
+def _beside(beside: tuple[str, str], mine: float | None, own: dict[str, Figure]) -> str:
+    """'with the lines: 0.93x this': another figure of asyncjobs' over this one."""
+    other_key, name = beside
+    other = own.get(other_key)
+    if not mine or other is None or other.value is None:
+        return ""
+    return f"{name}: {other.value / mine:.2f}x this"
 
 
 def _verdict(text: str, mine: float | None, other: float | None, factor: float) -> str:

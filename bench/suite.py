@@ -4,6 +4,8 @@
 2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more);
 3. processing: a worker started on that backlog (both enqueue phases, 2 x ``enqueue``)
    drains it; rate = tasks / (last task finished - first task started), worker clocks;
+   asyncjobs only, then the same again with the worker's per-task log lines off
+   (``--log-level WARNING``; the first run logs at taskiq's default, INFO);
 4. RSS of the worker child after those tasks;
 5. latency: on the now idle worker, ``latency`` tasks sent one at a time, ``gap_s``
    apart; each task measures time.time() at its start minus the producer's time.time()
@@ -122,6 +124,7 @@ async def run_target(
             figs["latency_p99_ms"] = Figure(p99, bad)
         finally:
             worker.stop(timeout_s=20)
+        figs.update(await _quiet(producer, target, sizes, ledger, log_dir, f"{tag}:quiet"))
 
         for start in range(0, sizes.io, sizes.chunk):
             stop = min(sizes.io, start + sizes.chunk)
@@ -136,6 +139,26 @@ async def run_target(
     if target.kind == ASYNCJOBS:
         figs.update(await _send_paths(target, sizes, ledger, log_dir, f"{tag}:send"))
     return out
+
+
+async def _quiet(
+    producer: Producer, target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
+) -> dict[str, Figure]:
+    """asyncjobs only: phase 3 again with the worker's per-task lines off (``--log-level
+    WARNING``); the cost of the received/succeeded lines is the gap between the rates."""
+    if target.kind != ASYNCJOBS:
+        return {}
+    total = 2 * sizes.enqueue
+    for start in range(0, total, sizes.chunk):
+        stop = min(total, start + sizes.chunk)
+        await asyncio.gather(*(producer.kiq("noop", key, i) for i in range(start, stop)))
+    worker = target.start_worker(log_dir, "quiet", log_level="WARNING")
+    try:
+        tally = await _wait(ledger, key, total, worker)
+    finally:
+        worker.stop(timeout_s=20)
+    bad = _check(tally, total)
+    return {"process_quiet_per_s": Figure(None if bad else total / tally.span_s, bad)}
 
 
 async def _send_paths(

@@ -57,9 +57,14 @@ class Target:
             env["BENCH_RAW_QUEUE"] = self.name
         return env
 
-    def start_worker(self, log_dir: Path, label: str) -> ManagedProcess:
+    def start_worker(
+        self, log_dir: Path, label: str, *, log_level: str | None = None
+    ) -> ManagedProcess:
+        """``taskiq worker`` at its default log level (INFO), or at ``log_level``."""
         app = "asyncjobs.django.worker:broker" if self.kind == ASYNCJOBS else "bench.raw_app:broker"
         argv = [sys.executable, "-m", "taskiq", "worker", app, "--workers", "1"]
+        if log_level is not None:
+            argv += ["--log-level", log_level]
         name = f"{self.kind}-{self.broker}-{label}"
         return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=self.env())
 

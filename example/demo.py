@@ -264,8 +264,9 @@ class DemoRun:
         """Stop the processes, forget this run's state on servers we did not start."""
         if self.stack is not None:
             self.log("stopping (SIGTERM) and waiting for a clean exit")
-            exit_codes = self.stack.stop(timeout_s=30)
-            self.log(", ".join(f"{name} exited {code}" for name, code in exit_codes.items()))
+            self.stack.stop(timeout_s=30)
+            # "web stopped (SIGTERM, by the demo)", not "web exited -15"; a crash says so.
+            self.log(self.stack.endings("the demo"))
             unclean = self.stack.unclean_exits()
             if unclean and self.error is None:
                 self.error = ProcessError(f"not a clean shutdown: exit codes {unclean}")

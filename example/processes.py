@@ -66,6 +66,7 @@ class ManagedProcess:
         self.argv = argv
         self.log_path = log_path
         self.clean_exit_codes = clean_exit_codes  # what a SIGTERM'd shutdown may return
+        self.signals_sent: list[signal.Signals] = []  # by us, while it ran
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             # A new session: signals typed at the terminal reach only us, and a stop can
@@ -95,7 +96,8 @@ class ManagedProcess:
         return tail(self.log_path, lines)
 
     def describe(self, lines: int = 40) -> str:
-        state = "running" if self.alive() else f"exited with {self.returncode}"
+        code = self.returncode
+        state = "running" if code is None else exit_text(code)
         return (
             f"--- {self.name} (pid {self.pid}, {state}), log {self.log_path}, last {lines} lines:\n"
             f"{self.tail(lines)}"
@@ -105,6 +107,27 @@ class ManagedProcess:
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signum)
+                self.signals_sent.append(signal.Signals(signum))
+
+    def stopped_cleanly(self) -> bool:
+        """Whether it ended because we asked it to, the way a clean shutdown ends."""
+        return bool(self.signals_sent) and self.returncode in self.clean_exit_codes
+
+    def ending(self, by: str) -> str:
+        """How it ended, in words: stopped by ``by`` (cleanly or not), or on its own (a
+        crash, whatever the code); never a bare exit code."""
+        code = self.returncode
+        if code is None:
+            return f"{self.name} still running"
+        if not self.signals_sent:
+            return f"{self.name} crashed ({exit_text(code)}) before {by} stopped it"
+        if self.stopped_cleanly():
+            how = f"{signal.Signals(-code).name}, by {by}" if code < 0 else f"exit {code}"
+            return f"{self.name} stopped ({how})"
+        if code == -signal.SIGKILL and signal.SIGKILL in self.signals_sent:
+            return f"{self.name} killed (SIGKILL, by {by}: it did not stop in time)"
+        asked = ", ".join(sent.name for sent in self.signals_sent)
+        return f"{self.name} crashed while stopping ({exit_text(code)} after {asked})"
 
     def wait(self, timeout_s: float) -> int | None:
         """The exit code, or None if still running after ``timeout_s``."""
@@ -129,8 +152,20 @@ class ManagedProcess:
 
     def _kill_group(self) -> None:
         # Also reaps anything the child left behind in its group (e.g. worker processes).
+        if self.alive():
+            self.signals_sent.append(signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def exit_text(code: int) -> str:
+    """``exit 3``, or ``killed by SIGSEGV`` for a negative code."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def stop_all(processes: Iterable[ManagedProcess], timeout_s: float = 15.0) -> dict[str, int]:
@@ -397,12 +432,17 @@ class ExampleStack:
         return stop_all(self.processes, timeout_s=timeout_s)
 
     def unclean_exits(self) -> dict[str, int]:
-        """The stopped processes whose exit code is not a clean shutdown's."""
+        """The ended processes that did not end as a clean shutdown does after our
+        SIGTERM: a bad exit code, or an end of their own (a crash, whatever the code)."""
         return {
             proc.name: code
             for proc in self.processes
-            if (code := proc.returncode) is not None and code not in proc.clean_exit_codes
+            if (code := proc.returncode) is not None and not proc.stopped_cleanly()
         }
+
+    def endings(self, by: str) -> str:
+        """How each process ended (``ManagedProcess.ending``), on one line."""
+        return ", ".join(proc.ending(by) for proc in self.processes)
 
 
 async def delete_redis_prefix(url: str, prefix: str) -> int:

@@ -48,6 +48,9 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
         figures["asyncjobs"]
     )
     assert "send: kiq_sync 16 threads /s" in printed
+    # The cost of the per-task log lines: the processing rate with them off, beside it.
+    assert "process_quiet_per_s" in figures["asyncjobs"]
+    assert "same, task log lines off /s" in printed and "with the lines:" in printed
 
 
 def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:

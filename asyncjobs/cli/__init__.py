@@ -2,7 +2,7 @@
 
     asyncjobs inspect [--queue Q] [--json]
     asyncjobs dlq list [--queue Q] [--limit N] [--reason R] [--task NAME] [--json]
-    asyncjobs dlq show ID [--queue Q] [--json]
+    asyncjobs dlq show ID [--queue Q] [--json]         (ID: a dead letter's or a task's)
     asyncjobs dlq replay (ID | --all [--reason R] [--task NAME]) [--queue Q] [--json]
     asyncjobs dlq purge [--queue Q] --yes
     asyncjobs schedules list|add|remove [--json]   (see asyncjobs.cli.schedules)
@@ -45,11 +45,15 @@ def parser() -> argparse.ArgumentParser:
 
     listing = dlq.add_parser("list", help="list dead letters, oldest first")
     listing.add_argument("--limit", type=int, default=100)
-    show = dlq.add_parser("show", help="one dead letter, with its original message")
-    show.add_argument("id")
+    show = dlq.add_parser(
+        "show", help="a dead letter, or every dead letter of a task, with the original message"
+    )
+    show.add_argument("id", help="a dead letter's id, or a task id")
     replay = dlq.add_parser("replay", help="send dead letters back to their queue")
     target = replay.add_mutually_exclusive_group(required=True)
-    target.add_argument("id", nargs="?")
+    target.add_argument(
+        "id", nargs="?", help="a dead letter's id, or a task id (its newest dead letter)"
+    )
     target.add_argument(
         "--all",
         action="store_true",

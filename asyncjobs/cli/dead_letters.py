@@ -1,5 +1,9 @@
 """``asyncjobs dlq list|show|replay|purge``: the dead letters of the configured broker,
-as a table or JSON (see ``asyncjobs.dead_letters`` for what each does)."""
+as a table or JSON (see ``asyncjobs.dead_letters`` for what each does).
+
+``show ID`` and ``replay ID`` take a dead letter's id or a task id: ``show`` prints the
+one letter, or every letter of the task (JSON: a list); ``replay`` replays the letter, or
+the task's newest and names the others it left."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any, TextIO
 import orjson
 
 from asyncjobs.brokers.dead_letters import DeadLetter, excerpt
-from asyncjobs.dead_letters import DeadLetters
+from asyncjobs.dead_letters import DeadLetters, Lookup
 from asyncjobs.errors import ConfigurationError
 
 
@@ -23,8 +27,7 @@ async def dlq_command(letters: DeadLetters, args: argparse.Namespace, out: TextI
         found = await letters.list(args.queue, args.limit, reason=args.reason, task_name=args.task)
         _emit(out, args.json, [_as_dict(item, full=False) for item in found], _table(found))
     elif args.action == "show":
-        letter = await letters.find(args.id, args.queue)
-        _emit(out, args.json, _as_dict(letter, full=True), _details(letter))
+        await _show(letters, args, out)
     elif args.action == "replay":
         if args.all:
             report = await letters.replay_all(args.queue, reason=args.reason, task_name=args.task)
@@ -38,13 +41,7 @@ async def dlq_command(letters: DeadLetters, args: argparse.Namespace, out: TextI
         elif args.reason or args.task:
             raise ConfigurationError("--reason and --task filter --all, not one ID")
         else:
-            letter = await letters.replay(args.id, args.queue)
-            _emit(
-                out,
-                args.json,
-                {"replayed": 1, "id": letter.id, "queue": letter.queue},
-                f"replayed {letter.id} to queue {letter.queue}",
-            )
+            await _replay_one(letters, args, out)
     elif args.action == "purge":
         if not args.yes:
             counts = await letters.counts(args.queue)
@@ -58,6 +55,35 @@ async def dlq_command(letters: DeadLetters, args: argparse.Namespace, out: TextI
             f"purged {sum(counts.values())} dead letters {counts}",
         )
     return 0
+
+
+async def _show(letters: DeadLetters, args: argparse.Namespace, out: TextIO) -> None:
+    """``show ID``: that letter (an object), or every letter of the task (a list)."""
+    found = await letters.lookup(args.id, args.queue)
+    if found.by_task_id:
+        everything = [_as_dict(item, full=True) for item in found.letters]
+        _emit(out, args.json, everything, _all(found))
+    else:
+        _emit(out, args.json, _as_dict(found.newest, full=True), _details(found.newest))
+
+
+async def _replay_one(letters: DeadLetters, args: argparse.Namespace, out: TextIO) -> None:
+    """``replay ID``: that letter, or the newest of the task with that id."""
+    found = await letters.lookup(args.id, args.queue)
+    letter = await letters.replay_letter(found.newest)
+    data: dict[str, Any] = {
+        "replayed": 1,
+        "id": letter.id,
+        "queue": letter.queue,
+        "task_id": letter.task_id,
+    }
+    text = f"replayed {letter.id} (task {letter.task_id or '?'}) to queue {letter.queue}"
+    if found.by_task_id:
+        left = [item.id for item in found.letters[:-1]]
+        data["left"] = left
+        if left:
+            text += f"; older dead letters of this task left: {', '.join(left)}"
+    _emit(out, args.json, data, text)
 
 
 def _emit(out: TextIO, as_json: bool, data: Any, text: str) -> None:
@@ -116,6 +142,12 @@ def _details(letter: DeadLetter) -> str:
         lines.append("history:")
         lines += [f"  {_failure(entry)}" for entry in letter.history]
     return "\n".join(lines)
+
+
+def _all(found: Lookup) -> str:
+    count = len(found.letters)
+    head = f"{count} dead letter{'s' if count > 1 else ''} of task {found.key}, oldest first"
+    return "\n\n".join([head, *(_details(letter) for letter in found.letters)])
 
 
 def _failure(entry: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from taskiq.receiver import Receiver
 from asyncjobs.app import App, current_app
 from asyncjobs.brokers.base import Delivery, ReliableBroker
 from asyncjobs.errors import ConfigurationError
+from asyncjobs.worker import task_log
 from asyncjobs.worker.drain import Watchdog, install_signal_handlers, remove_signal_handlers
 from asyncjobs.worker.outcomes import describe
 from asyncjobs.worker.runs import MessageRunner
@@ -67,6 +68,7 @@ class AsyncJobsReceiver(Receiver):
         self._watchdog: Watchdog | None = None
         self._notices: set[asyncio.Task[None]] = set()
         self.hooks = app.hooks.with_hooks(*self.settings.hooks)
+        task_log.install_taskiq_filter()  # a failed attempt's traceback once, in our line
         self.pipeline = MessageRunner(self, self.hooks, self._is_cut_off)
         self.settling = self.pipeline.settling
 

@@ -26,6 +26,7 @@ from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.dead_letters import Reason
 from asyncjobs.hooks import HookSet, Outcome, Postpone, Run
 from asyncjobs.retries import running_attempt
+from asyncjobs.worker import task_log
 from asyncjobs.worker.limits import Limits, limits_for
 from asyncjobs.worker.outcomes import DeliveryDefect, describe
 from asyncjobs.worker.settling import Settling
@@ -77,6 +78,7 @@ class MessageRunner:
             await self.settling.dead_letter(delivery, None, Reason.UNDECODABLE, exc)
             return
         run = Run(delivery, message, envelope.Envelope.read(message.labels))
+        task_log.received(run)
         task = self.broker.find_task(message.task_name)
         refused = self._refusal(run, task)
         if refused is not None:
@@ -121,7 +123,7 @@ class MessageRunner:
             await self.hooks.after_run(run, Outcome.POSTPONED, None, 0.0)
             return
         began = time.monotonic()
-        with running_attempt(run.attempt):
+        with running_attempt(run.attempt), task_log.reporting_task_errors():
             result = await self.receiver.run_task(target=target, message=run.message)
         duration_s = time.monotonic() - began
         run.error = result.error if result.is_err else None
@@ -134,6 +136,7 @@ class MessageRunner:
             outcome = await self.settling.failed(run, result, limits)
         else:
             outcome = await self.settling.succeeded(run, result)
+            task_log.succeeded(run, duration_s)
         await self.hooks.after_run(run, outcome, run.error, duration_s)
 
     # -- per-task caches --------------------------------------------------------

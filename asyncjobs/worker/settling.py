@@ -21,12 +21,13 @@ from taskiq.utils import maybe_awaitable
 
 from asyncjobs.brokers import envelope
 from asyncjobs.brokers.base import Delivery
-from asyncjobs.brokers.dead_letters import Reason, excerpt
+from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.stores import ResultStore
 from asyncjobs.errors import PayloadTooLargeError, SerializationError
 from asyncjobs.hooks import HookSet, Outcome, Run, Settlement
 from asyncjobs.retries import history_with, policy_for
 from asyncjobs.tracing.conventions import without_trace_context
+from asyncjobs.worker import task_log
 from asyncjobs.worker.limits import Limits
 from asyncjobs.worker.outcomes import dead_letter_record, describe
 from asyncjobs.worker.settings import CANCEL_GRACE_S, WorkerSettings
@@ -54,15 +55,6 @@ class Settling:
         )
         history = history_with(run.envelope.history, error, attempt)
         decision = policy.decide(error, attempt)
-        logger.warning(
-            "task %s [%s] failed on attempt %d/%d: %s; %s",
-            message.task_name,
-            message.task_id,
-            attempt,
-            policy.max_attempts,
-            describe(error),
-            decision.describe(),
-        )
         await self._record_attempt(message.task_id, history[-1])
         envelope.set_history(message.labels, history)
         if result.labels is not message.labels:  # the final result shows the history too
@@ -79,22 +71,28 @@ class Settling:
                 give_up, final_error = Reason.NOT_RETRYABLE, exc
             else:
                 await run.delivery.retry_at(body, time.time() + decision.delay_s)
+                task_log.retrying(run, policy.max_attempts, error, decision.delay_s)
                 await self.hooks.on_settled(run.delivery, Settlement.RETRY_SCHEDULED)
                 return Outcome.RETRIED
         await self.save(run, result)
-        await self.dead_letter(
+        record = await self._dead_letter(
             run.delivery, run, give_up, final_error, attempts=attempt, history=history
         )
+        why = describe(final_error) if final_error is not error else ""
+        task_log.gave_up(run, policy.max_attempts, error, record, why)
+        await self._dead_lettered(run.delivery, record)
         return Outcome.FAILED
 
     async def postpone(self, run: Run, delay_s: float) -> None:
         """Send the message again as it came, ``delay_s`` from now (a ``before_run`` hook
         asked): no attempt was made, so its attempt count stays."""
         await run.delivery.retry_at(run.delivery.data, time.time() + delay_s)
+        task_log.postponed(run, delay_s)
         await self.hooks.on_settled(run.delivery, Settlement.POSTPONED)
 
     async def cut_off(self, run: Run) -> Outcome:
         await run.delivery.hand_back()
+        task_log.cut_off(run)
         await self.hooks.on_settled(run.delivery, Settlement.HANDED_BACK)
         return Outcome.CUT_OFF
 
@@ -115,6 +113,15 @@ class Settling:
                 await maybe_awaitable(middleware.post_save(message, result))
 
     async def dead_letter(
+        self, delivery: Delivery, run: Run | None, reason: Reason, error: BaseException | None
+    ) -> None:
+        """Dead-letter a message that did not run (``run``: None when it could not be
+        decoded)."""
+        record = await self._dead_letter(delivery, run, reason, error)
+        task_log.not_run(record, error)
+        await self._dead_lettered(delivery, record)
+
+    async def _dead_letter(
         self,
         delivery: Delivery,
         run: Run | None,
@@ -122,20 +129,13 @@ class Settling:
         error: BaseException | None,
         attempts: int = 0,
         history: envelope.History = (),
-    ) -> None:
-        """``run``: None for a message that could not be decoded."""
+    ) -> DeadLetter:
         message = run.message if run is not None else None
         record = dead_letter_record(delivery, message, reason, error, attempts, history)
         await delivery.dead_letter(record)  # raises if it is not: the log must be true
-        logger.warning(
-            "dead-lettered %s [%s] from queue %s: %s%s; payload starts %r",
-            record.task_name or "a message",
-            record.task_id or "no id",
-            delivery.queue,
-            reason.value,
-            f" ({describe(error)})" if error is not None else "",
-            excerpt(delivery.data),
-        )
+        return record
+
+    async def _dead_lettered(self, delivery: Delivery, record: DeadLetter) -> None:
         await self.hooks.on_dead_letter(delivery, record)
         await self.hooks.on_settled(delivery, Settlement.DEAD_LETTERED)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -156,8 +157,11 @@ class LimitsToOneRunThenWaves(Hooks):
 
 
 async def test_a_hook_may_postpone_a_run_without_counting_an_attempt(
-    configured: AsyncJobsConfig, start_worker: Callable[..., object]
+    configured: AsyncJobsConfig,
+    start_worker: Callable[..., object],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="asyncjobs.worker.tasks")
     recorder = Recorder()
     current_app().add_hooks(LimitsToOneRunThenWaves(), recorder)
     worker: Worker = await start_worker()  # type: ignore[misc]
@@ -174,6 +178,13 @@ async def test_a_hook_may_postpone_a_run_without_counting_an_attempt(
     # The recorder's before_run comes after the limiter's: it sees only the real run,
     # still the message's first attempt.
     assert [e for e in recorder.events if e[0] == "before"] == [("before", "stamp", "1")]
+    logged = [
+        r.getMessage().split("] ")[1] for r in caplog.records if job.task_id in r.getMessage()
+    ]
+    assert logged[:2] == [
+        "received from queue default, attempt 1",
+        "postponed by a hook for 0.30 s, before attempt 1",
+    ]
 
 
 _wrapped: contextvars.ContextVar[str] = contextvars.ContextVar("wrapped", default="")

@@ -146,4 +146,7 @@ def test_make_demo_runs_green_on_its_embedded_redis(tmp_path: Path) -> None:
     assert "completed:       12" in output
     assert "heartbeat() [scheduler] -> 'alive'" in output
     assert "demo OK" in output
+    # How the processes ended, in words: the web server's SIGTERM was the demo's own.
+    assert "web stopped (SIGTERM, by the demo), worker stopped (exit 0)" in output
+    assert "exited -15" not in output and "crashed" not in output
     assert not list(tmp_path.glob("asyncjobs-demo-*")), "the demo left its temp dir behind"

@@ -46,7 +46,7 @@ async def test_undecodable_message_is_dead_lettered_with_an_excerpt_only(
 
 
 async def test_unknown_task_is_dead_lettered_not_dropped(
-    start_worker: Callable[..., object],
+    start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
     worker: Worker = await start_worker()  # type: ignore[misc]
     body = orjson.dumps(
@@ -62,6 +62,18 @@ async def test_unknown_task_is_dead_lettered_not_dropped(
     [record] = await wait_until(worker.dead, what="a dead letter")
     assert record.reason is Reason.UNKNOWN_TASK
     assert (record.task_id, record.task_name) == ("abc", "newer.release:task")
+    [logged] = [
+        r
+        for r in caplog.records
+        if r.name == "asyncjobs.worker.tasks"
+        and "[abc]" in r.getMessage()
+        and r.levelno > logging.INFO
+    ]
+    assert logged.levelno == logging.ERROR
+    assert logged.getMessage().startswith(
+        "dead-lettered newer.release:task [abc] from queue default without running it: "
+        "unknown_task; payload starts"
+    )
 
 
 async def test_invalid_arguments_are_dead_lettered_without_running(
@@ -125,9 +137,12 @@ async def test_drain_lets_running_tasks_finish(start_worker: Callable[..., objec
     assert await worker.conn.xlen(stream_key(worker.prefix, "default")) == 0
 
 
-async def test_drain_deadline_cuts_off_and_hands_back(start_worker: Callable[..., object]) -> None:
+async def test_drain_deadline_cuts_off_and_hands_back(
+    start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     worker: Worker = await start_worker(drain_timeout_s=0.5)  # type: ignore[misc]
-    await tasks.sleeps.kiq("long", 60)
+    sent = await tasks.sleeps.kiq("long", 60)
     await wait_until(lambda: _contains(worker, "start:long"), what="the task to start")
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -137,6 +152,17 @@ async def test_drain_deadline_cuts_off_and_hands_back(start_worker: Callable[...
     [(_, fields)] = await worker.conn.xrange(stream_key(worker.prefix, "default"))
     assert orjson.loads(fields[DATA])["task_name"] == tasks.sleeps.task_name
     assert int(fields[DELIVERIES]) == 1  # it ran once; the count travels with it
+    # One line says so, with where the task was; taskiq's ERROR for the CancelledError
+    # is dropped.
+    [cut] = [
+        r
+        for r in caplog.records
+        if f"[{sent.task_id}]" in r.getMessage() and r.levelno > logging.INFO
+    ]
+    assert cut.levelno == logging.WARNING and "cut off at the drain deadline" in cut.getMessage()
+    assert not [
+        r for r in caplog.records if r.name.startswith("taskiq") and r.levelno >= logging.ERROR
+    ]
 
 
 async def _contains(worker: Worker, event: str) -> bool:
