@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import asyncjobs
+from asyncjobs import app as app_state
 from asyncjobs import current_app, current_broker, load_config
 from asyncjobs.app import restore
 from asyncjobs.config import AsyncJobsConfig
@@ -179,6 +180,7 @@ def test_arguments_that_do_not_fit_fail_at_the_call(jobs: TaskCapture) -> None:
 
 
 def test_the_previous_app_is_current_again_afterwards(config: AsyncJobsConfig) -> None:
+    suites = app_state._current
     before = asyncjobs.configure(config)
     try:
         with capture() as jobs:  # the current app's settings
@@ -188,7 +190,7 @@ def test_the_previous_app_is_current_again_afterwards(config: AsyncJobsConfig) -
             assert len(jobs.sent) == 1
         assert current_app() is before
     finally:
-        restore(None)
+        restore(suites)
 
 
 def test_reconfigure_keeps_the_memory_server_and_what_was_sent(jobs: TaskCapture) -> None:

@@ -3,13 +3,26 @@ settings and rebuilt again when they are restored."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from asyncjobs import app as app_state
 from asyncjobs import current_app, current_config
+from asyncjobs.django import conf
 from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
 from tests.testapp import tasks
+
+
+@pytest.fixture(autouse=True)
+def configured_from_settings() -> Iterator[None]:
+    """The app of the suite's settings, whatever earlier tests left current."""
+    previous = app_state._current
+    conf.setup()
+    yield
+    app_state.restore(previous)
 
 
 def test_override_settings_rebuilds_the_app_and_restores_it() -> None:
