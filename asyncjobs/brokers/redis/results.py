@@ -2,7 +2,8 @@
 
 taskiq-redis's result backend pickles by default: anyone who can write to Redis could run
 code in every process that reads a result. This one only ever decodes JSON. Beside each
-result, ``{KEY_PREFIX}:result:{task_id}:attempts`` lists the task's failed attempts.
+result, ``{KEY_PREFIX}:result:{task_id}:attempts`` lists the task's failed attempts and
+``...:status`` keeps its status document (``ResultStore.set_status``).
 
 Storing a result survives a dropped connection or a Redis restart: it is retried for up
 to ``retry_for_s`` (the lease), as acknowledging the message is. Otherwise a task that
@@ -108,6 +109,19 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
         self._on_this_loop()
         raw = await self.client().lrange(self.attempts_key(task_id), 0, -1)
         return [entry for entry in map(orjson.loads, raw) if isinstance(entry, dict)]
+
+    def status_key(self, task_id: str) -> str:
+        return f"{self._task_name(task_id)}:status"
+
+    async def set_status(self, task_id: str, body: bytes, *, if_absent: bool = False) -> None:
+        self._on_this_loop()
+        ttl = self.result_ex_time or None
+        await self.client().set(self.status_key(task_id), body, ex=ttl, nx=if_absent)
+
+    async def get_status(self, task_id: str) -> bytes | None:
+        self._on_this_loop()
+        raw: bytes | str | None = await self.client().get(self.status_key(task_id))
+        return raw.encode() if isinstance(raw, str) else raw
 
     async def is_result_ready(self, task_id: str) -> bool:
         self._on_this_loop()
