@@ -23,6 +23,8 @@ class Metric:
     limit_brokers: tuple[str, ...] = ("redis", "amqp")
     # (another figure of asyncjobs', at least this fraction of it)
     of_own: tuple[str, float] | None = None
+    # (another figure of asyncjobs', at most this multiple of it)
+    within_own: tuple[str, float] | None = None
 
 
 METRICS = (
@@ -42,6 +44,18 @@ METRICS = (
         True,
         of_own=("send_await_per_s", 0.5),
     ),
+    Metric("kiq_p50_us", "tasks: await kiq() p50 us", "{:,.0f}", False),
+    Metric(
+        "aenqueue_p50_us",
+        "tasks: aenqueue() p50 us",
+        "{:,.0f}",
+        False,
+        within_own=("kiq_p50_us", 1.2),
+    ),
+    Metric("kiq_per_s", "tasks: await kiq() /s", "{:,.0f}", True),
+    Metric(
+        "aenqueue_per_s", "tasks: aenqueue() /s", "{:,.0f}", True, of_own=("kiq_per_s", 1 / 1.2)
+    ),
 )
 
 
@@ -60,6 +74,8 @@ def goal(
 ) -> str:
     """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
     mine = ours.value if ours else None
+    if metric.within_own is not None:
+        return _within(metric.within_own, mine, own or {})
     if metric.of_own is not None:
         other_key, fraction = metric.of_own
         other = (own or {}).get(other_key)
@@ -72,6 +88,16 @@ def goal(
             return f"<= {metric.limit:g}: unknown"
         return f"<= {metric.limit:g}: {'met' if mine <= metric.limit else 'NOT met'}"
     return ""
+
+
+def _within(within: tuple[str, float], mine: float | None, own: dict[str, Figure]) -> str:
+    """Whether ``mine`` is at most ``factor`` times asyncjobs' other figure."""
+    other_key, factor = within
+    other = own.get(other_key)
+    theirs = other.value if other else None
+    if mine is None or not theirs:
+        return f"<= {factor:g}x kiq: unknown"
+    return f"<= {factor:g}x kiq: {'met' if mine <= factor * theirs else 'NOT met'}"
 
 
 def _verdict(text: str, mine: float | None, other: float | None, factor: float) -> str:

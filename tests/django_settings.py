@@ -65,7 +65,10 @@ try:
 
     IMMEDIATE = "django.tasks.backends.immediate.ImmediateBackend"
 except ImportError:
-    INSTALLED_APPS.append("django_tasks")
+    import importlib.util
+
+    if importlib.util.find_spec("django_tasks") is not None:
+        INSTALLED_APPS.append("django_tasks")
     IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
 TASKS = {
     "default": {

@@ -48,6 +48,11 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
         figures["asyncjobs"]
     )
     assert "send: kiq_sync 16 threads /s" in printed
+    # Django's aenqueue() beside await kiq(), in the same run
+    assert {"kiq_p50_us", "aenqueue_p50_us", "kiq_per_s", "aenqueue_per_s"} <= set(
+        figures["asyncjobs"]
+    )
+    assert "tasks: aenqueue() p50 us" in printed
 
 
 def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:

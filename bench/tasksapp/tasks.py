@@ -7,6 +7,7 @@ of its N tasks ran exactly once. ``key`` names the phase's ledger in Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from asyncjobs import task
@@ -28,3 +29,7 @@ async def sleep(key: str, i: int) -> None:
 @task(task_name="bench:latency")
 async def latency(key: str, i: int, sent: float) -> None:
     recorder.record(key, i, time.time(), sent)
+
+
+with contextlib.suppress(ImportError):  # Django's Tasks API no-op, where Django has one
+    from bench.tasksapp import standard  # noqa: F401 - bench.task_backend sends it

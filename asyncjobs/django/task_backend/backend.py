@@ -11,19 +11,20 @@ status document (``records``) in the client's home loop.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
 from django.core import checks
 from django.utils import timezone
-from django.utils.crypto import get_random_string
 
 from asyncjobs.app import App, current_app
 from asyncjobs.brokers import envelope
 from asyncjobs.django.task_backend import compat
 from asyncjobs.django.task_backend.records import Status
 from asyncjobs.django.task_backend.registration import job_for, register
+from asyncjobs.django.task_backend.signalling import send_enqueued
 from asyncjobs.django.task_backend.task import AsyncJobsTask, InvalidTask, TaskResultDoesNotExist
 from asyncjobs.errors import AsyncJobsError, ConfigurationError, NotConfiguredError
 from asyncjobs.kicker import SYNC_MARGIN_S, JobKicker
@@ -86,7 +87,7 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         result = self._new_result(task, args, kwargs)
         await self._kicker(task, result).kiq(*result.args, **result.kwargs)
-        await compat.signals.task_enqueued.asend(type(self), task_result=result)
+        await send_enqueued(type(self), result)
         return result
 
     def _new_result(self, task: Any, args: Any, kwargs: Any) -> Any:
@@ -94,7 +95,7 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
         that is not JSON raises ``TypeError`` here)."""
         return compat.TaskResult(
             task=task,
-            id=get_random_string(32),
+            id=uuid.uuid4().hex,  # 32 characters, as Django's get_random_string(32)
             status=compat.TaskResultStatus.READY,
             enqueued_at=timezone.now(),
             started_at=None,

@@ -10,7 +10,7 @@ imported only to build a ``TaskResult``: the hooks use this module at every star
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from traceback import format_exception
 from typing import Any
@@ -94,7 +94,9 @@ class Status:
         return cls(**known)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # Not dataclasses.asdict: it deep-copies every value (the arguments too), and
+        # this runs on every send.
+        return orjson.dumps({name: getattr(self, name) for name in FIELDS})
 
     # -- the transitions the worker makes ------------------------------------------
     def running(self, worker_id: str) -> None:
@@ -135,6 +137,9 @@ class Status:
         )
         object.__setattr__(result, "_return_value", self.return_value)
         return result
+
+
+FIELDS = tuple(f.name for f in fields(Status))
 
 
 def rebuild_task(status: Status) -> Any:

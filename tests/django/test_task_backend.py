@@ -1,0 +1,228 @@
+"""The django.tasks backend beyond the conformance scenarios: its flags match what it
+does, ``check()``, the errors (Django's and asyncjobs' at once), results read by another
+process from a real ``taskiq worker``, RabbitMQ, sends on commit, one connection pool
+for any number of backend objects, and messages that never ran."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.test.utils import override_settings
+
+from asyncjobs import current_app
+from asyncjobs.brokers import envelope
+from asyncjobs.config import AsyncJobsConfig, load_config
+from asyncjobs.django.task_backend import (
+    AsyncJobsBackend,
+    InvalidTask,
+    TaskResultDoesNotExist,
+    compat,
+)
+from asyncjobs.django.task_backend.hooks import TaskStatusHooks
+from asyncjobs.django.task_backend.registration import job_for
+from asyncjobs.django.transactions import DjangoTransactions
+from asyncjobs.errors import ArgumentsError, AsyncJobsError
+from asyncjobs.kicker import JobKicker
+from tests.faults.workers import running_worker, wait_worker_ready, worker_env
+from tests.support.helpers import configured_app, wait_until
+from tests.support.queued import last_redis_client_id, redis_connections
+from tests.testapp import standard_tasks as st
+
+pytestmark = [pytest.mark.redis]
+
+
+def prioritized() -> None:
+    """A module-level function, for @task(priority=...)."""
+
+
+def backend(alias: str = "default") -> Any:
+    return compat.task_backends()[alias]
+
+
+async def finished(result: Any, timeout: float = 15.0) -> Any:
+    async def done() -> bool:
+        await result.arefresh()
+        return bool(result.is_finished)
+
+    await wait_until(done, timeout=timeout, what=f"task {result.id} to finish")
+    return result
+
+
+@pytest.fixture
+async def worker(configured: AsyncJobsConfig, start_worker: Any) -> Any:
+    current_app().add_hooks(TaskStatusHooks())
+    return await start_worker()
+
+
+# -- flags and validation ---------------------------------------------------------------
+def test_priority_is_unsupported_and_fails_at_import() -> None:
+    assert backend().supports_priority is False
+    with pytest.raises(InvalidTask, match="priority") as caught:
+        compat.task_backends()["default"].task_class(func=prioritized, priority=10)
+    assert isinstance(caught.value, compat.InvalidTask)  # Django's
+    assert isinstance(caught.value, AsyncJobsError)  # and ours
+
+
+def test_bad_asyncjobs_options_fail_at_import() -> None:
+    with pytest.raises(InvalidTask, match="max_attempts"):
+        backend().task_class(func=prioritized, max_attempts=0)
+
+
+async def test_flags_with_a_result_store(configured: AsyncJobsConfig) -> None:
+    found = backend()
+    assert found.supports_defer and found.supports_async_task and found.supports_get_result
+    assert [m.id for m in found.check()] == []
+
+
+async def test_without_a_result_store_get_result_is_unsupported_and_check_says_so(
+    amqp_url: str, prefix: str
+) -> None:
+    config = load_config({"BROKER_URL": amqp_url, "KEY_PREFIX": prefix}, environ={})
+    async with configured_app(config):
+        found = backend()
+        assert found.supports_get_result is False
+        assert "asyncjobs.E104" in [m.id for m in found.check()]
+        with pytest.raises(NotImplementedError, match="RESULT_BACKEND_URL"):
+            await found.aget_result("anything")
+
+
+async def test_check_names_unknown_options_and_queues(configured: AsyncJobsConfig) -> None:
+    odd = AsyncJobsBackend("odd", {"QUEUES": ["default", "nowhere"], "OPTIONS": {"RETRY": 1}})
+    problems = {m.id: m.msg for m in odd.check()}
+    assert "RETRY" in problems["asyncjobs.E101"]
+    assert "nowhere" in problems["asyncjobs.E103"]
+
+
+async def test_an_unknown_result_id(configured: AsyncJobsConfig) -> None:
+    with pytest.raises(TaskResultDoesNotExist) as caught:
+        await st.add.aget_result("no-such-id")
+    assert isinstance(caught.value, compat.TaskResultDoesNotExist)
+    assert isinstance(caught.value, AsyncJobsError)
+
+
+async def test_a_result_of_another_task_is_a_mismatch(worker: Any) -> None:
+    result = await finished(await st.add.aenqueue(1, 2))
+    with pytest.raises(Exception, match="Task does not match") as caught:
+        await st.async_add.aget_result(result.id)
+    assert type(caught.value).__name__ == "TaskResultMismatch"
+
+
+async def test_arguments_that_do_not_bind_fail_at_enqueue(configured: AsyncJobsConfig) -> None:
+    with pytest.raises(ArgumentsError, match="nothing was sent"):
+        await st.add.aenqueue(1, 2, 3)
+
+
+# -- what never ran -----------------------------------------------------------------------
+async def test_a_message_dead_lettered_before_running_fails_its_result(
+    worker: Any, configured: AsyncJobsConfig
+) -> None:
+    """Arguments that do not fit (a raw sender skipped the check): FAILED, with why."""
+    job = job_for(st.add)
+    assert job is not None
+    app = current_app()
+    kicker = JobKicker[Any, Any](
+        task_name=job.task_name, broker=app.broker, labels={envelope.QUEUE: "default"}, app=app
+    )
+    handle = await kicker.with_task_id("raw-one").kiq("not", "enough", "room")
+    result = await finished(await st.add.aget_result(handle.task_id))
+    assert result.status == compat.TaskResultStatus.FAILED
+    assert "invalid_arguments" in result.errors[0].traceback
+    assert result.worker_ids == []
+
+
+# -- another process ------------------------------------------------------------------------
+async def test_a_real_worker_process_runs_it_and_any_process_reads_the_result(
+    configured: AsyncJobsConfig, redis_url: str, tmp_path: Path
+) -> None:
+    current_app().add_hooks(TaskStatusHooks())
+    env = worker_env(broker_url=redis_url, prefix=configured.key_prefix)
+    with running_worker(env, log_dir=tmp_path) as proc:
+        await wait_worker_ready(proc)
+        ok = await st.async_add.aenqueue(20, 22)
+        retried = await asyncio.to_thread(st.attempts_until.enqueue, 2)
+        await finished(ok)
+        await finished(retried)
+    assert ok.return_value == 42
+    [worker_id] = ok.worker_ids
+    assert worker_id.rsplit(":", 1)[1] != str(os.getpid())  # the worker's, not ours
+    assert retried.return_value == 2
+    assert [e.exception_class for e in retried.errors] == [ValueError]
+    assert len(retried.worker_ids) == 2
+
+
+@pytest.mark.rabbitmq
+async def test_on_rabbitmq_with_results_in_redis(
+    configured_any: AsyncJobsConfig, start_any_worker: Any
+) -> None:
+    current_app().add_hooks(TaskStatusHooks())
+    await start_any_worker()
+    result = await finished(await st.attempts_until.aenqueue(2))
+    assert result.return_value == 2
+    assert len(result.errors) == 1 and result.attempts == 2
+
+
+# -- on commit ----------------------------------------------------------------------------
+def test_on_commit_waits_for_the_commit(configured: AsyncJobsConfig) -> None:
+    current_app().add_hooks(TaskStatusHooks())
+    current_app().transactions = DjangoTransactions()
+    with transaction.atomic():
+        result = st.add.on_commit().enqueue(1, 1)
+        assert _status_doc(result.id) is None  # nothing sent, nothing written yet
+    assert _status_doc(result.id) is not None
+    with override_settings(TASKS=_tasks_with({"ON_COMMIT": True})):
+        with transaction.atomic():
+            later = st.add.enqueue(2, 2)
+            assert _status_doc(later.id) is None
+        assert _status_doc(later.id) is not None
+
+
+def _tasks_with(options: dict[str, Any]) -> dict[str, Any]:
+    from django.conf import settings
+
+    tasks = dict(settings.TASKS)
+    tasks["default"] = {**tasks["default"], "OPTIONS": options}
+    return tasks
+
+
+def _status_doc(task_id: str) -> bytes | None:
+    app = current_app()
+    store = app.result_store
+    assert store is not None
+    return app.broker.home.run_sync(store.get_status(task_id), 5)
+
+
+# -- one pool for every backend object -------------------------------------------------------
+async def test_concurrent_contexts_share_one_pool(
+    configured: AsyncJobsConfig, redis_url: str
+) -> None:
+    """Django makes a backend object per asyncio context; none holds a connection."""
+    current_app().add_hooks(TaskStatusHooks())
+    await st.add.aenqueue(0, 0)  # the client is up: count what the contexts add
+    backends: list[Any] = []  # kept, so no id is reused
+
+    async def one(i: int) -> None:
+        backends.append(backend())
+        await st.add.aenqueue(i, i)
+
+    async def hundred_contexts() -> int:
+        """Connections opened while 100 fresh contexts (each as a request's that never
+        used TASKS) enqueue at once."""
+        after = last_redis_client_id(redis_url)
+        fresh = [asyncio.create_task(one(i), context=contextvars.Context()) for i in range(100)]
+        await asyncio.gather(*fresh)
+        return redis_connections(redis_url, {os.getpid()}, after)[os.getpid()]
+
+    first = await hundred_contexts()
+    second = await hundred_contexts()
+    assert len({id(b) for b in backends}) == 200  # a backend object per context...
+    app = current_app()
+    pools = [app.broker.connection_pool, app.result_store.redis_pool]  # type: ignore[attr-defined]
+    # ...sending through the process's pools: bounded by their size, then reused.
+    assert first <= sum(pool.max_connections for pool in pools), first
+    assert second <= 2, second
