@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,17 @@ from asyncjobs.django.task_backend import (
 from asyncjobs.django.task_backend.hooks import TaskStatusHooks
 from asyncjobs.django.task_backend.registration import job_for
 from asyncjobs.django.transactions import DjangoTransactions
-from asyncjobs.errors import ArgumentsError, AsyncJobsError
+from asyncjobs.errors import (
+    ArgumentsError,
+    AsyncJobsError,
+    ConfigurationError,
+    SyncInEventLoopError,
+)
 from asyncjobs.kicker import JobKicker
 from tests.faults.workers import running_worker, wait_worker_ready, worker_env
 from tests.support.helpers import configured_app, wait_until
 from tests.support.queued import last_redis_client_id, redis_connections
+from tests.testapp import standard_elsewhere
 from tests.testapp import standard_tasks as st
 
 pytestmark = [pytest.mark.redis]
@@ -39,6 +46,13 @@ pytestmark = [pytest.mark.redis]
 
 def prioritized() -> None:
     """A module-level function, for @task(priority=...)."""
+
+
+def by_default() -> None:
+    """Module-level functions for the OPTIONS test (registered there, first)."""
+
+
+def on_its_own() -> None: ...
 
 
 def backend(alias: str = "default") -> Any:
@@ -72,6 +86,64 @@ def test_priority_is_unsupported_and_fails_at_import() -> None:
 def test_bad_asyncjobs_options_fail_at_import() -> None:
     with pytest.raises(InvalidTask, match="max_attempts"):
         backend().task_class(func=prioritized, max_attempts=0)
+
+
+def test_options_give_defaults_and_the_task_its_own() -> None:
+    with override_settings(TASKS=_tasks_with({"MAX_ATTEMPTS": 2, "TIMEOUT": 5})):
+        defaulted = backend().task_class(func=by_default)
+        own = backend().task_class(func=on_its_own, max_attempts=4, timeout=timedelta(seconds=9))
+    assert (job := job_for(defaulted)) is not None
+    assert (job.options.max_attempts, job.options.timeout_s) == (2, 5)
+    assert (job := job_for(own)) is not None
+    assert (job.options.max_attempts, job.options.timeout_s) == (4, 9)
+
+
+def test_a_priority_given_with_using_fails_too() -> None:
+    with pytest.raises(InvalidTask, match="priority"):
+        st.add.using(priority=5)
+
+
+async def test_run_after_more_than_a_year_ahead_is_refused(configured: AsyncJobsConfig) -> None:
+    from django.utils import timezone
+
+    with pytest.raises(ConfigurationError, match="eta"):
+        await st.add.using(run_after=timezone.now() + timedelta(days=400)).aenqueue(1, 1)
+
+
+def test_check_says_when_asyncjobs_is_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncjobs import app as app_state
+
+    monkeypatch.setattr(app_state, "_current", None)
+    assert [m.id for m in backend().check()] == ["asyncjobs.E102"]
+
+
+async def test_enqueue_inside_an_event_loop_says_to_use_aenqueue(
+    configured: AsyncJobsConfig,
+) -> None:
+    with pytest.raises(SyncInEventLoopError, match="await"):
+        st.add.enqueue(1, 1)
+
+
+async def test_task_enqueued_is_not_sent_when_only_a_quiet_log_would_hear_it(
+    configured: AsyncJobsConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    sent: list[Any] = []
+    signal = compat.signals.task_enqueued
+
+    async def asend(sender: Any, **named: Any) -> list[Any]:
+        sent.append(named["task_result"].id)
+        return []
+
+    monkeypatch.setattr(signal, "asend", asend)
+    quiet = await st.add.aenqueue(1, 1)
+    compat.signals.logger.setLevel(logging.DEBUG)
+    try:
+        heard = await st.add.aenqueue(1, 1)
+    finally:
+        compat.signals.logger.setLevel(logging.NOTSET)
+    assert sent == [heard.id] and quiet.id not in sent
 
 
 async def test_flags_with_a_result_store(configured: AsyncJobsConfig) -> None:
@@ -146,14 +218,19 @@ async def test_a_real_worker_process_runs_it_and_any_process_reads_the_result(
         await wait_worker_ready(proc)
         ok = await st.async_add.aenqueue(20, 22)
         retried = await asyncio.to_thread(st.attempts_until.enqueue, 2)
+        unknown = await standard_elsewhere.nowhere.aenqueue()
         await finished(ok)
         await finished(retried)
+        await finished(unknown)
     assert ok.return_value == 42
     [worker_id] = ok.worker_ids
     assert worker_id.rsplit(":", 1)[1] != str(os.getpid())  # the worker's, not ours
     assert retried.return_value == 2
     assert [e.exception_class for e in retried.errors] == [ValueError]
     assert len(retried.worker_ids) == 2
+    # A Task the worker never imported: dead-lettered, and its result says so.
+    assert unknown.status == compat.TaskResultStatus.FAILED
+    assert "unknown_task" in unknown.errors[0].traceback
 
 
 @pytest.mark.rabbitmq
@@ -175,6 +252,8 @@ def test_on_commit_waits_for_the_commit(configured: AsyncJobsConfig) -> None:
         result = st.add.on_commit().enqueue(1, 1)
         assert _status_doc(result.id) is None  # nothing sent, nothing written yet
     assert _status_doc(result.id) is not None
+    outside = st.add.on_commit().enqueue(3, 3)  # no transaction: at once
+    assert _status_doc(outside.id) is not None
     with override_settings(TASKS=_tasks_with({"ON_COMMIT": True})):
         with transaction.atomic():
             later = st.add.enqueue(2, 2)
@@ -226,3 +305,21 @@ async def test_concurrent_contexts_share_one_pool(
     # ...sending through the process's pools: bounded by their size, then reused.
     assert first <= sum(pool.max_connections for pool in pools), first
     assert second <= 2, second
+
+
+# -- the test mode ----------------------------------------------------------------------------
+def test_the_test_mode_runs_django_tasks_and_keeps_their_results() -> None:
+    """No broker: capture() (what asyncjobs' TestRunner and CaptureTasks use)."""
+    from asyncjobs.testing import capture
+
+    with capture() as jobs:
+        result = st.add.enqueue(2, 3)
+        assert st.add.get_result(result.id).status == compat.TaskResultStatus.READY
+        jobs.run_pending()
+        assert st.add.get_result(result.id).return_value == 5
+    with capture(eager=True):
+        result = st.attempts_until.enqueue(1)
+        assert result.status == compat.TaskResultStatus.READY  # what enqueue() returned
+        result.refresh()
+        assert result.status == compat.TaskResultStatus.SUCCESSFUL
+        assert result.return_value == 1 and len(result.worker_ids) == 1

@@ -117,6 +117,12 @@ async def test_values_are_normalised_to_json(on: On) -> None:
     assert result.return_value == {"args": [[1, 2]], "kwargs": {"key": "bytes"}}
 
 
+async def test_annotations_convert_nothing(on: On) -> None:
+    result = await on.task(st.add).aenqueue("2", "3")  # annotated int, sent as text
+    await on.finished(result)
+    assert result.return_value == "23"
+
+
 async def test_arguments_that_are_not_json_fail_at_enqueue(on: On) -> None:
     with pytest.raises(TypeError):
         await on.task(st.echo).aenqueue(object())
@@ -149,7 +155,7 @@ async def test_a_failure_is_recorded_with_its_traceback(on: On) -> None:
 async def test_context_has_the_attempt_and_the_result(on: On) -> None:
     result = await on.task(st.context_of).aenqueue()
     await on.finished(result)
-    assert result.return_value == {"attempt": 1, "id": result.id}
+    assert result.return_value == {"attempt": 1, "id": result.id, "status": "RUNNING"}
 
 
 async def test_the_three_signals_and_the_statuses_they_see(on: On, seen: Seen) -> None:
@@ -215,9 +221,14 @@ async def worker(configured: AsyncJobsConfig, start_worker: Any) -> Any:
     return await start_worker()
 
 
-async def test_retries_keep_every_error_and_worker_id(worker: Any) -> None:
+async def test_retries_keep_every_error_and_worker_id(worker: Any, seen: Seen) -> None:
     result = await st.attempts_until.aenqueue(3)
     await On("default").finished(result)
+    await wait_until(_async(lambda: ("task_finished", "SUCCESSFUL") in seen.of(result.id)))
+    # Started on each attempt, finished once: a retried attempt does not finish the task.
+    assert [name for name, _ in seen.of(result.id)].count("task_started") == 3
+    assert seen.of(result.id)[-1] == ("task_finished", "SUCCESSFUL")
+    assert [name for name, _ in seen.of(result.id)].count("task_finished") == 1
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.return_value == 3  # the context's attempt on the third run
     assert [e.exception_class for e in result.errors] == [ValueError, ValueError]

@@ -46,7 +46,8 @@ def attempts_until(context: TaskContext, succeed_on: int) -> int:
 
 @task(takes_context=True)
 async def context_of(context: TaskContext) -> dict[str, Any]:
-    return {"attempt": context.attempt, "id": context.task_result.id}
+    result = context.task_result
+    return {"attempt": context.attempt, "id": result.id, "status": str(result.status)}
 
 
 @task(queue_name="other")

@@ -8,7 +8,8 @@ two round trips overlap, and ``enqueue()`` returns once both are done. The write
 lands if no worker wrote first (``if_absent``): a fast worker's RUNNING is never
 overwritten. In the worker: RUNNING before the run (the attempt's worker id appended),
 then SUCCESSFUL, READY again when a retry is scheduled, FAILED when dead-lettered (also
-for a message that never ran: arguments that do not fit, too many deliveries).
+for a message that never ran: arguments that do not fit, too many deliveries, a Task
+the worker does not know).
 
 ``task_finished`` for a failure is sent with the exception being handled, as Django's
 own backends do (its logging receiver reads ``sys.exc_info()``); ``asend`` would run sync
@@ -38,6 +39,9 @@ WORKER_ID = process_name()[:64]  # Django's database backend keeps 64 characters
 
 
 class TaskStatusHooks(Hooks):
+    # The test mode (asyncjobs.testing.capture) keeps it: get_result() works there too.
+    carry_into_tests = True
+
     def __init__(self) -> None:
         self._writing: dict[str, asyncio.Future[None]] = {}
 
@@ -93,12 +97,13 @@ class TaskStatusHooks(Hooks):
             await _send_finished(current.task, status, error)
 
     async def on_dead_letter(self, delivery: Delivery, record: DeadLetter) -> None:
-        """A message dead-lettered before it ran (its run's own failure is after_run's)."""
-        task = django_task(record.task_name)
+        """A message dead-lettered before it ran (its run's own failure is after_run's).
+        Its task may be unknown here (a Task this worker never imported): a message has
+        a status document only if the backend sent it, so one found is a Django task's."""
         current = current_run.get()
-        if task is None or (current is not None and current.status.id == record.task_id):
+        if current is not None and current.status.id == record.task_id:
             return
-        if not _keeps_status() or not record.task_id:
+        if not record.task_id or not _keeps_status():
             return
         raw = await _store_read(record.task_id)
         if raw is None:
