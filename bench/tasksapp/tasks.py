@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import time
 
+from django.conf import settings
+
 from asyncjobs import task
 from bench import recorder
 
@@ -31,5 +33,8 @@ async def latency(key: str, i: int, sent: float) -> None:
     recorder.record(key, i, time.time(), sent)
 
 
-with contextlib.suppress(ImportError):  # Django's Tasks API no-op, where Django has one
-    from bench.tasksapp import standard  # noqa: F401 - bench.task_backend sends it
+# Django's Tasks API no-op (bench.task_backend sends it), in a Django process (the
+# worker) where Django has the API; the bench's own producer is no Django process.
+if settings.configured:
+    with contextlib.suppress(ImportError):
+        from bench.tasksapp import standard  # noqa: F401
