@@ -55,6 +55,9 @@ def by_default() -> None:
 def on_its_own() -> None: ...
 
 
+def after_commit() -> None: ...
+
+
 def backend(alias: str = "default") -> Any:
     return compat.task_backends()[alias]
 
@@ -196,7 +199,7 @@ async def test_a_message_dead_lettered_before_running_fails_its_result(
 ) -> None:
     """Arguments that do not fit (a raw sender skipped the check): FAILED, with why."""
     job = job_for(st.add)
-    assert job is not None
+    assert job is not None and job.task_name == "tests.testapp.standard_tasks:add"
     app = current_app()
     kicker = JobKicker[Any, Any](
         task_name=job.task_name, broker=app.broker, labels={envelope.QUEUE: "default"}, app=app
@@ -254,6 +257,11 @@ def test_on_commit_waits_for_the_commit(configured: AsyncJobsConfig) -> None:
     assert _status_doc(result.id) is not None
     outside = st.add.on_commit().enqueue(3, 3)  # no transaction: at once
     assert _status_doc(outside.id) is not None
+    declared = backend().task_class(func=after_commit, enqueue_on_commit=True)
+    with transaction.atomic():
+        waiting = declared.enqueue()
+        assert _status_doc(waiting.id) is None
+    assert _status_doc(waiting.id) is not None
     with override_settings(TASKS=_tasks_with({"ON_COMMIT": True})):
         with transaction.atomic():
             later = st.add.enqueue(2, 2)

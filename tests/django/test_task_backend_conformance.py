@@ -152,6 +152,13 @@ async def test_a_failure_is_recorded_with_its_traceback(on: On) -> None:
         result.return_value  # noqa: B018 - the property raises
 
 
+async def test_a_return_value_that_is_not_json_fails_the_task(on: On) -> None:
+    result = await on.task(st.returns_a_set).aenqueue()
+    await on.finished(result)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class is TypeError
+
+
 async def test_context_has_the_attempt_and_the_result(on: On) -> None:
     result = await on.task(st.context_of).aenqueue()
     await on.finished(result)

@@ -36,6 +36,11 @@ def explode(message: str) -> None:
     raise KeyError(message)
 
 
+@task(max_attempts=1)
+def returns_a_set() -> set[int]:
+    return {1, 2}
+
+
 @task(takes_context=True, max_attempts=3, backoff=FAST)
 def attempts_until(context: TaskContext, succeed_on: int) -> int:
     """Fails until attempt ``succeed_on``, then returns the attempt number."""

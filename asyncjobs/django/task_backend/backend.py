@@ -21,10 +21,9 @@ from django.utils import timezone
 
 from asyncjobs.app import App, current_app
 from asyncjobs.brokers import envelope
-from asyncjobs.django.task_backend import compat
+from asyncjobs.django.task_backend import compat, signalling
 from asyncjobs.django.task_backend.records import Status
 from asyncjobs.django.task_backend.registration import job_for, register
-from asyncjobs.django.task_backend.signalling import send_enqueued
 from asyncjobs.django.task_backend.task import AsyncJobsTask, InvalidTask, TaskResultDoesNotExist
 from asyncjobs.errors import AsyncJobsError, ConfigurationError, NotConfiguredError
 from asyncjobs.kicker import SYNC_MARGIN_S, JobKicker
@@ -87,7 +86,7 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         result = self._new_result(task, args, kwargs)
         await self._kicker(task, result).kiq(*result.args, **result.kwargs)
-        await send_enqueued(type(self), result)
+        await signalling.enqueued(type(self), result)
         return result
 
     def _new_result(self, task: Any, args: Any, kwargs: Any) -> Any:

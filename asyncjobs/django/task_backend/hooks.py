@@ -11,10 +11,8 @@ then SUCCESSFUL, READY again when a retry is scheduled, FAILED when dead-lettere
 for a message that never ran: arguments that do not fit, too many deliveries, a Task
 the worker does not know).
 
-``task_finished`` for a failure is sent with the exception being handled, as Django's
-own backends do (its logging receiver reads ``sys.exc_info()``); ``asend`` would run sync
-receivers in another thread, where there is none, so the signal is sent from that
-thread, inside an ``except`` there.
+The signals go out as ``signalling`` sends them (a failure's ``task_finished`` while its
+exception is handled, so Django's log line has the traceback).
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import asyncio
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from taskiq.message import TaskiqMessage
 
 from asyncjobs.app import current_app
@@ -77,7 +74,7 @@ class TaskStatusHooks(Hooks):
         current_run.set(CurrentRun(task, status))
         await _save(status)
         result = status.task_result(task)
-        await _signals().task_started.asend(type(task.get_backend()), task_result=result)
+        await _signalling().started(type(task.get_backend()), result)
 
     async def after_run(
         self, run: Run, outcome: Outcome, error: BaseException | None, duration_s: float
@@ -142,25 +139,13 @@ async def _save(status: Status) -> None:
 
 
 async def _send_finished(task: Any, status: Status, error: BaseException | None) -> None:
-    sender = type(task.get_backend())
-    result = status.task_result(task)
-    if error is None:
-        await _signals().task_finished.asend(sender, task_result=result)
-        return
-
-    def send_while_handling() -> None:
-        try:
-            raise error
-        except BaseException:
-            _signals().task_finished.send(sender, task_result=result)
-
-    await sync_to_async(send_while_handling)()
+    await _signalling().finished(type(task.get_backend()), status.task_result(task), error)
 
 
-def _signals() -> Any:
-    from asyncjobs.django.task_backend import compat  # a Django task ran: it exists
+def _signalling() -> Any:
+    from asyncjobs.django.task_backend import signalling  # a Django task ran: it exists
 
-    return compat.signals
+    return signalling
 
 
 def _keeps_status() -> bool:
