@@ -208,6 +208,7 @@ async def test_a_message_dead_lettered_before_running_fails_its_result(
     result = await finished(await st.add.aget_result(handle.task_id))
     assert result.status == compat.TaskResultStatus.FAILED
     assert "invalid_arguments" in result.errors[0].traceback
+    assert result.errors[0].exception_class.__name__ == "NeverRan"
     assert result.worker_ids == []
 
 

@@ -28,7 +28,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AsyncJobsBackend", "AsyncJobsTask", "InvalidTask", "TaskResultDoesNotExist"]
+__all__ = [
+    "AsyncJobsBackend",
+    "AsyncJobsTask",
+    "InvalidTask",
+    "NeverRan",
+    "TaskResultDoesNotExist",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -40,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from asyncjobs.django.task_backend import task
 
         return getattr(task, name)
+    if name == "NeverRan":
+        from asyncjobs.django.task_backend.state import NeverRan
+
+        return NeverRan
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,12 @@ from asyncjobs.app import current_app
 from asyncjobs.brokers.base import Delivery, process_name
 from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.django.task_backend.records import Status, now_iso
-from asyncjobs.django.task_backend.state import CurrentRun, current_run, django_task
+from asyncjobs.django.task_backend.state import (
+    CurrentRun,
+    NeverRan,
+    current_run,
+    django_task,
+)
 from asyncjobs.hooks import Hooks, Outcome, Run
 
 logger = logging.getLogger("asyncjobs.django")
@@ -108,7 +113,7 @@ class TaskStatusHooks(Hooks):
         status = Status.from_json(raw)
         status.errors.append(
             {
-                "exception_class_path": "asyncjobs.errors.Reject",
+                "exception_class_path": f"{NeverRan.__module__}.{NeverRan.__qualname__}",
                 "traceback": f"dead-lettered before running: {record.reason.value}"
                 f"{': ' + record.error_message if record.error_message else ''}",
             }

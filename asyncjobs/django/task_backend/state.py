@@ -7,9 +7,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asyncjobs.errors import AsyncJobsError
+
 if TYPE_CHECKING:
     from asyncjobs.django.task_backend.records import Status
     from asyncjobs.tasks import JobTask
+
+
+class NeverRan(AsyncJobsError):
+    """The ``TaskError`` class of a task dead-lettered before it ran (arguments that do
+    not fit, too many deliveries, a Task the worker does not know)."""
 
 
 @dataclass(slots=True, eq=False)
