@@ -123,7 +123,7 @@ def test_check_says_when_asyncjobs_is_not_configured(monkeypatch: pytest.MonkeyP
 async def test_enqueue_inside_an_event_loop_says_to_use_aenqueue(
     configured: AsyncJobsConfig,
 ) -> None:
-    with pytest.raises(SyncInEventLoopError, match="await"):
+    with pytest.raises(SyncInEventLoopError, match=r"await add\.aenqueue"):
         st.add.enqueue(1, 1)
 
 
@@ -332,3 +332,25 @@ def test_the_test_mode_runs_django_tasks_and_keeps_their_results() -> None:
         result.refresh()
         assert result.status == compat.TaskResultStatus.SUCCESSFUL
         assert result.return_value == 1 and len(result.worker_ids) == 1
+
+
+async def test_a_postponed_run_is_no_attempt(
+    configured: AsyncJobsConfig, start_worker: Any
+) -> None:
+    """A hook after the status hook postpones the second attempt once: READY again, its
+    worker id dropped; the run that happens later is still attempt 2."""
+    from asyncjobs.hooks import Hooks, Postpone, Run
+
+    class PostponeOnce(Hooks):
+        postponed = False
+
+        async def before_run(self, run: Run) -> None:
+            if run.attempt == 2 and not self.postponed:
+                self.postponed = True
+                raise Postpone(0.05)
+
+    current_app().add_hooks(TaskStatusHooks(), PostponeOnce())
+    await start_worker()
+    result = await finished(await st.attempts_until.aenqueue(2))
+    assert result.return_value == 2  # the context's attempt
+    assert len(result.worker_ids) == 2 and len(result.errors) == 1

@@ -11,6 +11,7 @@ status document (``records``) in the client's home loop.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
@@ -25,7 +26,12 @@ from asyncjobs.django.task_backend import compat, signalling
 from asyncjobs.django.task_backend.records import Status
 from asyncjobs.django.task_backend.registration import job_for, register
 from asyncjobs.django.task_backend.task import AsyncJobsTask, InvalidTask, TaskResultDoesNotExist
-from asyncjobs.errors import AsyncJobsError, ConfigurationError, NotConfiguredError
+from asyncjobs.errors import (
+    AsyncJobsError,
+    ConfigurationError,
+    NotConfiguredError,
+    SyncInEventLoopError,
+)
 from asyncjobs.kicker import SYNC_MARGIN_S, JobKicker
 
 OPTION_NAMES = frozenset({"ON_COMMIT", "MAX_ATTEMPTS", "TIMEOUT"})
@@ -72,16 +78,24 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
 
     # -- sending -----------------------------------------------------------------------
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
+        if _loop_running():
+            raise SyncInEventLoopError(
+                f"{task.name}.enqueue() was called inside a running event loop, which it "
+                f"would block; use `await {task.name}.aenqueue(...)` there"
+            )
         result = self._new_result(task, args, kwargs)
         kicker = self._kicker(task, result)
-        if isinstance(task, AsyncJobsTask) and task.enqueue_on_commit is not None:
-            if task.enqueue_on_commit:
-                kicker.on_commit(task.on_commit_using)
-        elif self.on_commit:
-            kicker.on_commit()
+        if self._on_commit(task):
+            using = task.on_commit_using if isinstance(task, AsyncJobsTask) else None
+            kicker.on_commit(using)
         kicker.kiq_sync(*result.args, **result.kwargs)
         compat.signals.task_enqueued.send(type(self), task_result=result)
         return result
+
+    def _on_commit(self, task: Any) -> bool:
+        """The Task's own choice (``on_commit()``, ``enqueue_on_commit``), else OPTIONS'."""
+        own = task.enqueue_on_commit if isinstance(task, AsyncJobsTask) else None
+        return self.on_commit if own is None else bool(own)
 
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         result = self._new_result(task, args, kwargs)
@@ -184,6 +198,14 @@ def _result(result_id: str, raw: bytes | None) -> Any:
     if raw is None:
         raise TaskResultDoesNotExist(f"no task result {result_id} (never sent, or expired)")
     return Status.from_json(raw).task_result()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _iso(moment: Any) -> str:

@@ -92,8 +92,8 @@ class TaskStatusHooks(Hooks):
             status.succeeded(current.return_value)
         elif outcome in (Outcome.RETRIED, Outcome.FAILED):
             status.failed(error, final=outcome is Outcome.FAILED)
-        else:  # cut off by a drain, or postponed: it runs again later
-            status.status = "READY"
+        else:  # cut off by a drain, or postponed: the same attempt runs again later
+            status.not_run()
         await _save(status)
         if status.status in ("SUCCESSFUL", "FAILED"):
             await _send_finished(current.task, status, error)

@@ -108,6 +108,13 @@ class Status:
     def succeeded(self, value: Any) -> None:
         self.status, self.finished_at, self.return_value = "SUCCESSFUL", now_iso(), value
 
+    def not_run(self) -> None:
+        """The attempt did not happen after all (postponed, or cut off by a drain: it
+        runs again, as the same attempt): READY, without its worker id."""
+        self.status = "READY"
+        if self.worker_ids:
+            self.worker_ids.pop()
+
     def failed(self, error: BaseException | None, *, final: bool) -> None:
         """An attempt failed: READY again when it will be retried, FAILED for good."""
         if error is not None:
