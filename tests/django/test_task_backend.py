@@ -6,6 +6,7 @@ for any number of backend objects, and messages that never ran."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 from datetime import timedelta
@@ -252,10 +253,25 @@ async def test_on_rabbitmq_with_results_in_redis(
 def test_on_commit_waits_for_the_commit(configured: AsyncJobsConfig) -> None:
     current_app().add_hooks(TaskStatusHooks())
     current_app().transactions = DjangoTransactions()
-    with transaction.atomic():
-        result = st.add.on_commit().enqueue(1, 1)
-        assert _status_doc(result.id) is None  # nothing sent, nothing written yet
-    assert _status_doc(result.id) is not None
+    enqueued: list[str] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        enqueued.append(task_result.id)
+
+    compat.signals.task_enqueued.connect(receiver, weak=False)
+    try:
+        with transaction.atomic():
+            result = st.add.on_commit().enqueue(1, 1)
+            assert _status_doc(result.id) is None  # nothing sent, nothing written yet
+            assert enqueued == []  # nor signalled
+        assert _status_doc(result.id) is not None
+        assert enqueued == [result.id]
+        with contextlib.suppress(ZeroDivisionError), transaction.atomic():
+            st.add.on_commit().enqueue(1, 1)
+            raise ZeroDivisionError  # rolled back: never sent, never signalled
+        assert enqueued == [result.id]
+    finally:
+        compat.signals.task_enqueued.disconnect(receiver)
     outside = st.add.on_commit().enqueue(3, 3)  # no transaction: at once
     assert _status_doc(outside.id) is not None
     declared = backend().task_class(func=after_commit, enqueue_on_commit=True)

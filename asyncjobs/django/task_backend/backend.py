@@ -18,6 +18,7 @@ from datetime import UTC
 from typing import Any
 
 from django.core import checks
+from django.db import transaction
 from django.utils import timezone
 
 from asyncjobs.app import App, current_app
@@ -85,11 +86,19 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
             )
         result = self._new_result(task, args, kwargs)
         kicker = self._kicker(task, result)
-        if self._on_commit(task):
-            using = task.on_commit_using if isinstance(task, AsyncJobsTask) else None
-            kicker.on_commit(using)
-        kicker.kiq_sync(*result.args, **result.kwargs)
-        compat.signals.task_enqueued.send(type(self), task_result=result)
+
+        def enqueued() -> None:
+            compat.signals.task_enqueued.send(type(self), task_result=result)
+
+        if not self._on_commit(task):
+            kicker.kiq_sync(*result.args, **result.kwargs)
+            enqueued()
+            return result
+        using = task.on_commit_using if isinstance(task, AsyncJobsTask) else None
+        kicker.on_commit(using).kiq_sync(*result.args, **result.kwargs)
+        # After the send the commit makes (callbacks run in order); at once outside a
+        # transaction, where the send was made at once too; never after a rollback.
+        transaction.on_commit(enqueued, using=using, robust=True)
         return result
 
     def _on_commit(self, task: Any) -> bool:
