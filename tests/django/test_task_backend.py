@@ -168,6 +168,23 @@ async def test_without_a_result_store_get_result_is_unsupported_and_check_says_s
             await found.aget_result("anything")
 
 
+def test_manage_py_check_runs_the_backends_check() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with (
+        override_settings(TASKS=_tasks_with({"NOPE": 1})),
+        pytest.raises(SystemCheckError, match=r"asyncjobs\.E101"),
+    ):
+        call_command("check")
+
+
+async def test_a_task_past_its_timeout_fails(worker: Any) -> None:
+    result = await finished(await st.sleeps.aenqueue())
+    assert result.status == compat.TaskResultStatus.FAILED
+    assert result.errors[0].exception_class is TimeoutError
+
+
 async def test_check_names_unknown_options_and_queues(configured: AsyncJobsConfig) -> None:
     odd = AsyncJobsBackend("odd", {"QUEUES": ["default", "nowhere"], "OPTIONS": {"RETRY": 1}})
     problems = {m.id: m.msg for m in odd.check()}

@@ -4,6 +4,7 @@ Django 5.2), for the conformance tests of the asyncjobs backend. Imported by
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asyncjobs import Backoff
@@ -34,6 +35,11 @@ def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
 @task(max_attempts=1)
 def explode(message: str) -> None:
     raise KeyError(message)
+
+
+@task(timeout=0.3, max_attempts=1)
+async def sleeps() -> None:
+    await asyncio.sleep(30)
 
 
 @task(max_attempts=1)
