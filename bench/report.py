@@ -25,6 +25,9 @@ class Metric:
     of_own: tuple[str, float] | None = None
     # (another figure of asyncjobs', what to call it): shows that one / this one
     beside: tuple[str, str] | None = None
+    # (another figure of asyncjobs', at most this multiple of it)
+    within_own: tuple[str, float] | None = None
+    own_label: str = "await"  # what the other figure is called in the goal column
 
 
 METRICS = (
@@ -51,6 +54,23 @@ METRICS = (
         True,
         of_own=("send_await_per_s", 0.5),
     ),
+    Metric("kiq_p50_us", "tasks: await kiq() p50 us", "{:,.0f}", False),
+    Metric(
+        "aenqueue_p50_us",
+        "tasks: aenqueue() p50 us",
+        "{:,.0f}",
+        False,
+        within_own=("kiq_p50_us", 1.2),
+    ),
+    Metric("kiq_per_s", "tasks: await kiq() /s", "{:,.0f}", True),
+    Metric(
+        "aenqueue_per_s",
+        "tasks: aenqueue() /s",
+        "{:,.0f}",
+        True,
+        of_own=("kiq_per_s", 0.83),  # within 1.2x: at least 1 / 1.2 of the kiq() rate
+        own_label="kiq",
+    ),
 )
 
 
@@ -69,12 +89,9 @@ def goal(
 ) -> str:
     """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
     mine = ours.value if ours else None
-    if metric.beside is not None:
-        return _beside(metric.beside, mine, own or {})
-    if metric.of_own is not None:
-        other_key, fraction = metric.of_own
-        other = (own or {}).get(other_key)
-        return _verdict(f">= {fraction:g}x await", mine, other.value if other else None, fraction)
+    against_own = _against_own(metric, mine, own or {})
+    if against_own is not None:
+        return against_own
     if metric.ratio_goal is not None:
         theirs = raw.value if raw else None
         return _verdict(f">= {metric.ratio_goal:g}x raw", mine, theirs, metric.ratio_goal)
@@ -85,6 +102,20 @@ def goal(
     return ""
 
 
+def _against_own(metric: Metric, mine: float | None, own: dict[str, Figure]) -> str | None:
+    """The goal column of a figure compared with another of asyncjobs' own; None: not one."""
+    if metric.beside is not None:
+        return _beside(metric.beside, mine, own)
+    if metric.within_own is not None:
+        return _within(metric.within_own, mine, own)
+    if metric.of_own is not None:
+        other_key, fraction = metric.of_own
+        other = own.get(other_key)
+        text = f">= {fraction:g}x {metric.own_label}"
+        return _verdict(text, mine, other.value if other else None, fraction)
+    return None
+
+
 def _beside(beside: tuple[str, str], mine: float | None, own: dict[str, Figure]) -> str:
     """'with the lines: 0.93x this': another figure of asyncjobs' over this one."""
     other_key, name = beside
@@ -92,6 +123,16 @@ def _beside(beside: tuple[str, str], mine: float | None, own: dict[str, Figure])
     if not mine or other is None or other.value is None:
         return ""
     return f"{name}: {other.value / mine:.2f}x this"
+
+
+def _within(within: tuple[str, float], mine: float | None, own: dict[str, Figure]) -> str:
+    """Whether ``mine`` is at most ``factor`` times asyncjobs' other figure."""
+    other_key, factor = within
+    other = own.get(other_key)
+    theirs = other.value if other else None
+    if mine is None or not theirs:
+        return f"<= {factor:g}x kiq: unknown"
+    return f"<= {factor:g}x kiq: {'met' if mine <= factor * theirs else 'NOT met'}"
 
 
 def _verdict(text: str, mine: float | None, other: float | None, factor: float) -> str:

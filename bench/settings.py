@@ -23,3 +23,14 @@ ASYNCJOBS = {
     "BROKER_URL": "redis://127.0.0.1:6379/0",
     "QUEUES": ["default", "emails"],  # example.shop sends to "emails"
 }
+
+# Django's Tasks API on asyncjobs (bench.task_backend); Django 5.2 has it from the
+# django-tasks backport.
+TASKS = {"default": {"BACKEND": "asyncjobs.django.task_backend.AsyncJobsBackend"}}
+try:
+    import django.tasks  # noqa: F401
+except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("django_tasks") is not None:
+        INSTALLED_APPS.append("django_tasks")

@@ -15,6 +15,10 @@
 7. asyncjobs only, sending paths (``bench.send_paths``, a process of its own as a WSGI
    worker is): ``sends`` tasks each by ``await kiq()``, by ``kiq_sync()`` from one
    thread and from ``send_threads`` threads; then a worker drains the 3 x ``sends``.
+8. asyncjobs only, Django's Tasks API (``bench.task_backend``, a Django process of its
+   own): ``sends`` tasks by ``await kiq()`` and ``sends`` by the backend's
+   ``aenqueue()``, in alternating blocks, each call timed; a worker drains the 2 x
+   ``sends``.
 
 Every phase's tasks are counted in ``bench.recorder``: a figure whose phase did not run
 each task exactly once is INVALID (enqueue figures are checked by the processing phase,
@@ -30,7 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.recorder import Ledger, Tally
-from bench.workers import ASYNCJOBS, Producer, Target, send_paths, worker_rss_mb
+from bench.workers import (
+    ASYNCJOBS,
+    Producer,
+    Target,
+    send_paths,
+    task_backend_sends,
+    worker_rss_mb,
+)
 from example.processes import ManagedProcess
 
 
@@ -138,6 +149,7 @@ async def run_target(
             worker.stop(timeout_s=20)
     if target.kind == ASYNCJOBS:
         figs.update(await _send_paths(target, sizes, ledger, log_dir, f"{tag}:send"))
+        figs.update(await _task_backend(target, sizes, ledger, log_dir, f"{tag}:tasks"))
     return out
 
 
@@ -177,3 +189,17 @@ async def _send_paths(
         "send_sync_1_per_s": Figure(None if bad else rates["sync_1"], bad),
         "send_sync_n_per_s": Figure(None if bad else rates[f"sync_{threads}"], bad),
     }
+
+
+async def _task_backend(
+    target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
+) -> dict[str, Figure]:
+    """Django's ``aenqueue`` beside ``await kiq()`` (``bench.task_backend``)."""
+    found = await asyncio.to_thread(task_backend_sends, target, key, sizes.sends)
+    worker = target.start_worker(log_dir, "tasks")
+    try:
+        tally = await _wait(ledger, key, 2 * sizes.sends, worker)
+    finally:
+        worker.stop(timeout_s=20)
+    bad = _check(tally, 2 * sizes.sends)
+    return {name: Figure(None if bad else value, bad) for name, value in found.items()}

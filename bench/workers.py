@@ -132,6 +132,18 @@ async def delete_raw_amqp(url: str, name: str) -> None:
         await connection.close()
 
 
+def task_backend_sends(target: Target, key: str, n: int) -> dict[str, float]:
+    """Run ``bench.task_backend`` in a process of its own: ``aenqueue`` beside ``kiq``."""
+    argv = [sys.executable, "-m", "bench.task_backend", key, str(n)]
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        argv, env=target.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.task_backend failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def send_paths(target: Target, key: str, n: int, threads: int) -> dict[str, float]:
     """Run ``bench.send_paths`` in a process of its own; its rates per sending path."""
     env = {**target.env(), "BENCH_SEND_SETTINGS": json.dumps(target.settings())}

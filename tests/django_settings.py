@@ -57,3 +57,23 @@ ASYNCJOBS = {
     "QUEUES": ["default", "other"],
 }
 LOGGING_CONFIG = None
+
+# Django's Tasks API (tests/django/test_task_backend*.py): ours, and Django's own
+# ImmediateBackend to compare with; Django 5.2 has it from the django-tasks backport.
+try:
+    import django.tasks  # noqa: F401
+
+    IMMEDIATE = "django.tasks.backends.immediate.ImmediateBackend"
+except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("django_tasks") is not None:
+        INSTALLED_APPS.append("django_tasks")
+    IMMEDIATE = "django_tasks.backends.immediate.ImmediateBackend"
+TASKS = {
+    "default": {
+        "BACKEND": "asyncjobs.django.task_backend.AsyncJobsBackend",
+        "QUEUES": ["default", "other"],
+    },
+    "immediate": {"BACKEND": IMMEDIATE, "QUEUES": ["default", "other"]},
+}

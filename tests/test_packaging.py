@@ -18,6 +18,7 @@ SUBPACKAGES = (
     "schedules",
     "django",
     "django/management/commands",
+    "django/task_backend",
     "worker",
     "tracing",
 )

@@ -38,6 +38,11 @@ ATTEMPT = "asyncjobs_attempt"  # which attempt a message is (1-based; absent: 1)
 HISTORY = "asyncjobs_history"  # the failed attempts so far (a retry carries them)
 SCHEDULE_ID = "schedule_id"  # a scheduled firing (taskiq's scheduler sets it too)
 SCHEDULE_TICK = "schedule_tick"  # its tick, ISO 8601 UTC: a task's idempotency key
+# A task sent through the Django Tasks backend (``asyncjobs.django.task_backend``): what
+# its status document starts from, as text (ISO 8601 UTC times).
+TASK_BACKEND = "asyncjobs_task_backend"  # the TASKS alias
+ENQUEUED_AT = "asyncjobs_enqueued_at"
+RUN_AFTER = "asyncjobs_run_after"
 
 # -- the bounds --------------------------------------------------------------------------
 # The furthest a ``delay``/``eta`` label may put a message in the future (documented in

@@ -9,6 +9,8 @@ from typing import Any
 
 from taskiq.abc.result_backend import AsyncResultBackend
 
+from asyncjobs.brokers.errors import ConfigurationError
+
 
 @dataclass(frozen=True, slots=True)
 class ResultStoreOptions:
@@ -29,6 +31,17 @@ class ResultStore(AsyncResultBackend[Any], ABC):
     @abstractmethod
     async def attempts(self, task_id: str) -> list[dict[str, Any]]:
         """The task's failed attempts so far, oldest first."""
+
+    async def set_status(self, task_id: str, body: bytes, *, if_absent: bool = False) -> None:
+        """Keep ``body`` (a JSON document: where the task stands, for APIs such as
+        Django's ``TaskResult``) beside the task's result, as long as results; with
+        ``if_absent``, only when the task has none yet (a sender's first word must not
+        overwrite a worker's). A store that cannot keep one raises."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no task status")
+
+    async def get_status(self, task_id: str) -> bytes | None:
+        """The task's status document, None when it has none (or it expired)."""
+        raise ConfigurationError(f"{type(self).__name__} keeps no task status")
 
     def forget_connections(self) -> None:
         """Drop connections bound to an event loop that no longer runs."""

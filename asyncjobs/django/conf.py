@@ -22,6 +22,7 @@ from asyncjobs.app import App, configure, unconfigure
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.django.db import DatabaseHygiene
 from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
+from asyncjobs.django.task_backend.hooks import TaskStatusHooks
 from asyncjobs.django.tracing import setup_tracing
 from asyncjobs.django.transactions import DjangoTransactions
 from asyncjobs.errors import ConfigurationError
@@ -56,7 +57,7 @@ def setup() -> App:
 
 def _configure(config: AsyncJobsConfig) -> App:
     setup_tracing(config)  # before configure(): its service name knows the project
-    app = configure(config, hooks=[DatabaseHygiene()])
+    app = configure(config, hooks=[DatabaseHygiene(), TaskStatusHooks()])
     app.transactions = DjangoTransactions()  # kiq_on_commit waits for the commit
     autodiscover_modules("tasks")
     app.check()

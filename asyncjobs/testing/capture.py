@@ -31,6 +31,13 @@ from asyncjobs.testing.sent import SendRecorder, SentTask
 _servers = itertools.count(1)
 
 
+def _carried(source: App | None) -> tuple[Hooks, ...]:
+    """The configured app's hooks that keep state the tested code reads back (a hook
+    with ``carry_into_tests = True``: the django.tasks backend's status documents)."""
+    hooks = source.hooks.hooks if source is not None else ()
+    return tuple(h for h in hooks if getattr(h, "carry_into_tests", False))
+
+
 def memory_config(config: AsyncJobsConfig, broker_url: str | None = None) -> AsyncJobsConfig:
     """``config`` on a ``memory://`` server of its own (or ``broker_url``'s): results and
     schedules there too, no tracing exporter, no management API; every other setting as
@@ -116,7 +123,7 @@ class TaskCapture:
         there was none)."""
         recorder = keep or SendRecorder(config.default_queue)
         source = previous or _current_or_none()
-        app = App.from_config(config, (*self._hooks, recorder))
+        app = App.from_config(config, (*self._hooks, *_carried(source), recorder))
         # Sends on commit still wait for the commit (captureOnCommitCallbacks).
         app.transactions = source.transactions if source is not None else None
         app.local = self

@@ -7,7 +7,10 @@ of its N tasks ran exactly once. ``key`` names the phase's ledger in Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+
+from django.conf import settings
 
 from asyncjobs import task
 from bench import recorder
@@ -28,3 +31,10 @@ async def sleep(key: str, i: int) -> None:
 @task(task_name="bench:latency")
 async def latency(key: str, i: int, sent: float) -> None:
     recorder.record(key, i, time.time(), sent)
+
+
+# Django's Tasks API no-op (bench.task_backend sends it), in a Django process (the
+# worker) where Django has the API; the bench's own producer is no Django process.
+if settings.configured:
+    with contextlib.suppress(ImportError):
+        from bench.tasksapp import standard  # noqa: F401

@@ -174,3 +174,12 @@ def test_expired_entries_never_read_again_are_swept(monkeypatch: pytest.MonkeyPa
         kept.set(key, 1, 1e-9)  # expired at once, and never read
     kept.set("c", 1, 60)  # the fourth: sweeps
     assert len(kept) == 2 and kept.get("stays") == 0 and kept.get("c") == 1
+
+
+async def test_a_status_document_if_absent_never_overwrites(results: MemoryResultStore) -> None:
+    assert await results.get_status("t1") is None
+    await results.set_status("t1", b"RUNNING")
+    await results.set_status("t1", b"READY", if_absent=True)
+    assert await results.get_status("t1") == b"RUNNING"
+    await results.set_status("t1", b"FAILED")
+    assert await results.get_status("t1") == b"FAILED"

@@ -57,3 +57,24 @@ async def test_a_planted_pickle_is_never_unpickled(
         await conn.delete(f"{results_prefix(prefix)}:{task_id}")
         await conn.aclose()
         await backend.shutdown()
+
+
+async def test_a_status_document_is_kept_with_a_ttl_and_if_absent_never_overwrites(
+    redis_url: str, prefix: str
+) -> None:
+    """What the django.tasks backend keeps beside a result (``ResultStore.set_status``)."""
+    backend = JsonRedisResultBackend(redis_url, ttl_s=60, key_prefix=prefix)
+    key = f"{results_prefix(prefix)}:t1:status"
+    conn = Redis.from_url(redis_url)
+    try:
+        assert await backend.get_status("t1") is None
+        await backend.set_status("t1", b'{"status": "RUNNING"}')
+        await backend.set_status("t1", b'{"status": "READY"}', if_absent=True)  # too late
+        assert await backend.get_status("t1") == b'{"status": "RUNNING"}'
+        assert 0 < await conn.ttl(key) <= 60
+        await backend.set_status("t1", b'{"status": "SUCCESSFUL"}')
+        assert await backend.get_status("t1") == b'{"status": "SUCCESSFUL"}'
+    finally:
+        await conn.delete(key)
+        await conn.aclose()
+        await backend.shutdown()

@@ -191,3 +191,6 @@ def traced_sync_work(tag: str) -> str:
     with trace.get_tracer("tests").start_as_current_span(f"inside {tag}"):
         record_sync(f"traced:{tag}")
     return str(baggage.get_baggage("tenant") or "")
+
+
+from tests.testapp import standard_tasks  # noqa: E402,F401 - Django Tasks

@@ -60,6 +60,15 @@ class MemoryResultStore(ResultStore):
             raw = self.server.progress.get(task_id)
         return None if raw is None else TaskProgress[Any].model_validate(orjson.loads(raw))
 
+    async def set_status(self, task_id: str, body: bytes, *, if_absent: bool = False) -> None:
+        with self.server.lock:
+            if not (if_absent and self.server.statuses.get(task_id) is not None):
+                self.server.statuses.set(task_id, bytes(body), self.ttl_s)
+
+    async def get_status(self, task_id: str) -> bytes | None:
+        with self.server.lock:
+            return self.server.statuses.get(task_id)
+
     async def record_attempt(self, task_id: str, entry: dict[str, Any]) -> None:
         value = _json(entry)
         with self.server.lock:

@@ -157,6 +157,7 @@ class MemoryServer:
         # Beside the queues (``memory.results``, ``memory.schedules``), under ``lock``.
         self.results: Expiring[str, bytes] = Expiring()
         self.progress: Expiring[str, bytes] = Expiring()
+        self.statuses: Expiring[str, bytes] = Expiring()
         self.attempts: Expiring[str, list[bytes]] = Expiring()
         self.schedules: dict[str, bytes] = {}
         self.claims: Expiring[tuple[str, int], tuple[str, str, int]] = Expiring()

@@ -2,7 +2,8 @@
 
 taskiq-redis's result backend pickles by default: anyone who can write to Redis could run
 code in every process that reads a result. This one only ever decodes JSON. Beside each
-result, ``{KEY_PREFIX}:result:{task_id}:attempts`` lists the task's failed attempts.
+result, ``{KEY_PREFIX}:result:{task_id}:attempts`` lists the task's failed attempts and
+``...:status`` keeps its status document (``ResultStore.set_status``).
 
 Storing a result survives a dropped connection or a Redis restart: it is retried for up
 to ``retry_for_s`` (the lease), as acknowledging the message is. Otherwise a task that
@@ -24,6 +25,7 @@ from taskiq_redis import RedisAsyncResultBackend
 
 from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.connection import connection_pool
+from asyncjobs.brokers.redis.pipelining import PipelinedConnection
 from asyncjobs.brokers.stores import ResultStore
 
 MAX_ATTEMPT_RECORDS = 100  # a task retried more often keeps its last 100 failures
@@ -53,6 +55,9 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
         self.redis_pool = connection_pool(url, **self._pool_kwargs)
         self._client: Redis | None = None
         self._writes = PipelineBatcher(self.client, retry_for_s)
+        # Status documents are written as a task is sent: auto-pipelined, as sends are,
+        # they cost a fraction of a pooled command's Python and overlap the send.
+        self._statuses = PipelinedConnection(self.redis_pool)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def client(self) -> Redis:
@@ -65,6 +70,7 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
     def forget_connections(self) -> None:
         """Drop a pool bound to an event loop that has ended (see ReliableBroker)."""
         self.redis_pool = connection_pool(self._url, **self._pool_kwargs)
+        self._statuses = PipelinedConnection(self.redis_pool)
 
     def _on_this_loop(self) -> None:
         # A pool's connections belong to the loop that opened them: a web process's
@@ -108,6 +114,27 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
         self._on_this_loop()
         raw = await self.client().lrange(self.attempts_key(task_id), 0, -1)
         return [entry for entry in map(orjson.loads, raw) if isinstance(entry, dict)]
+
+    def status_key(self, task_id: str) -> str:
+        return f"{self._task_name(task_id)}:status"
+
+    async def set_status(self, task_id: str, body: bytes, *, if_absent: bool = False) -> None:
+        self._on_this_loop()
+        command: list[Any] = ["SET", self.status_key(task_id), body]
+        if self.result_ex_time:
+            command += ["EX", self.result_ex_time]
+        if if_absent:
+            command.append("NX")
+        await self._statuses.execute(*command)
+
+    async def get_status(self, task_id: str) -> bytes | None:
+        self._on_this_loop()
+        raw: bytes | str | None = await self._statuses.execute("GET", self.status_key(task_id))
+        return raw.encode() if isinstance(raw, str) else raw
+
+    async def shutdown(self) -> None:
+        await self._statuses.close(1.0)  # its connection is not the pool's to close
+        await super().shutdown()
 
     async def is_result_ready(self, task_id: str) -> bool:
         self._on_this_loop()
