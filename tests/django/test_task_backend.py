@@ -121,6 +121,17 @@ def test_check_says_when_asyncjobs_is_not_configured(monkeypatch: pytest.MonkeyP
     assert [m.id for m in backend().check()] == ["asyncjobs.E102"]
 
 
+def test_check_leaves_a_bad_asyncjobs_setting_to_asyncjobs_own_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error here would stop migrate, which runs without a working ASYNCJOBS."""
+    from asyncjobs import app as app_state
+    from asyncjobs.errors import ConfigurationError
+
+    monkeypatch.setattr(app_state, "_current", ConfigurationError("BROKER_URL is required"))
+    assert list(backend().check()) == []
+
+
 async def test_enqueue_inside_an_event_loop_says_to_use_aenqueue(
     configured: AsyncJobsConfig,
 ) -> None:

@@ -21,7 +21,7 @@ from django.core import checks
 from django.db import transaction
 from django.utils import timezone
 
-from asyncjobs.app import App, current_app
+from asyncjobs.app import App, configuration_error, current_app
 from asyncjobs.brokers import envelope
 from asyncjobs.django.task_backend import compat, signalling
 from asyncjobs.django.task_backend.records import Status
@@ -179,7 +179,10 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
         try:
             app = current_app()
         except AsyncJobsError as exc:
-            yield checks.Error(str(exc), id="asyncjobs.E102")
+            # A bad ASYNCJOBS is asyncjobs' own check's to report (W002, E001 with
+            # --deploy): an error here would stop migrate, which must run without it.
+            if configuration_error() is None:  # asyncjobs.django not installed at all
+                yield checks.Error(str(exc), id="asyncjobs.E102")
             return
         missing = sorted(self.queues - set(app.config.queues))
         if missing:
