@@ -157,7 +157,7 @@ async def _quiet(
     producer: Producer, target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
 ) -> dict[str, Figure]:
     """asyncjobs only: phase 3 again with the worker's per-task lines off (``--log-level
-    WARNING``); the cost of the received/succeeded lines is the gap between the rates."""
+    WARNING``); the cost of the per-task INFO line (succeeded) is the gap between the rates."""
     if target.kind != ASYNCJOBS:
         return {}
     total = 2 * sizes.enqueue

@@ -1,8 +1,10 @@
 """The worker's log of its tasks: one line per event, each naming the task and its id,
 on the logger ``asyncjobs.worker.tasks``.
 
-- INFO: ``received`` when a message is decoded, then how the run ended: ``succeeded``
-  (with the attempt and the duration) or ``postponed`` (a ``before_run`` hook asked);
+- DEBUG: ``received`` when a message is decoded (the line costs as much as the run of a
+  tiny task; ``inspect`` and the in-flight metrics say what is running);
+- INFO: how the run ended: ``succeeded`` (with the attempt and the duration) or
+  ``postponed`` (a ``before_run`` hook asked);
 - WARNING: a failed attempt that will be retried, and a task cut off at the drain
   deadline (handed back), each with its traceback;
 - ERROR: a dead letter: the failed attempt that ends a task, with its traceback, or the
@@ -61,7 +63,7 @@ def reporting_task_errors() -> Iterator[None]:
 
 
 def received(run: Run) -> None:
-    logger.info(
+    logger.debug(
         "task %s [%s] received from queue %s, attempt %d",
         run.task_name,
         run.task_id,

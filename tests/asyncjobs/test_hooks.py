@@ -161,7 +161,7 @@ async def test_a_hook_may_postpone_a_run_without_counting_an_attempt(
     start_worker: Callable[..., object],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="asyncjobs.worker.tasks")
+    caplog.set_level(logging.DEBUG, logger="asyncjobs.worker.tasks")
     recorder = Recorder()
     current_app().add_hooks(LimitsToOneRunThenWaves(), recorder)
     worker: Worker = await start_worker()  # type: ignore[misc]

@@ -1,5 +1,5 @@
 """The worker's task log, with the receiver in-process against the real Redis: a line when
-a task is received and when it succeeded (INFO), one WARNING per failed attempt and one
+a task is received (DEBUG) and when it succeeded (INFO), one WARNING per failed attempt and one
 ERROR for the dead letter, each with its traceback once; taskiq's own ERROR record of the
 same exception is dropped, and only that one."""
 
@@ -39,7 +39,7 @@ def from_taskiq(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_a_success_is_one_received_and_one_succeeded_line(
     start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger=TASK_LOGGER)
     await start_worker()
     handle = await tasks.add.kiq(2, 3)
     assert (await handle.wait_result(timeout=10)).return_value == 5
@@ -50,7 +50,7 @@ async def test_a_success_is_one_received_and_one_succeeded_line(
 
     received, succeeded = await wait_until(both, what="received and succeeded lines")
     name = tasks.add.task_name
-    assert received.levelno == succeeded.levelno == logging.INFO
+    assert (received.levelno, succeeded.levelno) == (logging.DEBUG, logging.INFO)
     assert received.getMessage() == (
         f"task {name} [{handle.task_id}] received from queue default, attempt 1"
     )
@@ -60,10 +60,29 @@ async def test_a_success_is_one_received_and_one_succeeded_line(
     assert succeeded.getMessage().endswith(" s")
 
 
+async def test_at_info_a_success_is_one_line(
+    start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """taskiq worker's default level: the outcome only (received is DEBUG)."""
+    caplog.set_level(logging.INFO)
+    await start_worker()
+    handle = await tasks.add.kiq(1, 1)
+    assert (await handle.wait_result(timeout=10)).return_value == 2
+
+    async def logged() -> list[logging.LogRecord]:
+        return lines_of(caplog, handle.task_id)
+
+    [succeeded] = await wait_until(logged, what="the succeeded line")
+    assert succeeded.levelno == logging.INFO and " succeeded on attempt 1 in " in (
+        succeeded.getMessage()
+    )
+
+
 async def test_each_failed_attempt_is_one_warning_with_its_traceback_once(
     start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger=TASK_LOGGER)
     await start_worker()
     handle = await tasks.flaky.kiq("logs", 2)  # fails attempts 1 and 2, then succeeds
     assert (await handle.wait_result(timeout=20)).return_value == 3
@@ -74,11 +93,11 @@ async def test_each_failed_attempt_is_one_warning_with_its_traceback_once(
 
     found = await wait_until(all_lines, what="the task's six lines")
     expected = [
-        ("INFO", "received from queue default, attempt 1"),
+        ("DEBUG", "received from queue default, attempt 1"),
         ("WARNING", "failed on attempt 1/5: "),
-        ("INFO", "received from queue default, attempt 2"),
+        ("DEBUG", "received from queue default, attempt 2"),
         ("WARNING", "failed on attempt 2/5: "),
-        ("INFO", "received from queue default, attempt 3"),
+        ("DEBUG", "received from queue default, attempt 3"),
         ("INFO", "succeeded on attempt 3 in "),
     ]
     for record, (level, start) in zip(found, expected, strict=True):
@@ -100,6 +119,7 @@ async def test_the_last_failed_attempt_is_one_error_naming_the_dead_letter(
     start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger=TASK_LOGGER)
     worker: Worker = await start_worker()  # type: ignore[misc]
     handle = await tasks.picky.kiq("last", "IndexError")  # 3 attempts, fast backoff
     [letter] = await wait_until(worker.dead, what="a dead letter")
@@ -109,7 +129,7 @@ async def test_the_last_failed_attempt_is_one_error_naming_the_dead_letter(
         return found if len(found) == 6 else []
 
     found = await wait_until(all_lines, what="the task's six lines")
-    assert [r.levelname for r in found] == ["INFO", "WARNING"] * 2 + ["INFO", "ERROR"]
+    assert [r.levelname for r in found] == ["DEBUG", "WARNING"] * 2 + ["DEBUG", "ERROR"]
     final = found[-1]
     assert final.getMessage() == (
         f"task {tasks.picky.task_name} [{handle.task_id}] failed on attempt 3/3: "
