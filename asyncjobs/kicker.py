@@ -40,6 +40,7 @@ from asyncjobs.brokers.errors import (
     BrokerError,
     SendOutcomeUnknownError,
 )
+from asyncjobs.brokers.home import running_loop
 from asyncjobs.errors import NoEventLoopError, SyncInEventLoopError
 from asyncjobs.handles import JobHandle
 
@@ -104,16 +105,14 @@ class JobKicker(AsyncKicker[P, R]):
         """``await fn.kiq(...)``: the broker has the message when it returns. Outside a
         running event loop it fails at once (use ``kiq_sync``); arguments that do not fit
         the task fail here, before anything is sent."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if running_loop() is None:
             name = self.task_name.rsplit(":", 1)[-1]
             raise NoEventLoopError(
                 f"{self.task_name}.kiq() was called where no event loop runs, so nothing "
                 f"would ever send it: from sync code (a sync view, a signal handler, a "
                 f"command) use {name}.kiq_sync(...); asyncio.run() and async_to_sync() "
                 f"take a function that awaits {name}.kiq(...), not kiq itself"
-            ) from None
+            )
         self._check(args, kwargs)
         return self._kiq_here(*args, **kwargs)
 
@@ -121,7 +120,7 @@ class JobKicker(AsyncKicker[P, R]):
         """``kiq()`` for sync code, from any thread: returns once the broker has the
         message (the same meaning), or raises. In an event loop it fails at once (use
         ``await kiq()``: blocking would stall every other coroutine of the loop)."""
-        if _running_loop() is not None:
+        if running_loop() is not None:
             raise SyncInEventLoopError(
                 f"{self.task_name}.kiq_sync() was called inside a running event loop, which "
                 "it would block; use `await ...kiq(...)` there"
@@ -211,13 +210,6 @@ class JobKicker(AsyncKicker[P, R]):
         message = super()._prepare_message(*args, **kwargs)
         _preparing.set(message.task_id)
         return message
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def send_error(exc: Exception, task_name: str, task_id: str | None) -> Exception:

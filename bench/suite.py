@@ -173,16 +173,24 @@ async def _quiet(
     return {"process_quiet_per_s": Figure(None if bad else total / tally.span_s, bad)}
 
 
+async def _drain(
+    target: Target, ledger: Ledger, log_dir: Path, key: str, expected: int, name: str
+) -> str:
+    """Run a worker until the ``expected`` tasks sent under ``key`` ran; why the figures
+    are not valid (a task lost or run twice), or "" when they are."""
+    worker = target.start_worker(log_dir, name)
+    try:
+        tally = await _wait(ledger, key, expected, worker)
+    finally:
+        worker.stop(timeout_s=20)
+    return _check(tally, expected)
+
+
 async def _send_paths(
     target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
 ) -> dict[str, Figure]:
     rates = await asyncio.to_thread(send_paths, target, key, sizes.sends, sizes.send_threads)
-    worker = target.start_worker(log_dir, "send")
-    try:
-        tally = await _wait(ledger, key, 3 * sizes.sends, worker)
-    finally:
-        worker.stop(timeout_s=20)
-    bad = _check(tally, 3 * sizes.sends)
+    bad = await _drain(target, ledger, log_dir, key, 3 * sizes.sends, "send")
     threads = sizes.send_threads
     return {
         "send_await_per_s": Figure(None if bad else rates["await"], bad),
@@ -196,10 +204,5 @@ async def _task_backend(
 ) -> dict[str, Figure]:
     """Django's ``aenqueue`` beside ``await kiq()`` (``bench.task_backend``)."""
     found = await asyncio.to_thread(task_backend_sends, target, key, sizes.sends)
-    worker = target.start_worker(log_dir, "tasks")
-    try:
-        tally = await _wait(ledger, key, 2 * sizes.sends, worker)
-    finally:
-        worker.stop(timeout_s=20)
-    bad = _check(tally, 2 * sizes.sends)
+    bad = await _drain(target, ledger, log_dir, key, 2 * sizes.sends, "tasks")
     return {name: Figure(None if bad else value, bad) for name, value in found.items()}

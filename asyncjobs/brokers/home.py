@@ -296,7 +296,7 @@ def submit(
             coro.close()
             return
         task = loop.create_task(coro, context=context)
-        task.add_done_callback(lambda done: _settle(future, done))
+        task.add_done_callback(lambda done: settle_future(future, done))
         future.add_done_callback(lambda done: _cancel_in(loop, task) if done.cancelled() else None)
 
     try:
@@ -307,7 +307,16 @@ def submit(
     return future
 
 
-def _settle(future: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread; None in sync code."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def settle_future(future: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+    """Give ``task``'s outcome to ``future`` (a thread waits on it)."""
     # The caller may cancel the future from its thread at any moment: then it is done.
     with contextlib.suppress(concurrent.futures.InvalidStateError):
         if task.cancelled():

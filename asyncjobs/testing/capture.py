@@ -10,10 +10,8 @@ before ``kiq()`` returns.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
-from types import TracebackType
 from typing import Any, Self
 
 from asgiref.sync import async_to_sync
@@ -21,6 +19,7 @@ from taskiq.result import TaskiqResult
 
 from asyncjobs.app import App, Current, current_app, restore
 from asyncjobs.app import job as asyncjobs_job
+from asyncjobs.brokers.home import running_loop
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import AsyncJobsError, SyncInEventLoopError
 from asyncjobs.handles import JobHandle
@@ -108,12 +107,7 @@ class TaskCapture:
     async def __aenter__(self) -> Self:
         return self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.stop()
 
     def _build(
@@ -199,7 +193,7 @@ class TaskCapture:
     ) -> list[Ran]:
         """Run every waiting message, and what those send, until none is left; from
         sync code (a ``TestCase`` method). See ``arun_pending``."""
-        if _running_loop():
+        if running_loop() is not None:
             raise SyncInEventLoopError(
                 "run_pending() was called inside a running event loop; use "
                 "`await jobs.arun_pending()` there"
@@ -222,7 +216,7 @@ class TaskCapture:
 
     def result(self, job: JobHandle[Any] | str) -> TaskiqResult[Any]:
         """The stored result of a task that ran (its handle or task id); from sync code."""
-        if _running_loop():
+        if running_loop() is not None:
             raise SyncInEventLoopError(
                 "result() was called inside a running event loop; use `await jobs.aresult()`"
             )
@@ -283,14 +277,6 @@ def _current_or_none() -> App | None:
         return current_app()
     except AsyncJobsError:  # not configured (or configured wrong): nothing to restore
         return None
-
-
-def _running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _task_name(fn: Any) -> str:

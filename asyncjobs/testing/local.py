@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asgiref.sync import sync_to_async
 
 from asyncjobs.brokers.dead_letters import DeadLetter
+from asyncjobs.brokers.home import settle_future
 from asyncjobs.errors import AsyncJobsError
 from asyncjobs.hooks import Hooks, Outcome, Run
 from asyncjobs.worker import AsyncJobsReceiver, WorkerSettings
@@ -68,17 +69,8 @@ class CallerThreadExecutor(concurrent.futures.Executor):
         running = asyncio.get_running_loop().create_task(
             sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
         )
-        running.add_done_callback(lambda task: _copy_outcome(task, done))
+        running.add_done_callback(lambda task: settle_future(done, task))
         return done
-
-
-def _copy_outcome(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
-    if task.cancelled():
-        done.cancel()
-    elif (error := task.exception()) is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(task.result())
 
 
 class _Outcomes(Hooks):

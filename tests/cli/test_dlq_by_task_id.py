@@ -6,7 +6,6 @@ nothing fails clearly and changes nothing; the lookup reads a bounded number of 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import DeadLetterNotFoundError
-from tests.support.helpers import wait_until
+from tests.support.helpers import django_env, wait_until
 from tests.support.worker_harness import Worker
 from tests.testapp import tasks
 
@@ -36,14 +35,7 @@ SCRIPT = "import sys; from asyncjobs.django.cli import main; sys.exit(main())"
 def cli(config: AsyncJobsConfig, *argv: str) -> subprocess.CompletedProcess[str]:
     """``asyncjobs ...`` (with the Django settings) in a process of its own, as an
     operator runs it next to the workers."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ASYNCJOBS_")}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "tests.django_settings",
-        "ASYNCJOBS_BROKER_URL": config.broker_url,
-        "ASYNCJOBS_KEY_PREFIX": config.key_prefix,
-    }
-    if config.result_backend_url:
-        env["ASYNCJOBS_RESULT_BACKEND_URL"] = config.result_backend_url
+    env = django_env(config)
     return subprocess.run(
         [sys.executable, "-c", SCRIPT, *argv],
         cwd=ROOT,

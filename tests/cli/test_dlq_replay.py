@@ -4,7 +4,6 @@ on both transports; its filters, and letters another operator removed meanwhile.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +21,7 @@ from asyncjobs.brokers.factory import build_broker
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.dead_letters import DeadLetters, ReplayCount
 from asyncjobs.errors import ConfigurationError
-from tests.support.helpers import wait_until
+from tests.support.helpers import django_env, wait_until
 from tests.support.worker_harness import Worker
 from tests.testapp import tasks
 
@@ -32,14 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli_process(config: AsyncJobsConfig, *argv: str) -> str:
     """``python -m django asyncjobs ...`` in a process of its own, as an operator runs it
     next to running workers (this checkout's code, this test's prefix)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ASYNCJOBS_")}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "tests.django_settings",
-        "ASYNCJOBS_BROKER_URL": config.broker_url,
-        "ASYNCJOBS_KEY_PREFIX": config.key_prefix,
-    }
-    if config.result_backend_url:
-        env["ASYNCJOBS_RESULT_BACKEND_URL"] = config.result_backend_url
+    env = django_env(config)
     proc = subprocess.run(
         [sys.executable, "-m", "django", "asyncjobs", *argv],
         cwd=ROOT,

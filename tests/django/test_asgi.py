@@ -14,13 +14,8 @@ from asyncjobs.django.errors import AsyncJobsImproperlyConfigured
 from tests.testapp import tasks
 
 
-@pytest.mark.redis
-async def test_lifespan_shutdown_closes_the_lazily_started_client(
-    configured: AsyncJobsConfig,
-) -> None:
-    await tasks.add.kiq(1, 1)  # the web process's first kiq starts the client
-    broker = current_broker()
-    assert isinstance(broker, ReliableBroker) and broker.started
+async def lifespan() -> list[str]:
+    """An ASGI server's lifespan through the app, start-up then shutdown: what it sent."""
     events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[dict[str, Any]] = []
 
@@ -31,7 +26,17 @@ async def test_lifespan_shutdown_closes_the_lazily_started_client(
         sent.append(message)
 
     await get_asgi_application()({"type": "lifespan"}, receive, send)
-    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    return [m["type"] for m in sent]
+
+
+@pytest.mark.redis
+async def test_lifespan_shutdown_closes_the_lazily_started_client(
+    configured: AsyncJobsConfig,
+) -> None:
+    await tasks.add.kiq(1, 1)  # the web process's first kiq starts the client
+    broker = current_broker()
+    assert isinstance(broker, ReliableBroker) and broker.started
+    assert await lifespan() == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert not broker.started
 
 
@@ -42,14 +47,4 @@ async def test_lifespan_with_a_bad_setting_starts_and_stops(
     from asyncjobs import app
 
     monkeypatch.setattr(app, "_current", AsyncJobsImproperlyConfigured("BROKER_URL is required"))
-    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return events.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await get_asgi_application()({"type": "lifespan"}, receive, send)
-    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert await lifespan() == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

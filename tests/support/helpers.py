@@ -68,3 +68,18 @@ async def fetch_n(broker: ReliableBroker, n: int) -> list[Delivery]:
     await wait_until(probe, what=f"{n} deliveries")
     assert len(got) == n
     return got
+
+
+def django_env(config: AsyncJobsConfig) -> dict[str, str]:
+    """The environment of a Django process of the test project (an operator's CLI next
+    to the workers) on ``config``'s broker, key prefix and result store; no other
+    ``ASYNCJOBS_*`` variable of this process leaks in."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ASYNCJOBS_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "tests.django_settings",
+        "ASYNCJOBS_BROKER_URL": config.broker_url,
+        "ASYNCJOBS_KEY_PREFIX": config.key_prefix,
+    }
+    if config.result_backend_url:
+        env["ASYNCJOBS_RESULT_BACKEND_URL"] = config.result_backend_url
+    return env

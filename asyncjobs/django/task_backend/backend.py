@@ -11,7 +11,6 @@ status document (``records``) in the client's home loop.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
@@ -23,6 +22,7 @@ from django.utils import timezone
 
 from asyncjobs.app import App, configuration_error, current_app
 from asyncjobs.brokers import envelope
+from asyncjobs.brokers.home import running_loop
 from asyncjobs.django.task_backend import compat, signalling
 from asyncjobs.django.task_backend.records import Status
 from asyncjobs.django.task_backend.registration import job_for, register
@@ -79,7 +79,7 @@ class AsyncJobsBackend(compat.BaseTaskBackend):
 
     # -- sending -----------------------------------------------------------------------
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        if _loop_running():
+        if running_loop() is not None:
             raise SyncInEventLoopError(
                 f"{task.name}.enqueue() was called inside a running event loop, which it "
                 f"would block; use `await {task.name}.aenqueue(...)` there"
@@ -210,14 +210,6 @@ def _result(result_id: str, raw: bytes | None) -> Any:
     if raw is None:
         raise TaskResultDoesNotExist(f"no task result {result_id} (never sent, or expired)")
     return Status.from_json(raw).task_result()
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _iso(moment: Any) -> str:
