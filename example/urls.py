@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import path
 
 from example.shop import views
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("signup", views.signup, name="signup"),
     path("signup/sync", views.signup_sync, name="signup-sync"),
