@@ -324,8 +324,11 @@ def load_config(
         raise ConfigurationError(_describe(exc, merged, origin)) from None
 
 
-# Variables that share the prefix but are not settings (tests, tooling).
-IGNORED_ENV = frozenset({"ASYNCJOBS_TEST_REDIS_URL", "ASYNCJOBS_TEST_AMQP_URL"})
+# Variables that share the prefix but are not settings (tests, tooling: `make screenshots`
+# sets ASYNCJOBS_SCREENSHOTS for pytest, whose site processes inherit it).
+IGNORED_ENV = frozenset(
+    {"ASYNCJOBS_TEST_REDIS_URL", "ASYNCJOBS_TEST_AMQP_URL", "ASYNCJOBS_SCREENSHOTS"}
+)
 
 
 def _known(key: str, where: str) -> str:

@@ -66,6 +66,20 @@ def test_environment_overrides_settings_with_typed_values() -> None:
     assert config.tracing is True
 
 
+def test_the_test_tools_variables_are_not_settings() -> None:
+    """They share the prefix; a process started under `make test` or `make screenshots`
+    inherits them and must still start."""
+    config = load_config(
+        {"BROKER_URL": "redis://a:6379/0"},
+        environ={
+            "ASYNCJOBS_TEST_REDIS_URL": "redis://t:6379/0",
+            "ASYNCJOBS_TEST_AMQP_URL": "amqp://t/",
+            "ASYNCJOBS_SCREENSHOTS": "docs/screenshots",
+        },
+    )
+    assert config.broker_url == "redis://a:6379/0"
+
+
 def test_durations_accept_timedelta() -> None:
     config = load_config(
         {"BROKER_URL": "redis://h/0", "LEASE_TIMEOUT": timedelta(seconds=12)}, environ={}
