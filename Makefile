@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/py$(PYVER).txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test check lint typecheck imports pytest demo bench lock clean
+.PHONY: venv test check lint typecheck imports pytest demo bench screenshots lock clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The browser tests, saving each page they show as docs/screenshots/<name>.png (needs
+# Debian's chromium and chromium-driver: README "Developing asyncjobs").
+SCREENSHOTS := docs/screenshots
+screenshots: $(STAMP)
+	mkdir -p $(SCREENSHOTS)
+	ASYNCJOBS_SCREENSHOTS=$(SCREENSHOTS) $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 # Re-pin the constraints for the current Python line from a fresh resolve.
 LOCKVENV := .venv/lock-py$(PYVER)
