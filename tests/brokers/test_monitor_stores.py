@@ -109,7 +109,12 @@ async def test_the_redis_store_works_from_any_event_loop(prefix: str, redis_url:
     try:
         await store.register("h:1:a", b"{}", 15)
         seen: list[dict[str, bytes]] = []
-        thread = threading.Thread(target=lambda: seen.append(asyncio.run(store.workers())))
+
+        async def read_elsewhere() -> None:
+            seen.append(await store.workers())
+            await store.aclose()  # what the app does as its home loop ends
+
+        thread = threading.Thread(target=lambda: asyncio.run(read_elsewhere()))
         thread.start()
         await asyncio.to_thread(thread.join, 10)
         assert seen == [{"h:1:a": b"{}"}]

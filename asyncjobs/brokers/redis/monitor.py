@@ -61,11 +61,15 @@ class RedisMonitorStore(MonitorStore):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _here(self) -> Redis:
-        """The client of the running loop's pool (a new pool when the loop changed; the
-        old one's connections belong to a loop that may be gone: dropped unclosed)."""
+        """The client of the running loop's pool: a new pool when another loop calls.
+        The old one is closed in its loop if that still runs (else its connections
+        went with their loop)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            if self._loop is not None:
+            old, old_loop = self._pool, self._loop
+            if old_loop is not None:
+                if old_loop.is_running():
+                    asyncio.run_coroutine_threadsafe(old.disconnect(), old_loop)
                 self._pool = connection_pool(self.url, **self._pool_kwargs)
                 self._client = Redis(connection_pool=self._pool)
             self._loop = loop
