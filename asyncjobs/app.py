@@ -24,7 +24,8 @@ from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import ReliableBroker
 from asyncjobs.brokers.factory import build_broker
-from asyncjobs.brokers.stores import ResultStore
+from asyncjobs.brokers.stores import MonitorStore, ResultStore
+from asyncjobs.brokers.transport import transport_for
 from asyncjobs.codec import JsonFormatter
 from asyncjobs.config import AsyncJobsConfig, load_config
 from asyncjobs.errors import ConfigurationError, NotConfiguredError, ResultsDisabledError
@@ -57,6 +58,7 @@ class App:
     # A test's capture (asyncjobs.testing): the kicker tells it of each send, so an eager
     # capture runs it before kiq() returns. None outside tests.
     local: LocalRuns | None = None
+    _monitor: MonitorStore | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_config(cls, config: AsyncJobsConfig, hooks: Iterable[Hooks] = ()) -> App:
@@ -100,6 +102,18 @@ class App:
         store = self.broker.result_backend
         return store if isinstance(store, ResultStore) else None
 
+    @property
+    def monitor_store(self) -> MonitorStore | None:
+        """Where workers keep their registry and per-minute counters (built on first
+        use, not connected); None when MONITOR is off or no configured URL can keep
+        them (``AsyncJobsConfig.effective_monitor_url``)."""
+        if self._monitor is None and self.config.monitor:
+            url = self.config.effective_monitor_url
+            build = transport_for(url).build_monitor_store if url else None
+            if url and build is not None:
+                self._monitor = build(url, self.config.key_prefix)
+        return self._monitor if self.config.monitor else None
+
     def check(self) -> None:
         """Fail when a task is routed to a queue that is not configured, or a schedule
         names a task that does not exist."""
@@ -114,9 +128,15 @@ class App:
         return previous
 
     async def close(self) -> None:
-        """Shut the broker down if it started (bounded: its server may be gone), in the
-        loop its connections belong to, whichever loop calls this."""
+        """Shut the broker (and the monitor store) down if it started (bounded: its
+        server may be gone), in the loop its connections belong to, whichever loop
+        calls this."""
         broker = self.broker
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:  # its connections live where it was used: the home loop
+            with contextlib.suppress(Exception):
+                close = broker.home.run_where_it_lives(monitor.aclose())
+                await asyncio.wait_for(close, CLOSE_TIMEOUT_S)
         if broker.started:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(broker.shutdown(), CLOSE_TIMEOUT_S)

@@ -138,6 +138,10 @@ class AsyncJobsConfig(BaseModel):
     health_max_backlog: int | None = Field(default=None, ge=0)
     health_max_wait_s: float | None = Field(default=None, gt=0, alias="HEALTH_MAX_WAIT")
     health_max_dead_letters: int | None = Field(default=None, ge=0)
+    # Workers keep a registry of themselves and per-minute counts per queue in the
+    # first configured store that can (asyncjobs.monitor); heartbeat period in seconds.
+    monitor: bool = True
+    monitor_heartbeat_s: float = Field(default=5.0, gt=0, le=60, alias="MONITOR_HEARTBEAT")
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -176,6 +180,7 @@ class AsyncJobsConfig(BaseModel):
         "send_timeout_s",
         "liveness_timeout_s",
         "health_max_wait_s",
+        "monitor_heartbeat_s",
         mode="before",
     )
     @classmethod
@@ -268,6 +273,20 @@ class AsyncJobsConfig(BaseModel):
     def effective_schedule_store_url(self) -> str | None:
         """Schedules and their claims: SCHEDULE_STORE_URL, else the result backend's Redis."""
         return self.schedule_store_url or self.effective_result_backend_url
+
+    @property
+    def effective_monitor_url(self) -> str | None:
+        """Where workers keep their registry and counters: the first of BROKER_URL,
+        RESULT_BACKEND_URL, SCHEDULE_STORE_URL whose transport can (Redis; memory:// in
+        tests). None: none can (RabbitMQ alone). Whether MONITOR is on is not asked."""
+        for key, url in (
+            ("BROKER_URL", self.broker_url),
+            ("RESULT_BACKEND_URL", self.result_backend_url),
+            ("SCHEDULE_STORE_URL", self.schedule_store_url),
+        ):
+            if url and transport_for(url, key).build_monitor_store is not None:
+                return url
+        return None
 
     def transport_options(self) -> TransportOptions:
         return TransportOptions(

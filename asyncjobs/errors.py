@@ -28,6 +28,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetterNotFoundError",
     "JoinTimeoutError",
+    "MonitorUnavailableError",
     "NoEventLoopError",
     "NotConfiguredError",
     "PayloadTooLargeError",
@@ -95,4 +96,25 @@ class ResultsDisabledError(ConfigurationError):
             "setting ASYNCJOBS['RESULT_BACKEND_URL'] or the environment variable "
             "ASYNCJOBS_RESULT_BACKEND_URL) for wait_result(), get_result(), is_ready() "
             "and failed_attempts() to work; tasks run the same without it"
+        )
+
+
+class MonitorUnavailableError(AsyncJobsError):
+    """The workers' registry or counters were asked for where nothing keeps them:
+    ``MONITOR`` is off, or no configured URL names a store that can (RabbitMQ alone)."""
+
+    @classmethod
+    def monitor_off(cls) -> MonitorUnavailableError:
+        return cls(
+            "the worker registry and per-minute counters are off: MONITOR is false "
+            "(ASYNCJOBS['MONITOR'] or the environment variable ASYNCJOBS_MONITOR)"
+        )
+
+    @classmethod
+    def no_store(cls, transport: str) -> MonitorUnavailableError:
+        return cls(
+            f"no store keeps the worker registry and per-minute counters: {transport} "
+            "cannot; set RESULT_BACKEND_URL to a redis:// URL (the setting "
+            "ASYNCJOBS['RESULT_BACKEND_URL'] or the environment variable "
+            "ASYNCJOBS_RESULT_BACKEND_URL), and workers keep them there"
         )

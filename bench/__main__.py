@@ -23,9 +23,9 @@ from bench.recorder import Ledger
 from bench.suite import Results, Sizes, run_target
 from bench.workers import ASYNCJOBS, QUEUES, RAW, Target, delete_raw_amqp
 
-QUICK = Sizes(enqueue=1_000, latency=50, io=2_000, sends=960)
+QUICK = Sizes(enqueue=1_000, latency=50, io=2_000, sends=960, monitor=1_000)
 # Checks the bench still runs end to end (tests/test_bench.py); its figures mean little.
-SMOKE = Sizes(enqueue=100, latency=10, io=100, sends=160)
+SMOKE = Sizes(enqueue=100, latency=10, io=100, sends=160, monitor=100, monitor_rounds=1)
 
 
 async def bench(

@@ -5,7 +5,8 @@
 3. processing: a worker started on that backlog (both enqueue phases, 2 x ``enqueue``)
    drains it; rate = tasks / (last task finished - first task started), worker clocks;
    asyncjobs only, then the same again with the worker's per-task log lines off
-   (``--log-level WARNING``; the first run logs at taskiq's default, INFO);
+   (``--log-level WARNING``; the first run logs at taskiq's default, INFO); then
+   the same with ``MONITOR`` on and off, in alternating rounds (``bench.monitor_cost``);
 4. RSS of the worker child after those tasks;
 5. latency: on the now idle worker, ``latency`` tasks sent one at a time, ``gap_s``
    apart; each task measures time.time() at its start minus the producer's time.time()
@@ -33,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.monitor_cost import monitor_cost
 from bench.recorder import Ledger, Tally
 from bench.workers import (
     ASYNCJOBS,
@@ -54,6 +56,8 @@ class Sizes:
     io: int = 2_000
     sends: int = 4_800  # per sending path; a multiple of send_threads
     send_threads: int = 16
+    monitor: int = 10_000  # no-op tasks per round and side of bench.monitor_cost
+    monitor_rounds: int = 3
 
 
 @dataclass
@@ -135,7 +139,7 @@ async def run_target(
             figs["latency_p99_ms"] = Figure(p99, bad)
         finally:
             worker.stop(timeout_s=20)
-        figs.update(await _quiet(producer, target, sizes, ledger, log_dir, f"{tag}:quiet"))
+        figs.update(await _costs(producer, target, sizes, ledger, log_dir, tag))
 
         for start in range(0, sizes.io, sizes.chunk):
             stop = min(sizes.io, start + sizes.chunk)
@@ -151,6 +155,15 @@ async def run_target(
         figs.update(await _send_paths(target, sizes, ledger, log_dir, f"{tag}:send"))
         figs.update(await _task_backend(target, sizes, ledger, log_dir, f"{tag}:tasks"))
     return out
+
+
+async def _costs(
+    producer: Producer, target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, tag: str
+) -> dict[str, Figure]:
+    """asyncjobs only: the no-op rate without the per-task log lines, then with MONITOR
+    on and off."""
+    figs = await _quiet(producer, target, sizes, ledger, log_dir, f"{tag}:quiet")
+    return figs | await _monitor(producer, target, sizes, ledger, log_dir, f"{tag}:monitor")
 
 
 async def _quiet(
@@ -171,6 +184,16 @@ async def _quiet(
         worker.stop(timeout_s=20)
     bad = _check(tally, total)
     return {"process_quiet_per_s": Figure(None if bad else total / tally.span_s, bad)}
+
+
+async def _monitor(
+    producer: Producer, target: Target, sizes: Sizes, ledger: Ledger, log_dir: Path, key: str
+) -> dict[str, Figure]:
+    """asyncjobs only: the no-op rate with MONITOR on and off (``bench.monitor_cost``)."""
+    found = await monitor_cost(
+        producer, target, sizes.monitor, sizes.monitor_rounds, ledger, log_dir, key
+    )
+    return {name: Figure(rate, bad) for name, (rate, bad) in found.items()}
 
 
 async def _drain(

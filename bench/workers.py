@@ -58,15 +58,22 @@ class Target:
         return env
 
     def start_worker(
-        self, log_dir: Path, label: str, *, log_level: str | None = None
+        self,
+        log_dir: Path,
+        label: str,
+        *,
+        log_level: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> ManagedProcess:
-        """``taskiq worker`` at its default log level (INFO), or at ``log_level``."""
+        """``taskiq worker`` at its default log level (INFO), or at ``log_level``;
+        ``env``: more environment variables (e.g. ``ASYNCJOBS_MONITOR``)."""
         app = "asyncjobs.django.worker:broker" if self.kind == ASYNCJOBS else "bench.raw_app:broker"
         argv = [sys.executable, "-m", "taskiq", "worker", app, "--workers", "1"]
         if log_level is not None:
             argv += ["--log-level", log_level]
         name = f"{self.kind}-{self.broker}-{label}"
-        return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=self.env())
+        full_env = self.env() | (env or {})
+        return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=full_env)
 
 
 def worker_rss_mb(proc: ManagedProcess) -> float | None:

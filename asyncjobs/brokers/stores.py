@@ -1,9 +1,11 @@
-"""The stores a transport may offer beside its queues: task results, and the schedulers'
-dynamic schedules and exactly-once claims (see ``brokers.transport.Capabilities``)."""
+"""The stores a transport may offer beside its queues: task results, the schedulers'
+dynamic schedules and exactly-once claims (see ``brokers.transport.Capabilities``), and
+the workers' registry and per-minute counters (``MonitorStore``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +97,61 @@ class ScheduleStorage(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - most storages hold nothing to close
         """Close what the storage opened."""
+
+
+# The per-minute outcomes workers count per queue (``MonitorStore.add_counts``), and the
+# field a minute's backlog sample is kept in beside them.
+OUTCOMES = ("succeeded", "failed", "dead_lettered")
+BACKLOG = "backlog"
+
+
+class MonitorStore(ABC):
+    """What workers keep for an operator's console: a registry of live workers and
+    per-minute counters per queue. Everything expires.
+
+    - Registry: each worker's document (opaque JSON bytes) by worker id, registered
+      again at every heartbeat with a TTL; a worker that stops heartbeating (killed)
+      disappears when its TTL ends, one that unregisters (drained) at once.
+    - Counters: per (queue, minute) the number of runs by outcome (``OUTCOMES``) and,
+      when one worker sampled it that minute, the queue's backlog (``BACKLOG``).
+    """
+
+    location: str  # for messages: where the store is (a URL without secrets)
+
+    @abstractmethod
+    async def register(self, worker_id: str, document: bytes, ttl_s: float) -> None:
+        """Keep ``document`` as the worker's for ``ttl_s`` (also the heartbeat)."""
+
+    @abstractmethod
+    async def unregister(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    async def workers(self) -> dict[str, bytes]:
+        """The documents of live workers by id (expired ones are gone)."""
+
+    @abstractmethod
+    async def add_counts(
+        self, minute_s: int, counts: Mapping[tuple[str, str], int], ttl_s: int
+    ) -> None:
+        """Add ``counts`` ((queue, outcome) -> n) to the minute starting at ``minute_s``
+        (unix seconds), kept ``ttl_s``; at once (one round trip)."""
+
+    @abstractmethod
+    async def counts(
+        self, queues: Sequence[str], first_minute_s: int, last_minute_s: int
+    ) -> dict[str, dict[int, dict[str, int]]]:
+        """{queue: {minute_s: {field: n}}} for the minutes from first to last (both
+        included, 60 s apart) that have any; fields are ``OUTCOMES`` and ``BACKLOG``.
+        A field whose value is not a number is left out."""
+
+    @abstractmethod
+    async def claim_sample(self, minute_s: int, owner: str, ttl_s: int) -> bool:
+        """True for the first owner to ask for this minute (the one to sample the
+        backlog), false for every other."""
+
+    @abstractmethod
+    async def add_backlog(self, minute_s: int, queue: str, backlog: int, ttl_s: int) -> None:
+        """Keep the queue's backlog sampled in that minute beside its counts."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most stores hold nothing to close
+        """Close what the store opened."""

@@ -2,10 +2,10 @@
 
 A transport is a folder ``asyncjobs/brokers/<name>/`` whose ``__init__`` defines
 ``TRANSPORT``, a ``TransportSpec``: its name, what it can do (``Capabilities``, in the
-style of ``django.tasks`` backends' flags), and how to build its broker, its result store
-and its schedule storage. Nothing outside the folder imports it: the kernel, the
-scheduler and the Django adapter find it here, by a URL's scheme, and talk to the objects
-it builds through the port (``brokers.base``, ``brokers.stores``).
+style of ``django.tasks`` backends' flags), and how to build its broker, its result
+store, its schedule storage and its monitor store. Nothing outside the folder imports it:
+the kernel, the scheduler and the Django adapter find it here, by a URL's scheme, and
+talk to the objects it builds through the port (``brokers.base``, ``brokers.stores``).
 
 Adding a transport: a new folder with ``TRANSPORT``, one line in ``SCHEMES``, one test
 parameter (the contract suite's ``transport`` fixture).
@@ -25,7 +25,12 @@ from asyncjobs.brokers.urls import redact_url, scrub
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.base import ReliableBroker, TransportOptions
-    from asyncjobs.brokers.stores import ResultStore, ResultStoreOptions, ScheduleStorage
+    from asyncjobs.brokers.stores import (
+        MonitorStore,
+        ResultStore,
+        ResultStoreOptions,
+        ScheduleStorage,
+    )
 
 # scheme -> the package that defines TRANSPORT (imported when a URL names it: a Redis
 # deployment never imports aio-pika, nor the reverse).
@@ -69,6 +74,9 @@ class TransportSpec:
     url_problem: Callable[[str], str | None]
     build_result_store: Callable[[str, ResultStoreOptions], ResultStore] | None = None
     build_schedule_storage: Callable[[str, str], ScheduleStorage] | None = None
+    # (URL, key prefix) -> the workers' registry and per-minute counters; None: its
+    # URLs cannot keep them (the kernel then looks at the other configured URLs).
+    build_monitor_store: Callable[[str, str], MonitorStore] | None = None
     # The exception classes its library raises, and those of them that mean the broker
     # could not be reached or was lost (``brokers.failures`` turns them into ours).
     library_errors: Callable[[], tuple[type[BaseException], ...]] = lambda: ()

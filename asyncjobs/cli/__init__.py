@@ -1,6 +1,7 @@
 """The ``asyncjobs`` command (also ``python manage.py asyncjobs``).
 
     asyncjobs inspect [--queue Q] [--json]
+    asyncjobs workers [--json]                     (the live workers: asyncjobs.monitor)
     asyncjobs dlq list [--queue Q] [--limit N] [--reason R] [--task NAME] [--json]
     asyncjobs dlq show ID [--queue Q] [--json]         (ID: a dead letter's or a task's)
     asyncjobs dlq replay (ID | --all [--reason R] [--task NAME]) [--queue Q] [--json]
@@ -27,6 +28,7 @@ from asyncjobs.cli.dead_letters import dlq_command
 from asyncjobs.cli.inspect import inspect_command
 from asyncjobs.cli.schedules import add_parser as add_schedules_parser
 from asyncjobs.cli.schedules import schedules_command
+from asyncjobs.cli.workers import workers_command
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError
 
@@ -39,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     )
     inspecting.add_argument("--queue", help="one queue (default: every queue)")
     inspecting.add_argument("--json", action="store_true", help="machine-readable output")
+    workers = commands.add_parser("workers", help="the live workers, from their heartbeats")
+    workers.add_argument("--json", action="store_true", help="machine-readable output")
     dlq = commands.add_parser("dlq", help="dead-letter queues").add_subparsers(
         dest="action", required=True
     )
@@ -98,6 +102,8 @@ def _url_of(args: argparse.Namespace) -> str:
         return "(not configured)"
     if args.command == "schedules":
         return config.effective_schedule_store_url or "(no schedule store)"
+    if args.command == "workers":
+        return config.effective_monitor_url or "(no monitor store)"
     return config.broker_url
 
 
@@ -123,6 +129,8 @@ async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command == "inspect":
             return await inspect_command(args.queue, args.json, out)
+        if args.command == "workers":
+            return await workers_command(args.json, out)
         return await dlq_command(DeadLetters.of(broker), args, out)
     finally:
         if getattr(broker, "started", False):

@@ -1,4 +1,5 @@
-"""The hooks a worker process adds to its app's: metrics, health probes, tracing."""
+"""The hooks a worker process adds to its app's: metrics, health probes, tracing, the
+worker registry and per-minute counts."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import logging
 from functools import partial
 
 from asyncjobs.app import App
+from asyncjobs.brokers.inspection import inspect_queues
 from asyncjobs.hooks import Hooks
 from asyncjobs.worker.health import HealthHooks
 from asyncjobs.worker.probe_server import ProbeServer, port_for_this_process
 from asyncjobs.worker.prometheus import metrics_setup, render
+from asyncjobs.worker.registry import RegistryHooks
 
 logger = logging.getLogger("asyncjobs.worker")
 
 
-def worker_hooks(app: App) -> tuple[Hooks, ...]:
-    """Health probes (with ``HEALTH_PORT``), metrics and tracing, as configured."""
+def worker_hooks(app: App, concurrency: int | None = None) -> tuple[Hooks, ...]:
+    """Health probes (with ``HEALTH_PORT``), metrics, tracing and the registry (with
+    ``MONITOR`` and a store for it), as configured; ``concurrency``: the worker's, when
+    not ``WORKER_CONCURRENCY``."""
     config = app.config
     # Metrics always: a no-op meter unless the application configured OpenTelemetry
     # (or PROMETHEUS is on), a few microseconds per task.
@@ -34,4 +39,22 @@ def worker_hooks(app: App) -> tuple[Hooks, ...]:
         from asyncjobs.worker.tracing import run_tracing
 
         found.append(run_tracing(config, app.broker.consumer_group))
+    registry = _registry(app, concurrency or config.worker_concurrency)
+    if registry is not None:
+        found.append(registry)
     return tuple(found)
+
+
+def _registry(app: App, concurrency: int) -> RegistryHooks | None:
+    store = app.monitor_store  # None: MONITOR off, or nothing can keep it
+    if store is None:
+        return None
+    broker = app.broker
+    return RegistryHooks(
+        store,
+        partial(inspect_queues, broker),
+        queues=broker.options.listened_queues,
+        all_queues=app.config.queues,
+        concurrency=concurrency,
+        heartbeat_s=app.config.monitor_heartbeat_s,
+    )

@@ -48,11 +48,12 @@ class WorkerSettings:
         config = app.config
         explicit = any(arg.startswith("--max-async-tasks") for arg in sys.argv)
         concurrency = cli_max_async_tasks if explicit and cli_max_async_tasks else None
+        concurrency = concurrency or config.worker_concurrency
         return cls(
-            concurrency=concurrency or config.worker_concurrency,
+            concurrency=concurrency,
             drain_timeout_s=config.drain_timeout_s,
             max_attempts=config.max_attempts,
             max_deliveries=config.max_deliveries,
             backoff=config.retry_backoff.backoff(),
-            hooks=worker_hooks(app),
+            hooks=worker_hooks(app, concurrency),
         )

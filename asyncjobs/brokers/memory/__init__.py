@@ -15,7 +15,12 @@ from asyncjobs.brokers.transport import Capabilities, TransportSpec
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.base import ReliableBroker, TransportOptions
-    from asyncjobs.brokers.stores import ResultStore, ResultStoreOptions, ScheduleStorage
+    from asyncjobs.brokers.stores import (
+        MonitorStore,
+        ResultStore,
+        ResultStoreOptions,
+        ScheduleStorage,
+    )
 
 NAME = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -55,6 +60,12 @@ def _schedules(url: str, key_prefix: str) -> ScheduleStorage:
     return MemoryScheduleStorage(url, key_prefix)
 
 
+def _monitor(url: str, key_prefix: str) -> MonitorStore:
+    from asyncjobs.brokers.memory.monitor import MemoryMonitorStore
+
+    return MemoryMonitorStore(url, key_prefix)
+
+
 def _discard(url: str, key_prefix: str) -> None:
     from asyncjobs.brokers.memory.server import discard_server
 
@@ -75,5 +86,6 @@ TRANSPORT = TransportSpec(
     url_problem=url_problem,
     build_result_store=_results,
     build_schedule_storage=_schedules,
+    build_monitor_store=_monitor,
     discard_state=_discard,
 )

@@ -132,6 +132,11 @@ class Expiring(Generic[K, V]):
         self._items.pop(key, None)
         return value
 
+    def items(self) -> list[tuple[K, V]]:
+        """The entries that have not expired."""
+        now = time.monotonic()
+        return [(k, v) for k, (v, exp) in self._items.items() if exp is None or exp > now]
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -162,6 +167,10 @@ class MemoryServer:
         self.schedules: dict[str, bytes] = {}
         self.claims: Expiring[tuple[str, int], tuple[str, str, int]] = Expiring()
         self.last_sent: Expiring[str, int] = Expiring()
+        # ``memory.monitor``: worker documents, (queue, minute) counts, backlog samples.
+        self.workers: Expiring[str, bytes] = Expiring()
+        self.minutes: Expiring[tuple[str, int], dict[str, int]] = Expiring()
+        self.samples: Expiring[int, str] = Expiring()
 
     def queue(self, name: str) -> QueueState:
         """The queue's state (created on first use). Hold ``lock``."""

@@ -1,5 +1,5 @@
 """Redis Streams transport (on taskiq-redis): the broker, its deliveries, leases, delays,
-dead letters, inspection, the Redis result store and schedule storage."""
+dead letters, inspection, the Redis result store, schedule storage and monitor store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from asyncjobs.brokers.transport import Capabilities, TransportSpec
 
 if TYPE_CHECKING:
     from asyncjobs.brokers.base import ReliableBroker, TransportOptions
-    from asyncjobs.brokers.stores import ResultStore, ResultStoreOptions, ScheduleStorage
+    from asyncjobs.brokers.stores import (
+        MonitorStore,
+        ResultStore,
+        ResultStoreOptions,
+        ScheduleStorage,
+    )
 
 
 def _broker(url: str, options: TransportOptions) -> ReliableBroker:
@@ -33,6 +38,12 @@ def _schedules(url: str, key_prefix: str) -> ScheduleStorage:
     return RedisScheduleStorage(url, key_prefix)
 
 
+def _monitor(url: str, key_prefix: str) -> MonitorStore:
+    from asyncjobs.brokers.redis.monitor import RedisMonitorStore
+
+    return RedisMonitorStore(url, key_prefix)
+
+
 def _errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
 
@@ -53,6 +64,7 @@ TRANSPORT = TransportSpec(
     url_problem=url_problem,
     build_result_store=_results,
     build_schedule_storage=_schedules,
+    build_monitor_store=_monitor,
     library_errors=_errors,
     connection_errors=_connection_errors,
 )
