@@ -82,6 +82,7 @@ async def test_add_list_remove_with_json(scheduled: AsyncJobsConfig, store: Sche
     status, text = await in_thread("schedules", "list", "--json")
     assert status == 0
     [static] = mine(text)
+    assert static.pop("next_tick").endswith(":00+00:00")  # a whole minute (every 60 s), UTC
     assert static == {
         "id": STATIC_ID,
         "task": ADD,
@@ -92,6 +93,8 @@ async def test_add_list_remove_with_json(scheduled: AsyncJobsConfig, store: Sche
         "kwargs": {},
         "catch_up": 0,
         "source": "static",
+        "paused": False,
+        "last_sent": None,
     }
 
     status, text = await in_thread(
@@ -142,7 +145,9 @@ async def test_text_output(scheduled: AsyncJobsConfig) -> None:
     assert text.startswith("added schedule add-") and f"{ADD} every 90 s" in text
     status, text = await in_thread("schedules", "list")
     header, *lines = text.splitlines()
-    assert header.split() == ["ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP"]
+    assert header.split() == [
+        "ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP", "PAUSED", "NEXT", "LAST_SENT"
+    ]  # fmt: skip
     assert len([line for line in lines if "dynamic" in line or STATIC_ID in line]) == 2
     static = next(line for line in lines if line.startswith(STATIC_ID))
     dynamic = next(line for line in lines if line.startswith("add-"))
@@ -294,13 +299,24 @@ def test_no_store_url_is_a_clear_configuration_error() -> None:
     assert store_url(own) == "redis://s:6379/2"
 
 
-async def test_no_store_url_exits_1_through_the_cli(
+async def test_no_store_url_lists_static_schedules_and_refuses_changes(
     capsys: pytest.CaptureFixture[str], prefix: str
 ) -> None:
-    settings = {"BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "KEY_PREFIX": prefix}
+    settings = {
+        "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "KEY_PREFIX": prefix,
+        "SCHEDULES": [{"TASK": ADD, "EVERY": 60, "ARGS": [1, 2], "ID": STATIC_ID}],
+    }
     async for _ in _configure(settings):
-        status, _ = await in_thread("schedules", "list")
-    assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
+        status, text = await in_thread("schedules", "list", "--json")
+        assert status == 0 and "no schedule store (SCHEDULE_STORE_URL)" in capsys.readouterr().err
+        [static] = mine(text)
+        assert (static["paused"], static["last_sent"]) == (False, None)
+        for action in ("pause", "resume", "remove"):
+            status, _ = await in_thread("schedules", action, STATIC_ID)
+            assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
+        status, _ = await in_thread("schedules", "add", ADD, "--every", "5", *ARGS)
+        assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
 
 
 async def test_manage_py_and_the_console_script_run_the_same_cli(
