@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 from taskiq.message import BrokerMessage
 
@@ -338,3 +339,36 @@ async def test_a_delivery_given_up_on_comes_back_after_its_lease(transport: Tran
     again = await fetch_one(other, timeout=LEASE_S + 10)
     assert (again.data, again.delivery_count) == (b"x", 2)
     await again.ack()
+
+
+def task_message(task_id: str, labels: dict[str, object] | None = None) -> BrokerMessage:
+    body = {"task_id": task_id, "task_name": "t", "labels": labels or {}, "args": [], "kwargs": {}}
+    return BrokerMessage(
+        task_id=task_id, task_name="t", message=orjson.dumps(body), labels=labels or {}
+    )
+
+
+async def test_locate_tells_waiting_scheduled_and_running(transport: Transport) -> None:
+    client = transport.broker()
+    ids = {name: f"{name}-{uuid.uuid4().hex}" for name in ("waiting", "running", "later")}
+    await client.kick(task_message(ids["running"]))
+    await client.kick(task_message(ids["waiting"]))
+    if not client.capabilities.locates:  # RabbitMQ: cannot look without taking
+        assert await client.locate("default", ids["waiting"]) is None
+        return
+    await client.kick(task_message(ids["later"], {"delay": 600}))
+    worker = await transport.worker(capacity=1)
+    delivery = await fetch_one(worker)  # the oldest: "running"
+    located = {name: await client.locate("default", task_id) for name, task_id in ids.items()}
+    assert {name: found and found.state for name, found in located.items()} == {
+        "waiting": "waiting", "running": "running", "later": "scheduled"
+    }  # fmt: skip
+    assert (
+        located["later"] is not None
+        and orjson.loads(located["later"].body)["task_id"] == ids["later"]
+    )
+    # Not there: another queue, an id that is a prefix of one that is, an acked one.
+    assert await client.locate("other", ids["waiting"]) is None
+    assert await client.locate("default", ids["waiting"][:-1]) is None
+    await delivery.ack()
+    assert await client.locate("default", ids["running"]) is None
