@@ -36,6 +36,7 @@ __all__ = [
     "ResultMissingError",
     "ResultTimeoutError",
     "ResultsDisabledError",
+    "ScheduleNotFoundError",
     "SendOutcomeUnknownError",
     "SerializationError",
     "SyncInEventLoopError",
@@ -69,6 +70,10 @@ class SerializationError(AsyncJobsError, TypeError):
 
 class Reject(AsyncJobsError):
     """Raise from a task to fail it for good: no retry, straight to the dead-letter queue."""
+
+
+class ScheduleNotFoundError(AsyncJobsError, LookupError):
+    """No static or dynamic schedule has that id (the message names it)."""
 
 
 class ResultTimeoutError(AsyncJobsError, TaskiqResultTimeoutError):

@@ -32,7 +32,7 @@ from asyncjobs.errors import ConfigurationError
 from asyncjobs.schedules.claims import ClaimStore, tick_ms
 from asyncjobs.schedules.definitions import Schedule
 from asyncjobs.schedules.engine import SchedulerEngine
-from asyncjobs.schedules.store import ScheduleStore
+from asyncjobs.schedules.store import ScheduleStore, unknown_task_message
 from asyncjobs.tasks import registered_tasks
 
 logger = logging.getLogger("asyncjobs.scheduler")
@@ -99,13 +99,21 @@ class AsyncJobsScheduler(TaskiqScheduler):
         return known
 
     async def _send(self, schedule: Schedule, tick: datetime) -> None:
-        job = registered_tasks()[schedule.task_name]
-        kicker = (
-            job.kicker()
-            .with_task_id(f"{schedule.id}:{tick_ms(tick)}")
-            .with_labels(**envelope.schedule_labels(schedule.id, tick))
-        )
-        await kicker.kiq(*schedule.args, **dict(schedule.kwargs))
+        await send_schedule(schedule, tick, task_id=f"{schedule.id}:{tick_ms(tick)}")
+
+
+async def send_schedule(schedule: Schedule, tick: datetime, *, task_id: str | None = None) -> str:
+    """Send one message of ``schedule``'s task, as the scheduler does for ``tick``: its
+    arguments, the labels ``schedule_id`` and ``schedule_tick``, ``task_id`` (None: a
+    fresh one, as ``run now`` sends). The task id sent."""
+    job = registered_tasks().get(schedule.task_name)
+    if job is None:
+        raise ConfigurationError(unknown_task_message(schedule.task_name, registered_tasks()))
+    kicker = job.kicker().with_labels(**envelope.schedule_labels(schedule.id, tick))
+    if task_id is not None:
+        kicker = kicker.with_task_id(task_id)
+    handle = await kicker.kiq(*schedule.args, **dict(schedule.kwargs))
+    return handle.task_id
 
 
 def _stop_on_sigterm() -> None:

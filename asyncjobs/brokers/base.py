@@ -26,6 +26,7 @@ from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.envelope import QUEUE, due_of
 from asyncjobs.brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
 from asyncjobs.brokers.home import ClientHome
+from asyncjobs.brokers.locating import LOCATE_SCAN, Located
 from asyncjobs.brokers.transport import Capabilities
 
 if TYPE_CHECKING:
@@ -405,6 +406,12 @@ class ReliableBroker(AsyncBroker, ABC):
         """The figures of ``queues`` (names from ``QUEUES``, in that order): what the
         transport knows, ``None`` where it cannot tell (``QueueStats`` says which).
         Raises ``BrokerConnectionError`` when it cannot be reached."""
+
+    async def locate(self, queue: str, task_id: str, scan: int = LOCATE_SCAN) -> Located | None:
+        """A message of task ``task_id`` in ``queue``, among at most ``scan`` waiting (or
+        running) and ``scan`` scheduled ones; None when none is found, or the transport
+        cannot look (``Capabilities.locates`` False: this default)."""
+        return None
 
     def consumer_group(self, queue: str) -> str | None:
         """The name the workers of ``queue`` share (``messaging.consumer.group.name``)."""

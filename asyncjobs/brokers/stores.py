@@ -57,6 +57,10 @@ class ScheduleStorage(ABC):
     scheduler: the first; a ``pending`` claim older than ``takeover_ms`` may be taken
     over (its scheduler died before sending); once ``mark_sent`` it is final. Claims
     expire after ``ttl_ms``; the newest tick sent is kept for ``last_ttl_s``.
+
+    Any schedule, static or dynamic, can be paused by id: schedulers send none of its
+    ticks while it is; resuming records when, so a catch-up never reaches back into
+    the pause.
     """
 
     location: str  # for messages: where the storage is (a URL without secrets)
@@ -94,6 +98,20 @@ class ScheduleStorage(ABC):
 
     @abstractmethod
     async def last_sent_ms(self, schedule_id: str) -> int | None: ...
+
+    # -- pauses ------------------------------------------------------------------
+    @abstractmethod
+    async def set_paused(self, schedule_id: str, paused: bool, resumed_ttl_s: int) -> bool:
+        """Pause or resume; whether that changed anything. A resume of a paused schedule
+        remembers its time (``resumed_ms``) for ``resumed_ttl_s``."""
+
+    @abstractmethod
+    async def paused(self) -> set[str]:
+        """The ids of the paused schedules."""
+
+    @abstractmethod
+    async def resumed_ms(self, schedule_id: str) -> int | None:
+        """When the schedule was last resumed (unix ms), if that is remembered."""
 
     async def aclose(self) -> None:  # noqa: B027 - most storages hold nothing to close
         """Close what the storage opened."""

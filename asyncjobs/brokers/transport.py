@@ -59,6 +59,9 @@ class Capabilities:
     shared: bool = True
     # A URL host is required (False: ``memory://``).
     needs_host: bool = True
+    # ``ReliableBroker.locate`` can find a task's message in its queue (False: AMQP
+    # cannot look into a queue without taking its messages).
+    locates: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@
     asyncjobs dlq show ID [--queue Q] [--json]         (ID: a dead letter's or a task's)
     asyncjobs dlq replay (ID | --all [--reason R] [--task NAME]) [--queue Q] [--json]
     asyncjobs dlq purge [--queue Q] --yes
-    asyncjobs schedules list|add|remove [--json]   (see asyncjobs.cli.schedules)
+    asyncjobs schedules list|add|remove|pause|resume|run [--json]
+                                                   (see asyncjobs.cli.schedules)
+    asyncjobs task ID [--json]                     (where a task stands, by its id)
 
 The command runs against the configured broker: Django settings when run through
 ``manage.py`` or with ``DJANGO_SETTINGS_MODULE`` set, else ``ASYNCJOBS_*`` variables.
@@ -28,6 +30,8 @@ from asyncjobs.cli.dead_letters import dlq_command
 from asyncjobs.cli.inspect import inspect_command
 from asyncjobs.cli.schedules import add_parser as add_schedules_parser
 from asyncjobs.cli.schedules import schedules_command
+from asyncjobs.cli.task import add_parser as add_task_parser
+from asyncjobs.cli.task import task_command
 from asyncjobs.cli.workers import workers_command
 from asyncjobs.dead_letters import DeadLetters
 from asyncjobs.errors import AsyncJobsError
@@ -72,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", choices=[reason.value for reason in Reason])
         sub.add_argument("--task", metavar="NAME", help="the task's full name, as listed")
     add_schedules_parser(commands)
+    add_task_parser(commands)
     return root
 
 
@@ -123,10 +128,12 @@ def _configured_urls() -> tuple[str | None, ...]:
 
 
 async def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
-    if args.command == "schedules":  # the schedule store only, no broker
-        return await schedules_command(args, out)
     broker = current_broker()
     try:
+        if args.command == "schedules":  # the schedule store; the broker for `run` only
+            return await schedules_command(args, out)
+        if args.command == "task":
+            return await task_command(args.id, args.json, out)
         if args.command == "inspect":
             return await inspect_command(args.queue, args.json, out)
         if args.command == "workers":

@@ -1,47 +1,43 @@
-"""``asyncjobs schedules list|add|remove [--json]``: the static schedules (declared in code
-with ``@task(schedule=...)`` and in ``SCHEDULES``) and the dynamic ones (kept in Redis).
+"""``asyncjobs schedules list|add|remove|pause|resume|run [--json]``: the static schedules
+(declared in code with ``@task(schedule=...)`` and in ``SCHEDULES``) and the dynamic ones
+(kept in Redis), through ``asyncjobs.schedule_control`` (the console's code path too).
 
     asyncjobs schedules list [--json]
     asyncjobs schedules add TASK (--cron EXPR [--tz TZ] | --every SECONDS)
         [--args JSON] [--kwargs JSON] [--id ID] [--catch-up N] [--json]
     asyncjobs schedules remove ID [--json]
+    asyncjobs schedules pause ID [--json] | resume ID [--json]
+    asyncjobs schedules run ID [--json]        (sends one message now; prints its task id)
 
 Only dynamic schedules can be added and removed here; static ones change with the code.
-The store is ``SCHEDULE_STORE_URL``, else the result backend's Redis.
+Any schedule can be paused. The store is ``SCHEDULE_STORE_URL``, else the result
+backend's Redis.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 
+from asyncjobs import schedule_control
 from asyncjobs.app import current_config
-from asyncjobs.arguments import ArgumentValidator, InvalidArguments
-from asyncjobs.brokers.failures import broker_failure, library_errors
-from asyncjobs.config import AsyncJobsConfig
-from asyncjobs.errors import AsyncJobsError, ConfigurationError
+from asyncjobs.schedule_control import DYNAMIC, ScheduleState, store_url
 from asyncjobs.schedules.definitions import Schedule
-from asyncjobs.schedules.registry import static_schedules
-from asyncjobs.schedules.store import ScheduleStore
-from asyncjobs.tasks import registered_tasks
 
-STATIC = "static"
-DYNAMIC = "dynamic"
-COLUMNS = ("ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP")
-DOING = {
-    "list": "reading the schedule store",
-    "add": "adding to the schedule store",
-    "remove": "removing from the schedule store",
-}
+__all__ = ["add_parser", "schedules_command", "store_url", "table"]
+
+COLUMNS = ("ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP", "PAUSED", "NEXT", "LAST_SENT")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``schedules`` subcommand of the ``asyncjobs`` parser."""
     actions = commands.add_parser(
-        "schedules", help="cron and interval schedules: list, add or remove dynamic ones"
+        "schedules", help="cron and interval schedules: list, pause, run; add or remove"
     ).add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="static (code, SCHEDULES) and dynamic schedules")
     add = actions.add_parser("add", help="add (or replace, same id) a dynamic schedule")
@@ -56,93 +52,65 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument(
         "--catch-up", metavar="N", type=int, default=0, help="missed ticks sent after an outage"
     )
-    remove = actions.add_parser("remove", help="remove a dynamic schedule")
-    remove.add_argument("id")
-    for sub in (listing, add, remove):
+    by_id = {
+        "remove": "remove a dynamic schedule",
+        "pause": "pause a schedule (static or dynamic): its ticks are skipped until resumed",
+        "resume": "resume a paused schedule: it ticks again from now",
+        "run": "send one message of the schedule's task now (not a tick); prints the task id",
+    }
+    subs = [listing, add]
+    for action, text in by_id.items():
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("id", help="the schedule's id, as listed")
+        subs.append(sub)
+    for sub in subs:
         sub.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 async def schedules_command(args: argparse.Namespace, out: TextIO) -> int:
-    """Run ``schedules list|add|remove``; the exit status."""
-    config = current_config()
-    url = store_url(config)
-    store = ScheduleStore.from_url(url, config.key_prefix)
-    try:
-        if args.action == "list":
-            return await _list(store, config, args.json, out)
-        if args.action == "add":
-            return await _add(store, config, args, out)
-        return await _remove(store, config, args.id, args.json, out)
-    except AsyncJobsError:
-        raise
-    except library_errors() as exc:  # one line on stderr, never a traceback
-        raise broker_failure(DOING[args.action], url, exc) from None
-    finally:
-        await store.aclose()
-
-
-def store_url(config: AsyncJobsConfig) -> str:
-    url = config.effective_schedule_store_url
-    if not url:
-        raise ConfigurationError(
-            "SCHEDULE_STORE_URL: dynamic schedules are kept in Redis, and none is configured "
-            "(no SCHEDULE_STORE_URL, no RESULT_BACKEND_URL, BROKER_URL is not Redis); set "
-            "ASYNCJOBS_SCHEDULE_STORE_URL=redis://host:6379/0"
-        )
-    return url
-
-
-async def _list(store: ScheduleStore, config: AsyncJobsConfig, as_json: bool, out: TextIO) -> int:
-    rows = [(s, STATIC) for s in static_schedules(config)]
-    rows += [(s, DYNAMIC) for s in await store.list()]
-    rows.sort(key=lambda row: (row[0].id, row[1]))
-    if as_json:
-        _write(out, _json([as_row(s, source) for s, source in rows]))
-    else:
-        _write(out, table(rows))
+    """Run a ``schedules`` action; the exit status. Errors are ``AsyncJobsError``s,
+    which the CLI prints as one line (exit status 1)."""
+    if args.action == "list":
+        return await _list(args.json, out)
+    if args.action == "add":
+        return await _add(args, out)
+    if args.action == "remove":
+        await schedule_control.remove_schedule(args.id)
+        _write(out, _json({"removed": args.id}) if args.json else f"removed schedule {args.id}")
+        return 0
+    if args.action == "run":
+        task_id = await schedule_control.run_now(args.id)
+        _write(out, _json({"schedule": args.id, "task_id": task_id}) if args.json else task_id)
+        return 0
+    pausing = args.action == "pause"
+    state = await (schedule_control.pause if pausing else schedule_control.resume)(args.id)
+    done = "paused" if pausing else "resumed"
+    _write(out, _json(state.as_dict()) if args.json else f"{done} schedule {args.id}")
     return 0
 
 
-async def _add(
-    store: ScheduleStore, config: AsyncJobsConfig, args: argparse.Namespace, out: TextIO
-) -> int:
-    if args.tz is not None and args.cron is None:
-        raise ConfigurationError("--tz applies to --cron only (intervals count real seconds)")
-    schedule = Schedule(
-        task_name=args.task,
+async def _list(as_json: bool, out: TextIO) -> int:
+    states = await schedule_control.schedule_states()
+    if not current_config().effective_schedule_store_url:
+        # Static schedules still list; dynamic ones and pauses need the store.
+        print("asyncjobs: note: no schedule store (SCHEDULE_STORE_URL): static schedules "
+              "only, none paused, last sends unknown", file=sys.stderr)  # fmt: skip
+    _write(out, _json([state.as_dict() for state in states]) if as_json else table(states))
+    return 0
+
+
+async def _add(args: argparse.Namespace, out: TextIO) -> int:
+    schedule = schedule_control.schedule_from_fields(
+        task=args.task,
         cron=args.cron,
-        every_s=args.every,
-        tz=args.tz or "UTC",
-        args=tuple(_json_arg("--args", args.args, list, '[1, "a"]') or ()),
-        kwargs=_json_arg("--kwargs", args.kwargs, dict, '{"a": 1}') or {},
+        every=None if args.every is None else repr(args.every),
+        timezone=args.tz,
+        args_json=args.args,
+        kwargs_json=args.kwargs,
+        schedule_id=args.id,
         catch_up=args.catch_up,
-        given_id=args.id,
     )
-    if schedule.id in {s.id for s in static_schedules(config)}:
-        raise ConfigurationError(
-            f"schedule {schedule.id!r} is static (declared in code or SCHEDULES); a dynamic "
-            "schedule needs another --id"
-        )
-    known = registered_tasks()
-    if not known:
-        # Without Django no task module was imported: nothing to check the name against.
-        raise ConfigurationError(
-            f"cannot check task {schedule.task_name!r}: no task is registered in this process; "
-            "run `python manage.py asyncjobs schedules add ...`, or set DJANGO_SETTINGS_MODULE"
-        )
-    job = known.get(schedule.task_name)
-    if job is not None:
-        # The worker's own check: arguments that do not fit would dead-letter every tick.
-        try:
-            ArgumentValidator(job.original_func).validate(
-                list(schedule.args), dict(schedule.kwargs)
-            )
-        except InvalidArguments as exc:
-            raise ConfigurationError(
-                f"--args/--kwargs do not fit {schedule.task_name}: {exc}"
-            ) from None
-    replaced = await store.get(schedule.id) is not None
-    stored = await store.add(schedule, known_tasks=known)
+    stored, replaced = await schedule_control.add_or_replace(schedule)
     if args.json:
         _write(out, _json({"added": as_row(stored, DYNAMIC), "replaced": replaced}))
     else:
@@ -150,43 +118,31 @@ async def _add(
     return 0
 
 
-async def _remove(
-    store: ScheduleStore, config: AsyncJobsConfig, schedule_id: str, as_json: bool, out: TextIO
-) -> int:
-    if not await store.remove(schedule_id):
-        if schedule_id in {s.id for s in static_schedules(config)}:
-            raise AsyncJobsError(
-                f"schedule {schedule_id!r} is static (declared in code or SCHEDULES): "
-                "remove it there"
-            )
-        raise AsyncJobsError(
-            f"no dynamic schedule has id {schedule_id!r} (`asyncjobs schedules list` shows them)"
-        )
-    _write(out, _json({"removed": schedule_id}) if as_json else f"removed schedule {schedule_id}")
-    return 0
-
-
 def as_row(schedule: Schedule, source: str) -> dict[str, Any]:
-    """A schedule as printed by ``--json``: ``to_dict()`` plus where it comes from."""
+    """A schedule as printed by ``add --json``: ``to_dict()`` plus where it comes from."""
     return {**schedule.to_dict(), "source": source}
 
 
-def table(rows: Sequence[tuple[Schedule, str]]) -> str:
-    if not rows:
+def table(states: Sequence[ScheduleState]) -> str:
+    if not states:
         return "no schedules"
     cells = [COLUMNS]
-    for schedule, source in rows:
+    for state in states:
+        schedule = state.schedule
         # As JSON, the way --args and --kwargs take them.
         arguments = [orjson.dumps(a).decode() for a in schedule.args]
         arguments += [f"{k}={orjson.dumps(v).decode()}" for k, v in schedule.kwargs.items()]
         cells.append(
             (
                 schedule.id,
-                source,
+                state.source,
                 schedule.task_name,
                 _when(schedule),
                 _short(", ".join(arguments), 40),
                 str(schedule.catch_up),
+                "yes" if state.paused else "no",
+                _moment(state.next_tick),
+                _moment(state.last_sent),
             )
         )
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
@@ -196,24 +152,16 @@ def table(rows: Sequence[tuple[Schedule, str]]) -> str:
     )
 
 
+def _moment(moment: datetime | None) -> str:
+    """To the second, with its UTC offset (the schedule's time zone); ``-`` for none."""
+    return "-" if moment is None else moment.replace(microsecond=0).isoformat()
+
+
 def _when(schedule: Schedule) -> str:
     if schedule.cron is not None:
         return f"cron {schedule.cron} ({schedule.tz})"
     assert schedule.every_s is not None
     return f"every {schedule.every_s:g} s"
-
-
-def _json_arg(option: str, text: str | None, kind: type, example: str) -> Any:
-    if text is None:
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigurationError(f"{option}: not JSON ({exc}); e.g. {option} '{example}'") from None
-    if not isinstance(value, kind):
-        expected = "array" if kind is list else "object"
-        raise ConfigurationError(f"{option}: expected a JSON {expected}, e.g. {option} '{example}'")
-    return value
 
 
 def _short(text: str, limit: int) -> str:

@@ -13,7 +13,8 @@ never lost); the message's task id is the same both times (``{id}:{tick_ms}``), 
 can tell.
 
 The storage keeps the newest tick sent per schedule: after an outage of every
-scheduler, a schedule with ``catch_up`` sends the missed ticks since then.
+scheduler, a schedule with ``catch_up`` sends the missed ticks since then — but never
+from before its latest resume: the ticks of a pause are dropped, not missed.
 """
 
 from __future__ import annotations
@@ -54,3 +55,15 @@ class ClaimStore:
     async def last_sent(self, schedule_id: str) -> datetime | None:
         last = await self.storage.last_sent_ms(schedule_id)
         return None if last is None else datetime.fromtimestamp(last / 1000, UTC)
+
+    async def paused(self) -> set[str]:
+        """The ids of the paused schedules (static or dynamic)."""
+        return await self.storage.paused()
+
+    async def set_paused(self, schedule_id: str, paused: bool) -> bool:
+        """Pause or resume ``schedule_id``; whether that changed anything."""
+        return await self.storage.set_paused(schedule_id, paused, LAST_TTL_S)
+
+    async def resumed_at(self, schedule_id: str) -> datetime | None:
+        resumed = await self.storage.resumed_ms(schedule_id)
+        return None if resumed is None else datetime.fromtimestamp(resumed / 1000, UTC)

@@ -9,6 +9,10 @@ cron ticks in milliseconds.
 Missed ticks: a schedule seen for the first time by this process starts at "now" — with
 ``catch_up = n`` it also sends the newest ``n`` ticks after the newest one any scheduler
 sent (``ClaimStore.last_sent``), so an outage of every scheduler drops nothing it covers.
+
+Paused schedules (``ClaimStore.paused``, reloaded with the list) send nothing; their
+ticks are dropped for good, not caught up: a resumed schedule starts from the moment
+this process sees the resume (and a catch-up never reaches back before the resume).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class SchedulerEngine:
         self._reload_s = reload_s
         self._schedules: dict[str, Schedule] = {}
         self._checked_until: dict[str, datetime] = {}
+        self._paused: set[str] = set()
         self._loaded_at: datetime | None = None
         self.sent: list[tuple[str, datetime]] = []  # this process's sends (logs, tests)
 
@@ -74,6 +79,9 @@ class SchedulerEngine:
             await self._reload(now)
         sent: list[tuple[str, datetime]] = []
         for schedule_id, schedule in self._schedules.items():
+            if schedule_id in self._paused:
+                self._checked_until[schedule_id] = now  # its ticks are dropped, not owed
+                continue
             after = self._checked_until.get(schedule_id)
             if after is None:
                 after = await self._start_of(schedule, now)
@@ -85,6 +93,7 @@ class SchedulerEngine:
 
     async def _reload(self, now: datetime) -> None:
         schedules = {s.id: s for s in await self._load()}
+        self._paused = await self._claims.paused()
         for gone in set(self._schedules) - set(schedules):
             self._checked_until.pop(gone, None)
         self._schedules, self._loaded_at = schedules, now
@@ -95,6 +104,9 @@ class SchedulerEngine:
         if schedule.catch_up == 0:
             return now
         last = await self._claims.last_sent(schedule.id)
+        resumed = await self._claims.resumed_at(schedule.id)
+        if last is not None and resumed is not None:
+            last = max(last, resumed)  # the ticks of a pause are not caught up
         if last is None or last >= now:
             return now
         missed = list(schedule.ticks(last, now))

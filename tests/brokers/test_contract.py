@@ -12,12 +12,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 from taskiq.message import BrokerMessage
 
 from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import DeadLetterNotFoundError
+from asyncjobs.brokers.locating import Located
 from asyncjobs.brokers.memory.broker import MemoryBroker
 from asyncjobs.brokers.memory.server import discard_server
 from asyncjobs.brokers.transport import transport_for
@@ -338,3 +340,41 @@ async def test_a_delivery_given_up_on_comes_back_after_its_lease(transport: Tran
     again = await fetch_one(other, timeout=LEASE_S + 10)
     assert (again.data, again.delivery_count) == (b"x", 2)
     await again.ack()
+
+
+def task_message(task_id: str, labels: dict[str, object] | None = None) -> BrokerMessage:
+    body = {"task_id": task_id, "task_name": "t", "labels": labels or {}, "args": [], "kwargs": {}}
+    return BrokerMessage(
+        task_id=task_id, task_name="t", message=orjson.dumps(body), labels=labels or {}
+    )
+
+
+async def locate(broker: ReliableBroker, queue: str, task_id: str) -> Located | None:
+    """As the kernel calls it: in the loop the client lives in (its connections')."""
+    return await broker.home.run(broker.locate(queue, task_id))
+
+
+async def test_locate_tells_waiting_scheduled_and_running(transport: Transport) -> None:
+    client = transport.broker()
+    ids = {name: f"{name}-{uuid.uuid4().hex}" for name in ("waiting", "running", "later")}
+    await client.kick(task_message(ids["running"]))
+    await client.kick(task_message(ids["waiting"]))
+    if not client.capabilities.locates:  # RabbitMQ: cannot look without taking
+        assert await locate(client, "default", ids["waiting"]) is None
+        return
+    await client.kick(task_message(ids["later"], {"delay": 600}))
+    worker = await transport.worker(capacity=1)
+    delivery = await fetch_one(worker)  # the oldest: "running"
+    located = {name: await locate(client, "default", task_id) for name, task_id in ids.items()}
+    assert {name: found and found.state for name, found in located.items()} == {
+        "waiting": "waiting", "running": "running", "later": "scheduled"
+    }  # fmt: skip
+    assert (
+        located["later"] is not None
+        and orjson.loads(located["later"].body)["task_id"] == ids["later"]
+    )
+    # Not there: another queue, an id that is a prefix of one that is, an acked one.
+    assert await locate(client, "other", ids["waiting"]) is None
+    assert await locate(client, "default", ids["waiting"][:-1]) is None
+    await delivery.ack()
+    assert await locate(client, "default", ids["running"]) is None

@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
+from asyncjobs import schedule_control
 from asyncjobs.brokers.errors import ConfigurationError
 from asyncjobs.cli import run
 from asyncjobs.cli.schedules import store_url
@@ -82,6 +84,7 @@ async def test_add_list_remove_with_json(scheduled: AsyncJobsConfig, store: Sche
     status, text = await in_thread("schedules", "list", "--json")
     assert status == 0
     [static] = mine(text)
+    assert static.pop("next_tick").endswith(":00+00:00")  # a whole minute (every 60 s), UTC
     assert static == {
         "id": STATIC_ID,
         "task": ADD,
@@ -92,6 +95,8 @@ async def test_add_list_remove_with_json(scheduled: AsyncJobsConfig, store: Sche
         "kwargs": {},
         "catch_up": 0,
         "source": "static",
+        "paused": False,
+        "last_sent": None,
     }
 
     status, text = await in_thread(
@@ -142,7 +147,9 @@ async def test_text_output(scheduled: AsyncJobsConfig) -> None:
     assert text.startswith("added schedule add-") and f"{ADD} every 90 s" in text
     status, text = await in_thread("schedules", "list")
     header, *lines = text.splitlines()
-    assert header.split() == ["ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP"]
+    assert header.split() == [
+        "ID", "SOURCE", "TASK", "WHEN", "ARGS", "CATCH_UP", "PAUSED", "NEXT", "LAST_SENT"
+    ]  # fmt: skip
     assert len([line for line in lines if "dynamic" in line or STATIC_ID in line]) == 2
     static = next(line for line in lines if line.startswith(STATIC_ID))
     dynamic = next(line for line in lines if line.startswith("add-"))
@@ -294,13 +301,24 @@ def test_no_store_url_is_a_clear_configuration_error() -> None:
     assert store_url(own) == "redis://s:6379/2"
 
 
-async def test_no_store_url_exits_1_through_the_cli(
+async def test_no_store_url_lists_static_schedules_and_refuses_changes(
     capsys: pytest.CaptureFixture[str], prefix: str
 ) -> None:
-    settings = {"BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/", "KEY_PREFIX": prefix}
+    settings = {
+        "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "KEY_PREFIX": prefix,
+        "SCHEDULES": [{"TASK": ADD, "EVERY": 60, "ARGS": [1, 2], "ID": STATIC_ID}],
+    }
     async for _ in _configure(settings):
-        status, _ = await in_thread("schedules", "list")
-    assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
+        status, text = await in_thread("schedules", "list", "--json")
+        assert status == 0 and "no schedule store (SCHEDULE_STORE_URL)" in capsys.readouterr().err
+        [static] = mine(text)
+        assert (static["paused"], static["last_sent"]) == (False, None)
+        for action in ("pause", "resume", "remove"):
+            status, _ = await in_thread("schedules", action, STATIC_ID)
+            assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
+        status, _ = await in_thread("schedules", "add", ADD, "--every", "5", *ARGS)
+        assert status == 1 and "SCHEDULE_STORE_URL" in capsys.readouterr().err
 
 
 async def test_manage_py_and_the_console_script_run_the_same_cli(
@@ -330,3 +348,82 @@ async def test_manage_py_and_the_console_script_run_the_same_cli(
     assert rows["via-dj"]["source"] == "dynamic" and rows["via-dj"]["every"] == 45.0
     proc = await asyncio.to_thread(call, *django, "remove", "via-dj")
     assert proc.returncode == 0 and "removed schedule via-dj" in proc.stdout, proc.stderr
+
+
+async def test_pause_resume_and_run_by_id(
+    scheduled: AsyncJobsConfig, store: ScheduleStore, redis_url: str, prefix: str
+) -> None:
+    await in_thread("schedules", "add", ADD, "--every", "30", *ARGS, "--id", "dyn")
+    for schedule_id in (STATIC_ID, "dyn"):  # static and dynamic alike
+        status, text = await in_thread("schedules", "pause", schedule_id, "--json")
+        paused = orjson.loads(text)
+        assert status == 0 and (paused["id"], paused["paused"], paused["next_tick"]) == (
+            schedule_id, True, None
+        )  # fmt: skip
+    assert await store.storage.paused() == {STATIC_ID, "dyn"}
+    status, text = await in_thread("schedules", "list")
+    static = next(line for line in text.splitlines() if line.startswith(STATIC_ID))
+    assert static.split()[-3:] == ["yes", "-", "-"]  # PAUSED, NEXT, LAST_SENT
+    status, text = await in_thread("schedules", "resume", STATIC_ID)
+    assert (status, text) == (0, f"resumed schedule {STATIC_ID}\n")
+    rows = {row["id"]: row for row in mine((await in_thread("schedules", "list", "--json"))[1])}
+    assert (rows[STATIC_ID]["paused"], rows["dyn"]["paused"]) == (False, True)
+    assert rows[STATIC_ID]["next_tick"] is not None
+    # Removing a dynamic schedule forgets its pause.
+    await in_thread("schedules", "remove", "dyn")
+    assert await store.storage.paused() == set()
+
+    status, text = await in_thread("schedules", "run", STATIC_ID, "--json")
+    assert status == 0
+    task_id = orjson.loads(text)["task_id"]
+    status, plain = await in_thread("schedules", "run", STATIC_ID)
+    assert status == 0 and plain.strip() != task_id  # a fresh id each time
+    conn = Redis.from_url(redis_url)
+    try:
+        bodies = [orjson.loads(f[b"data"]) for _, f in await conn.xrange(f"{prefix}:default")]
+    finally:
+        await conn.aclose()
+    assert [(b["task_id"], b["args"]) for b in bodies] == [
+        (task_id, [1, 2]),
+        (plain.strip(), [1, 2]),
+    ]
+    assert bodies[0]["labels"]["schedule_id"] == STATIC_ID
+    assert await store.storage.last_sent_ms(STATIC_ID) is None  # no tick, no claim
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "run", "remove"])
+async def test_an_unknown_id_exits_1_and_changes_nothing(
+    scheduled: AsyncJobsConfig,
+    store: ScheduleStore,
+    redis_url: str,
+    prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+) -> None:
+    status, text = await in_thread("schedules", action, "nope")
+    assert (status, text) == (1, "")
+    err = capsys.readouterr().err
+    assert err.startswith("asyncjobs: ") and "has id 'nope'" in err
+    assert await store.storage.paused() == set()
+    conn = Redis.from_url(redis_url)
+    try:
+        assert await conn.xlen(f"{prefix}:default") == 0
+    finally:
+        await conn.aclose()
+
+
+def test_schedule_from_fields_parses_text_as_the_cli_does() -> None:
+    fields: dict[str, Any] = {
+        "task": ADD, "cron": None, "every": "90", "timezone": "", "args_json": "[1, 2]",
+        "kwargs_json": "", "schedule_id": "", "catch_up": None,
+    }  # fmt: skip
+    made = schedule_control.schedule_from_fields(**fields)
+    assert made == every(90, args=[1, 2]).for_task(ADD)  # empty form fields: defaults
+    for changes, message in [
+        ({"every": None}, "give exactly one of --cron EXPR or --every SECONDS"),
+        ({"cron": "* * * * *"}, "give exactly one"),
+        ({"every": "soon"}, "--every: 'soon' is not a number of seconds"),
+        ({"kwargs_json": "[1]"}, "--kwargs: expected a JSON object"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            schedule_control.schedule_from_fields(**(fields | changes))

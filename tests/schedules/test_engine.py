@@ -36,7 +36,12 @@ Sent = list[tuple[str, datetime]]
 
 
 def engine_factory(
-    redis_url: str, prefix: str, clock: Clock, schedules: Sequence[Schedule], sent: Sent
+    redis_url: str,
+    prefix: str,
+    clock: Clock,
+    schedules: Sequence[Schedule],
+    sent: Sent,
+    reload_s: float = 3600,
 ) -> Callable[[str], SchedulerEngine]:
     async def load() -> Sequence[Schedule]:
         return schedules
@@ -48,7 +53,7 @@ def engine_factory(
             sent.append((schedule.id, tick))
 
         claims = ClaimStore(storage, owner)
-        return SchedulerEngine(load, claims, send, clock=clock, reload_s=3600)
+        return SchedulerEngine(load, claims, send, clock=clock, reload_s=reload_s)
 
     return make
 
@@ -173,3 +178,63 @@ async def test_a_failed_send_gives_the_tick_back_and_it_is_sent_next_step(
     clock.advance(1)
     assert await engine.step() == [(MINUTELY.id, datetime(2026, 11, 23, 12, 1, tzinfo=UTC))]
     assert len(attempts) == 2
+
+
+async def test_a_paused_schedule_sends_nothing_and_resumes_from_then(
+    redis_url: str, prefix: str, redis_cleanup: None
+) -> None:
+    ten = every(10, catch_up=5).for_task("t:ten")  # catch_up: a pause is still not owed
+    clock, sent = Clock(START), []
+    engine = engine_factory(redis_url, prefix, clock, [ten, MINUTELY], sent, reload_s=10)("only")
+    claims = ClaimStore(RedisScheduleStorage(redis_url, prefix), "operator")
+
+    async def run_for(seconds: int) -> None:
+        for _ in range(seconds):
+            clock.advance(1)
+            await engine.step()
+
+    await run_for(60)
+    assert await claims.set_paused(ten.id, True) is True
+    assert await claims.set_paused(ten.id, True) is False  # already paused: no change
+    paused_at = clock.now
+    await run_for(180)
+    await claims.set_paused(ten.id, False)
+    resumed_at, sent_before = clock.now, len(sent)
+    await run_for(60)
+    tens = [tick for schedule_id, tick in sent if schedule_id == ten.id]
+    # Honoured within the reload interval (10 s), dropped for good in between.
+    quiet = [t for t in tens if paused_at + timedelta(seconds=10) < t <= resumed_at]
+    assert quiet == []
+    after = [t for t in tens if t > resumed_at]
+    assert after and after[0] <= resumed_at + timedelta(seconds=20)  # ticks again, ...
+    assert all(b - a == timedelta(seconds=10) for a, b in itertools.pairwise(after))
+    # ... and never the pause's ticks: nothing sent after resuming is older than it.
+    assert [t for s, t in sent[sent_before:] if s == ten.id] == after
+    # The other schedule kept its rhythm throughout: every minute, once.
+    minutes = [t for s, t in sent if s == MINUTELY.id]
+    assert len(minutes) == 5 and len(set(minutes)) == 5
+
+
+async def test_a_catch_up_after_an_outage_never_reaches_back_into_a_pause(
+    redis_url: str, prefix: str, redis_cleanup: None
+) -> None:
+    ten = every(10, catch_up=5).for_task("t:ten")
+    # The fake clock runs an hour behind the real one, the resume's (Redis's) time.
+    clock, sent = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)), []
+    make = engine_factory(redis_url, prefix, clock, [ten], sent)
+    claims = ClaimStore(RedisScheduleStorage(redis_url, prefix), "operator")
+    before = make("before")
+    for _ in range(30):
+        clock.advance(1)
+        await before.step()
+    assert sent
+    await claims.set_paused(ten.id, True)  # paused an hour (every scheduler down too)
+    await claims.set_paused(ten.id, False)
+    resumed = await claims.resumed_at(ten.id)
+    assert resumed is not None
+    clock.now = resumed + timedelta(seconds=30)  # back 30 s after the resume
+    sent.clear()
+    await make("after").step()
+    # Without the pause: the newest 5 missed ticks, some before the resume. With it: only
+    # the ticks since the resume (3).
+    assert sent and len(sent) <= 3 and all(tick > resumed for _, tick in sent)

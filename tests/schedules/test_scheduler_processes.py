@@ -7,17 +7,21 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
+from asyncjobs import schedule_control
 from asyncjobs.brokers.redis.streams import DATA, stream_key
+from asyncjobs.config import load_config
 from example.processes import REPO_ROOT, ManagedProcess
-from tests.support.helpers import wait_until
+from tests.support.helpers import configured_app, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -93,3 +97,63 @@ async def test_three_schedulers_send_every_tick_once_also_across_a_kill(
         for proc in schedulers:
             proc.stop(timeout_s=5)
         await conn.aclose()
+
+
+async def messages(conn: Redis, prefix: str) -> list[dict[str, Any]]:
+    return [orjson.loads(f[DATA]) for _, f in await conn.xrange(stream_key(prefix, "default"))]
+
+
+async def test_pause_resume_and_run_now_with_a_running_scheduler(
+    redis_url: str, prefix: str, redis_cleanup: None, tmp_path: Path
+) -> None:
+    settings = {
+        "BROKER_URL": redis_url,
+        "KEY_PREFIX": prefix,
+        "QUEUES": ["default", "other"],
+        "SCHEDULES": [{"TASK": TASK, "EVERY": 1, "ARGS": [1, 2], "ID": "every-second"}],
+    }
+    conn = Redis.from_url(redis_url)
+    scheduler = start_scheduler(redis_url, prefix, tmp_path, "s")
+    try:
+        async with configured_app(load_config(settings, environ={})):
+
+            async def count_at_least(n: int) -> int | None:
+                found = len(await messages(conn, prefix))
+                return found if found >= n else None
+
+            await wait_until(lambda: count_at_least(3), timeout=40, interval=0.2, what="ticks")
+            state = await schedule_control.pause("every-second")
+            assert state.paused and state.next_tick is None
+            # Within the reload interval (10 s) the ticks stop: none for two periods.
+            quiet = await wait_until(Quiet(conn, prefix, 2.5), timeout=20, interval=0.2)
+            task_id = await schedule_control.run_now("every-second")  # paused or not
+            resumed_ms = time.time() * 1000
+            state = await schedule_control.resume("every-second")
+            assert not state.paused and state.next_tick is not None
+            await wait_until(lambda: count_at_least(quiet + 3), timeout=20, interval=0.2)
+        sent = await messages(conn, prefix)
+        [manual] = [m for m in sent if m["task_id"] == task_id]
+        assert manual["labels"]["schedule_id"] == "every-second" and manual["args"] == [1, 2]
+        assert ":" not in task_id  # a fresh id, no tick's
+        # Ticks sent after the resume are all newer than it: the pause is not caught up.
+        after = [m for m in sent[quiet:] if m["task_id"] != task_id]
+        assert all(int(m["task_id"].rsplit(":", 1)[1]) > resumed_ms - 1000 for m in after)
+        assert_once_without_gaps(Counter(int(m["task_id"].rsplit(":", 1)[1]) for m in after))
+    finally:
+        scheduler.stop(timeout_s=5)
+        await conn.aclose()
+
+
+class Quiet:
+    """A probe: the stream's message count once it has not changed for ``seconds``."""
+
+    def __init__(self, conn: Redis, prefix: str, seconds: float) -> None:
+        self.conn, self.prefix, self.seconds = conn, prefix, seconds
+        self.seen, self.since = -1, time.monotonic()
+
+    async def __call__(self) -> int | None:
+        count, now = len(await messages(self.conn, self.prefix)), time.monotonic()
+        if count != self.seen:
+            self.seen, self.since = count, now
+            return None
+        return count if now - self.since >= self.seconds else None

@@ -80,6 +80,7 @@ TRANSPORT = TransportSpec(
         needs_promoter=False,
         shared=False,
         needs_host=False,
+        locates=True,
     ),
     default_port=0,
     build_broker=_broker,

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import cast
 
 from taskiq.message import BrokerMessage
 
@@ -29,6 +30,7 @@ from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter
 from asyncjobs.brokers.errors import DeadLetterNotFoundError, JoinTimeoutError
 from asyncjobs.brokers.inspection import QueueStats
+from asyncjobs.brokers.locating import LOCATE_SCAN, Located, Location, names_task
 from asyncjobs.brokers.memory import TRANSPORT
 from asyncjobs.brokers.memory.delivery import MemoryDelivery
 from asyncjobs.brokers.memory.server import Entry, Waiter, server_for
@@ -190,6 +192,14 @@ class MemoryBroker(ReliableBroker):
                 )
             )
         return stats
+
+    async def locate(self, queue: str, task_id: str, scan: int = LOCATE_SCAN) -> Located | None:
+        """Exact: every message of ``queue`` is looked at (``scan`` does not limit it)."""
+        found = self.server.locate(self.check_queue(queue), lambda body: names_task(body, task_id))
+        if found is None:
+            return None
+        where, body = found
+        return Located(cast(Location, where), body)
 
     def consumer_group(self, queue: str) -> str | None:
         """None: there is no group; every broker of the URL takes from the same queues."""

@@ -6,7 +6,8 @@ tick) is ``(state, owner, since ms)``; the first ``claim`` takes it (``pending``
 pending claim older than ``takeover_ms`` is taken over, ``mark_sent`` makes the owner's
 claim final (``sent``, its expiry kept) and keeps the newest tick sent for
 ``last_ttl_s``, and ``release`` drops the owner's pending claim. Claims expire after
-``ttl_ms``. Shared by every storage of the URL and key prefix in the process, like
+``ttl_ms``. ``set_paused`` keeps the paused ids (and the time of a resume).
+Shared by every storage of the URL and key prefix in the process, like
 the queues.
 """
 
@@ -78,6 +79,25 @@ class MemoryScheduleStorage(ScheduleStorage):
     async def last_sent_ms(self, schedule_id: str) -> int | None:
         with self.server.lock:
             return self.server.last_sent.get(schedule_id)
+
+    # -- pauses ------------------------------------------------------------------
+    async def set_paused(self, schedule_id: str, paused: bool, resumed_ttl_s: int) -> bool:
+        with self.server.lock:
+            was = schedule_id in self.server.paused
+            if paused:
+                self.server.paused.add(schedule_id)
+            elif was:
+                self.server.paused.discard(schedule_id)
+                self.server.resumed.set(schedule_id, now_ms(), resumed_ttl_s)
+            return was != paused
+
+    async def paused(self) -> set[str]:
+        with self.server.lock:
+            return set(self.server.paused)
+
+    async def resumed_ms(self, schedule_id: str) -> int | None:
+        with self.server.lock:
+            return self.server.resumed.get(schedule_id)
 
 
 def now_ms() -> int:

@@ -25,7 +25,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
@@ -171,6 +171,9 @@ class MemoryServer:
         self.workers: Expiring[str, bytes] = Expiring()
         self.minutes: Expiring[tuple[str, int], dict[str, int]] = Expiring()
         self.samples: Expiring[int, str] = Expiring()
+        # ``memory.schedules``: paused ids, resume times.
+        self.paused: set[str] = set()
+        self.resumed: Expiring[str, int] = Expiring()
 
     def queue(self, name: str) -> QueueState:
         """The queue's state (created on first use). Hold ``lock``."""
@@ -259,6 +262,23 @@ class MemoryServer:
             woken = self._waiting_on(queue) if len(gone) < len(bodies) else []
         _wake(woken)
         return gone
+
+    def locate(self, queue: str, matches: Callable[[bytes], bool]) -> tuple[str, bytes] | None:
+        """The first message of ``queue`` that ``matches``: ("running", body) in flight,
+        ("waiting", body) ready (what is due included), ("scheduled", body) delayed."""
+        with self.lock:
+            state = self.queue(queue)
+            state.promote(time.time())
+            places = (
+                ("running", [held.entry.data for held in state.in_flight.values()]),
+                ("waiting", [entry.data for entry in state.ready]),
+                ("scheduled", [data for _, _, data in sorted(state.scheduled)]),
+            )
+        for where, bodies in places:
+            for body in bodies:
+                if matches(body):
+                    return where, body
+        return None
 
     def give_back(self, holder: int, *, counted: bool, token: int | None = None) -> int:
         """Put what ``holder`` has in flight (only ``token``, if given) back in its queue:

@@ -58,7 +58,9 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 TRANSPORT = TransportSpec(
     name="redis",
-    capabilities=Capabilities(stores_results=True, stores_schedules=True, needs_promoter=True),
+    capabilities=Capabilities(
+        stores_results=True, stores_schedules=True, needs_promoter=True, locates=True
+    ),
     default_port=6379,
     build_broker=_broker,
     url_problem=url_problem,

@@ -39,6 +39,7 @@ from asyncjobs.brokers.errors import (
 )
 from asyncjobs.brokers.failures import translating, translating_pages
 from asyncjobs.brokers.inspection import QueueStats
+from asyncjobs.brokers.locating import LOCATE_SCAN, Located
 from asyncjobs.brokers.redis import TRANSPORT
 from asyncjobs.brokers.redis import dead_letters as dead_letter_stream
 from asyncjobs.brokers.redis.batch import PipelineBatcher
@@ -47,6 +48,7 @@ from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key, delaye
 from asyncjobs.brokers.redis.delivery import RedisDelivery
 from asyncjobs.brokers.redis.inspection import inspect_redis
 from asyncjobs.brokers.redis.leases import LeaseKeeper
+from asyncjobs.brokers.redis.locate import locate_in_redis
 from asyncjobs.brokers.redis.pipelining import PipelinedConnection, Unconfirmed
 from asyncjobs.brokers.redis.streams import (
     DATA,
@@ -237,6 +239,12 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     # -- the port's facts -----------------------------------------------------------
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
         return await inspect_redis(self, queues)
+
+    @translating("looking for a task in its queue")
+    async def locate(self, queue: str, task_id: str, scan: int = LOCATE_SCAN) -> Located | None:
+        self.check_queue(queue)
+        async with self.redis() as conn:
+            return await locate_in_redis(conn, self.options.key_prefix, queue, task_id, scan)
 
     def consumer_group(self, queue: str) -> str | None:
         return GROUP

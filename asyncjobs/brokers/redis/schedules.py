@@ -7,6 +7,8 @@
 - Claims: one key per (schedule id, tick), ``{prefix}:schedule:{id}:{tick_ms}``, taken,
   marked sent and released by atomic scripts; ``{prefix}:schedule:{id}:last`` keeps the
   newest tick sent. A claim value is ``state|owner|since ms``.
+- Pauses: the set ``{prefix}:schedules:paused`` (schedule ids); a resume sets
+  ``{prefix}:schedule:{id}:resumed`` to its time (ms), in the same script.
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ return 0
 """
 
 
+# KEYS[1] paused set, KEYS[2] resumed. ARGV: id, 1 pause / 0 resume, now ms, resumed ttl s.
+PAUSE = """
+if ARGV[2] == '1' then
+  return redis.call('SADD', KEYS[1], ARGV[1])
+end
+local removed = redis.call('SREM', KEYS[1], ARGV[1])
+if removed == 1 then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+end
+return removed
+"""
+
+
 def schedules_key(key_prefix: str) -> str:
     return f"{key_prefix}:schedules"
 
@@ -72,6 +87,7 @@ class RedisScheduleStorage(ScheduleStorage):
         self._client = Redis(connection_pool=self._pool)
         self.key = schedules_key(key_prefix)
         self._claims = f"{key_prefix}:schedule"
+        self._paused = f"{self.key}:paused"
         self.location = f"Redis hash {self.key} at {redact_url(url)}"
 
     async def aclose(self) -> None:
@@ -119,6 +135,20 @@ class RedisScheduleStorage(ScheduleStorage):
 
     async def last_sent_ms(self, schedule_id: str) -> int | None:
         raw: Any = await self._client.get(self._last_key(schedule_id))
+        return None if raw is None else int(raw)
+
+    # -- pauses ------------------------------------------------------------------
+    async def set_paused(self, schedule_id: str, paused: bool, resumed_ttl_s: int) -> bool:
+        keys = (self._paused, f"{self._claims}:{schedule_id}:resumed")
+        args = (schedule_id, int(paused), now_ms(), resumed_ttl_s)
+        return bool(await self._client.eval(PAUSE, 2, *keys, *args))
+
+    async def paused(self) -> set[str]:
+        members: set[bytes] = await self._raw("SMEMBERS", self._paused)
+        return {member.decode(errors="replace") for member in members}
+
+    async def resumed_ms(self, schedule_id: str) -> int | None:
+        raw: Any = await self._client.get(f"{self._claims}:{schedule_id}:resumed")
         return None if raw is None else int(raw)
 
 
