@@ -57,8 +57,21 @@ class Lookup:
         return self.letters[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of a queue's dead letters, newest first (``DeadLetters.page``)."""
+
+    letters: tuple[DeadLetter, ...]
+    # Where the next (older) page starts: the last letter read. None: nothing older.
+    next_before: str | None
+    scanned: int  # letters read to fill it (a filter may read many)
+
+
 # How many letters of each queue a lookup by id reads at most (oldest first).
 SCAN = 10_000
+# How many letters one filtered page reads at most: a page answers in bounded time,
+# however rare the matches; the next page goes on from there.
+PAGE_SCAN = 5_000
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -122,6 +135,37 @@ class DeadLetters:
                 if found >= limit:
                     break
         return sorted(letters, key=lambda letter: letter.dead_lettered_at)[:limit]
+
+    @_at_home
+    async def page(
+        self,
+        queue: str,
+        *,
+        before: str | None = None,
+        size: int = 50,
+        reason: Reason | str | None = None,
+        task_name: str | None = None,
+        scan: int = PAGE_SCAN,
+    ) -> DeadLetterPage:
+        """Up to ``size`` letters of ``queue`` older than the letter ``before`` (None:
+        from the newest) that match ``reason`` and ``task_name``, newest first; reads at
+        most ``scan`` letters when filtering (then the page may be short, and
+        ``next_before`` says where to go on)."""
+        matches = _matching(reason, task_name)
+        self.broker.check_queue(queue)
+        # Unfiltered, a page is one read; filtered, one read of ``scan`` letters (a
+        # transport without ordered ids lists its whole queue per read: read once).
+        batch = await self.broker.dead_letters_before(
+            queue, before, size if matches is None else max(size, scan)
+        )
+        found: list[DeadLetter] = []
+        for scanned, letter in enumerate(batch, start=1):
+            if matches is None or matches(letter):
+                found.append(letter)
+            if len(found) == size:
+                return DeadLetterPage(tuple(found), letter.id, scanned)
+        more = len(batch) == (size if matches is None else max(size, scan))
+        return DeadLetterPage(tuple(found), batch[-1].id if more and batch else None, len(batch))
 
     @_at_home
     async def counts(self, queue: str | None = None) -> dict[str, int]:
@@ -194,6 +238,33 @@ class DeadLetters:
         ``DeadLetterNotFoundError``."""
         await self.broker.replay_dead_letter(letter.queue, letter.id, fresh_attempts(letter.body))
         return letter
+
+    @_at_home
+    async def get(self, queue: str, dead_letter_id: str) -> DeadLetter:
+        """The letter ``dead_letter_id`` of ``queue`` (by its own id only), else
+        ``DeadLetterNotFoundError``."""
+        self.broker.check_queue(queue)
+        letter = await self.broker.dead_letter(queue, dead_letter_id)
+        if letter is None:
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r} in queue {queue!r}")
+        return letter
+
+    @_at_home
+    async def replay_ids(
+        self, queue: str, ids: Sequence[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Replay the letters of ``queue`` named by their own ids, each once: (the ids
+        replayed, the ids that were not there: replayed or purged by someone else, or
+        never). Nothing is sent for a missing one."""
+        self.broker.check_queue(queue)
+        bodies: dict[str, bytes] = {}
+        for letter_id in dict.fromkeys(ids):
+            letter = await self.broker.dead_letter(queue, letter_id)
+            if letter is not None:
+                bodies[letter_id] = fresh_attempts(letter.body)
+        gone = await self.broker.replay_dead_letters(queue, bodies) if bodies else set()
+        replayed = tuple(i for i in bodies if i not in gone)
+        return replayed, tuple(i for i in dict.fromkeys(ids) if i not in replayed)
 
     @_at_home
     async def replay_all(

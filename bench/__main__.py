@@ -2,7 +2,9 @@
 
     python -m bench [--quick | --smoke] [--json PATH] [--brokers redis,amqp] [--tracing]
 
-Prints a table (see bench/README.md for the method); ``--tracing`` also runs
+Prints a table (see bench/README.md for the method), then the operator console's
+dead-letter pages with 100,000 letters (``bench.console_pages``, 2,000 with ``--smoke``;
+a process of its own: it sets Django up); ``--tracing`` also runs
 ``bench.tracing_overhead`` (runnable on its own: ``python -m bench.tracing_overhead``).
 """
 
@@ -12,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report.write_json(args.json, meta, results)
         print(f"figures written to {args.json}")
+    print()
+    letters = ["--letters", "2000", "--rounds", "2"] if args.smoke else []
+    argv = [sys.executable, "-m", "bench.console_pages", *letters]
+    pages = subprocess.run(argv, check=False)  # noqa: S603 - our own interpreter and module
+    if pages.returncode != 0:
+        return pages.returncode
     if args.tracing:
         print()
         return tracing_overhead.main([])

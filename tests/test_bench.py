@@ -63,6 +63,9 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
         figures["asyncjobs"]
     )
     assert "tasks: aenqueue() p50 us" in printed
+    # The console's dead-letter pages, rendered with many letters (2,000 in a smoke run).
+    assert "console pages: 2,000 dead letters written" in printed
+    assert "dead letters, newest page" in printed and "goal 500 ms" in printed
 
 
 def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:

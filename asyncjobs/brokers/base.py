@@ -15,16 +15,17 @@ import os
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
+from asyncjobs.brokers.dead_letter_port import DeadLetterQueues
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.envelope import QUEUE, due_of
-from asyncjobs.brokers.errors import ConfigurationError, DeadLetterNotFoundError, UnknownQueueError
+from asyncjobs.brokers.errors import ConfigurationError, UnknownQueueError
 from asyncjobs.brokers.home import ClientHome
 from asyncjobs.brokers.locating import LOCATE_SCAN, Located
 from asyncjobs.brokers.transport import Capabilities
@@ -203,7 +204,7 @@ class Delivery(ABC):
 _OPEN, _SETTLING, _SETTLED, _ABANDONED = "open", "settling", "settled", "abandoned"
 
 
-class ReliableBroker(AsyncBroker, ABC):
+class ReliableBroker(DeadLetterQueues, AsyncBroker, ABC):
     """A taskiq broker with at-least-once settlement and a lazily started client side.
 
     Web processes never call ``startup()`` themselves (Django's ASGI handler has no
@@ -362,44 +363,6 @@ class ReliableBroker(AsyncBroker, ABC):
         raise ConfigurationError(
             f"{self.transport_name}:// cannot make delayed messages due from a client"
         )
-
-    # -- dead letters (``asyncjobs dlq``) -------------------------------------------
-    @abstractmethod
-    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
-        """The oldest ``limit`` dead letters of ``queue``, each with its ``id``."""
-
-    @abstractmethod
-    async def dead_letter_count(self, queue: str) -> int:
-        """How many dead letters ``queue`` holds."""
-
-    @abstractmethod
-    def dead_letter_snapshot(
-        self, queue: str, page_size: int = 500
-    ) -> AsyncIterator[list[DeadLetter]]:
-        """The dead letters ``queue`` holds when the first page is read, oldest first, in
-        pages of the transport's choosing (about ``page_size``; RabbitMQ: one page, see
-        ``amqp_dead_letters``). Letters dead-lettered later are not in it; letters removed
-        meanwhile may still be."""
-
-    @abstractmethod
-    async def replay_dead_letters(self, queue: str, bodies: Mapping[str, bytes]) -> set[str]:
-        """For each dead letter id in ``bodies``: send its body to ``queue`` again, then
-        remove the dead letter (a crash in between leaves a duplicate, never a loss).
-        The ids that were not there (replayed or deleted by someone else): nothing is
-        sent for them."""
-
-    async def replay_dead_letter(self, queue: str, dead_letter_id: str, body: bytes) -> None:
-        """``replay_dead_letters`` for one. Raises ``DeadLetterNotFoundError``."""
-        if await self.replay_dead_letters(queue, {dead_letter_id: body}):
-            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r} in queue {queue!r}")
-
-    @abstractmethod
-    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> None:
-        """Remove one dead letter. Raises ``DeadLetterNotFoundError``."""
-
-    @abstractmethod
-    async def purge_dead_letters(self, queue: str) -> int:
-        """Remove every dead letter of ``queue``; how many there were."""
 
     @abstractmethod
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 
 EXCERPT_CHARS = 120
+MAX_TRACEBACK_CHARS = 8000
 
 
 class Reason(StrEnum):
@@ -37,6 +39,8 @@ class DeadLetter:
     reason: Reason
     error_type: str = ""
     error_message: str = ""
+    # The final error's traceback (its last ``MAX_TRACEBACK_CHARS``: where it was raised).
+    traceback: str = ""
     task_id: str = ""
     task_name: str = ""
     attempts: int = 0
@@ -68,7 +72,8 @@ class DeadLetter:
         data["body"] = base64.b64decode(encoded) if encoded is not None else data["body"].encode()
         data["reason"] = Reason(data["reason"])
         data["history"] = tuple(data.get("history", ()))
-        return cls(id=dead_letter_id, **data)
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(id=dead_letter_id, **known)  # a newer writer's extra fields are skipped
 
 
 def _encodable(data: dict[str, Any], note: str) -> dict[str, Any]:
@@ -87,3 +92,16 @@ def excerpt(body: bytes, limit: int = EXCERPT_CHARS) -> str:
     """A short, printable excerpt of a payload for logs (never the whole thing)."""
     text = body[: limit * 4].decode("utf-8", "backslashreplace")
     return text if len(text) <= limit else text[:limit] + f"... ({len(body)} bytes)"
+
+
+async def older_than(
+    snapshot: AsyncIterator[list[DeadLetter]], before: str | None, count: int
+) -> list[DeadLetter]:
+    """Up to ``count`` letters of an oldest-first ``snapshot`` that come before the letter
+    ``before`` (None: the newest), newest first. A ``before`` no longer there (replayed
+    or purged meanwhile) gives an empty page: its place in the order is unknown."""
+    letters = [letter async for page in snapshot for letter in page]
+    if before is not None:
+        ids = [letter.id for letter in letters]
+        letters = letters[: ids.index(before)] if before in ids else []
+    return letters[::-1][: max(0, count)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 from taskiq.message import TaskiqMessage
 
 from asyncjobs.brokers.base import Delivery
-from asyncjobs.brokers.dead_letters import DeadLetter, Reason
+from asyncjobs.brokers.dead_letters import MAX_TRACEBACK_CHARS, DeadLetter, Reason
 
 logger = logging.getLogger("asyncjobs.worker")
 
@@ -30,6 +31,13 @@ def describe(error: BaseException | None) -> str:
     return f"{type(error).__qualname__}: {text[:300]}" if text else type(error).__qualname__
 
 
+def traceback_of(error: BaseException | None) -> str:
+    """The tail of the error's traceback (where it was raised), for the dead letter."""
+    if error is None or error.__traceback__ is None:
+        return ""
+    return "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+
+
 def dead_letter_record(
     delivery: Delivery,
     message: TaskiqMessage | None,
@@ -44,6 +52,7 @@ def dead_letter_record(
         reason=reason,
         error_type=type(error).__qualname__ if error is not None else "",
         error_message=str(error)[:MAX_ERROR_MESSAGE_CHARS] if error is not None else "",
+        traceback=traceback_of(error),
         task_id=message.task_id if message else "",
         task_name=message.task_name if message else "",
         attempts=attempts,

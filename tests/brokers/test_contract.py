@@ -291,6 +291,22 @@ async def test_replaying_dead_letters_by_id_returns_the_ones_gone(transport: Tra
         await delivery.ack()
 
 
+async def test_dead_letters_are_read_by_id_and_in_pages_newest_first(transport: Transport) -> None:
+    worker = await transport.worker()
+    await dead_letter_each(transport, worker, b"one", b"two", b"three", b"four")
+    ids = [d.id for d in await worker.dead_letters("default")]  # oldest first
+    found = await worker.dead_letter("default", ids[1])
+    assert found is not None and (found.id, found.body) == (ids[1], b"two")
+    assert await worker.dead_letter("default", "0-1") is None
+    assert await worker.dead_letter("default", "no such id") is None
+    newest = await worker.dead_letters_before("default", None, 2)
+    assert [d.body for d in newest] == [b"four", b"three"]
+    older = await worker.dead_letters_before("default", newest[-1].id, 5)
+    assert [d.body for d in older] == [b"two", b"one"]
+    assert await worker.dead_letters_before("default", ids[0], 5) == []
+    assert await worker.dead_letters_before("other", None, 5) == []
+
+
 async def test_a_delivery_is_settled_only_once(transport: Transport) -> None:
     client, worker = transport.broker(), await transport.worker()
     await client.kick(message(b"x"))

@@ -32,3 +32,25 @@ def test_a_normal_record_round_trips() -> None:
     )
     back = DeadLetter.from_json(record.to_json(), "x")
     assert back.history == record.history and back.reason is Reason.BAD_DELIVERY_COUNT
+
+
+def test_the_record_keeps_the_final_errors_traceback() -> None:
+    from asyncjobs.worker.outcomes import traceback_of
+
+    def fail() -> None:
+        raise ValueError("the reason")
+
+    try:
+        fail()
+    except ValueError as exc:
+        text = traceback_of(exc)
+    assert text.startswith("Traceback") and 'raise ValueError("the reason")' in text
+    assert traceback_of(ValueError("never raised")) == ""
+    record = DeadLetter(body=b"{}", queue="q", reason=Reason.MAX_ATTEMPTS, traceback=text)
+    assert DeadLetter.from_json(record.to_json(), "x").traceback == text
+
+
+def test_a_record_with_fields_of_a_newer_writer_is_still_read() -> None:
+    written = orjson.loads(DeadLetter(body=b"{}", queue="q", reason=Reason.REJECTED).to_json())
+    written["from_the_future"] = 1
+    assert DeadLetter.from_json(orjson.dumps(written), "x").queue == "q"

@@ -16,6 +16,7 @@ from tests.support.helpers import unavailable
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -83,7 +84,6 @@ def login(browser: WebDriver, base_url: str, username: str, password: str) -> bo
     """Log in through ``/admin/login/`` (after forgetting any session); True once the
     admin let the user in, False when the login page answered with its error."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
 
     forget_sessions(browser)
     browser.get(f"{base_url}/admin/login/")
@@ -91,9 +91,22 @@ def login(browser: WebDriver, base_url: str, username: str, password: str) -> bo
     browser.find_element(By.NAME, "password").send_keys(password)
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, "#login-form [type=submit]").click()
-    wait_for(browser, ec.staleness_of(page))
+    wait_for(browser, lambda b: replaced(page, b))
     wait_for(browser, lambda b: b.execute_script("return document.readyState") == "complete")
     return not browser.find_elements(By.CSS_SELECTOR, "#login-form")
+
+
+def replaced(element: WebElement, browser: WebDriver) -> bool:
+    """Whether ``element``'s page was replaced by the next one. Chromium sometimes says
+    so as "Node with given id does not belong to the document" instead of Selenium's
+    stale-element error: that is an answer too."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support import expected_conditions as ec
+
+    try:
+        return bool(ec.staleness_of(element)(browser))
+    except WebDriverException:
+        return True
 
 
 def screenshot(browser: WebDriver, name: str) -> Path | None:

@@ -272,6 +272,28 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         async for page in dead_letter_stream.snapshot(self.redis, key, page_size):
             yield page
 
+    @translating("reading a dead letter")
+    async def dead_letter(self, queue: str, dead_letter_id: str) -> DeadLetter | None:
+        key = self._dead_key(queue)
+        if not dead_letter_stream.STREAM_ID.fullmatch(dead_letter_id):
+            return None  # no entry id (XRANGE would refuse it): no letter
+        async with self.redis() as conn:
+            entries = cast(EntryList, await conn.xrange(key, dead_letter_id, dead_letter_id))
+        return dead_letter_stream.letters(entries)[0] if entries else None
+
+    @translating("listing dead letters")
+    async def dead_letters_before(
+        self, queue: str, before: str | None, count: int
+    ) -> list[DeadLetter]:
+        # Stream ids only grow: the page is one XREVRANGE, however many letters there are.
+        key = self._dead_key(queue)
+        if before is not None and not dead_letter_stream.STREAM_ID.fullmatch(before):
+            raise DeadLetterNotFoundError(f"{before!r} is no dead letter id of queue {queue!r}")
+        newest = "+" if before is None else f"({before}"
+        async with self.redis() as conn:
+            entries = cast(EntryList, await conn.xrevrange(key, newest, "-", count=count))
+        return dead_letter_stream.letters(entries)
+
     @translating("counting dead letters")
     async def dead_letter_count(self, queue: str) -> int:
         async with self.redis() as conn:

@@ -15,7 +15,7 @@ EX_CONFIG = 78  # as the `asyncjobs` console script: a bad setting
 
 
 class Command(BaseCommand):
-    help = "asyncjobs operations: inspect, dlq, schedules (see `asyncjobs --help`)"
+    help = "asyncjobs operations: inspect, workers, dlq, task, schedules (see `asyncjobs --help`)"
     # Like the console script: its own failures are one line, and a bad setting is
     # reported below (the system checks would print theirs before every command).
     requires_system_checks = []
