@@ -77,6 +77,12 @@ def age(seconds: float | None, waiting: int) -> str:
         return "-"
     if seconds is None:
         return "?"
+    return duration(seconds)
+
+
+def duration(seconds: float) -> str:
+    """``4.2s``, ``12m``, ``3h``, ``2d`` (never negative: clocks differ a little)."""
+    seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f}s"
     for unit, size in (("d", 86400), ("h", 3600)):

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from asyncjobs.cli.inspect import duration
 from asyncjobs.monitor import WorkerInfo, live_workers
 
 COLUMNS = ("HOST", "PID", "QUEUES", "RUNNING", "CONCURRENCY", "UP", "HEARTBEAT", "VERSION", "ID")
@@ -67,14 +68,3 @@ def table(found: Sequence[WorkerInfo], now: float) -> str:
     if not found:
         lines.append("(no live worker)")
     return "\n".join(lines)
-
-
-def duration(seconds: float) -> str:
-    """``4.2s``, ``12m``, ``3h``, ``2d`` (never negative: clocks differ a little)."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    for unit, size in (("d", 86400), ("h", 3600)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds // 60)}m"
