@@ -73,9 +73,7 @@ async def _page(
 
 
 def dead_letter_detail(request: HttpRequest, admin: ConsoleAdmin) -> HttpResponse:
-    queue, letter_id = requests.queue(request, required=True), requests.text(request, "id")
-    if letter_id is None:
-        raise requests.BadRequest("id: required")
+    queue, letter_id = requests.queue(request, required=True), requests.required_text(request, "id")
     try:
         letter = calls.run(lambda: letters().get(queue, letter_id))
     except DeadLetterNotFoundError as exc:

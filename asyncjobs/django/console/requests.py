@@ -22,6 +22,7 @@ def params(request: HttpRequest) -> QueryDict:
 
 
 def text(request: HttpRequest, name: str, *, required: bool = False) -> str | None:
+    """The field, stripped; None when empty (``BadRequest`` if ``required``)."""
     value = params(request).get(name, "").strip()
     if len(value) > MAX_FIELD:
         raise BadRequest(f"{name}: longer than {MAX_FIELD} characters")
@@ -29,6 +30,14 @@ def text(request: HttpRequest, name: str, *, required: bool = False) -> str | No
         if required:
             raise BadRequest(f"{name}: required")
         return None
+    return value
+
+
+def required_text(request: HttpRequest, name: str) -> str:
+    """The field, stripped; ``BadRequest`` when it is empty or missing."""
+    value = text(request, name, required=True)
+    if value is None:  # text() raised already; this tells the type checker
+        raise BadRequest(f"{name}: required")
     return value
 
 

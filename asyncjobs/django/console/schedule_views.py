@@ -51,8 +51,7 @@ def schedule_list(
 
 def schedule_action(request: HttpRequest, admin: ConsoleAdmin, action: str) -> HttpResponse:
     """POST pause / resume / run / remove of the schedule ``schedule_id``."""
-    schedule_id = requests.text(request, "schedule_id", required=True)
-    assert schedule_id is not None
+    schedule_id = requests.required_text(request, "schedule_id")
     operations = {
         "pause": schedule_control.pause,
         "resume": schedule_control.resume,
