@@ -73,3 +73,7 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
 def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:
     printed = run("bench.tracing_overhead", "--messages", "200", "--rounds", "1")
     assert "always_on recorded 400 spans per round" in printed
+
+
+def test_the_worker_profile_script_explains_itself() -> None:
+    assert "--broker" in run("bench.profile_worker", "--help")  # needs no py-spy
