@@ -5,11 +5,12 @@ by real ``taskiq worker`` processes and read through ``asyncjobs.monitor`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -23,7 +24,7 @@ from asyncjobs.errors import MonitorUnavailableError
 from asyncjobs.monitor import WorkerInfo, live_workers, queue_history
 from asyncjobs.worker.process_hooks import worker_hooks
 from asyncjobs.worker.registry import RegistryHooks, minute_of
-from example.processes import REPO_ROOT
+from example.processes import REPO_ROOT, ManagedProcess
 from tests.conftest import AMQP_URL
 from tests.faults.workers import (
     configured_like,
@@ -62,59 +63,69 @@ async def workers_with(pids: Sequence[int]) -> list[WorkerInfo]:
     return found if sorted(w.pid for w in found) == sorted(pids) else []
 
 
+@contextlib.asynccontextmanager
+async def listed_worker(
+    env: dict[str, str], log_dir: Path, timeout: float = 10
+) -> AsyncIterator[tuple[ManagedProcess, WorkerInfo]]:
+    """A real worker on ``env``'s settings (asyncjobs configured alike in this process),
+    once the registry lists its task process: (the worker, its entry)."""
+    async with configured_like(env):
+        with running_worker(env, log_dir=log_dir) as proc:
+            await wait_worker_ready(proc)
+            (child,) = worker_children(proc.pid)
+            found = await wait_until(
+                lambda: workers_with([child]), timeout=timeout, what="the worker"
+            )
+            yield proc, found[0]
+
+
 async def test_a_worker_is_listed_with_its_running_tasks_until_it_drains(
     redis_url: str, prefix: str, redis_cleanup: None, tmp_path: Path
 ) -> None:
     env = worker_env(broker_url=redis_url, prefix=prefix, extra=FAST)
-    async with configured_like(env):
-        with running_worker(env, log_dir=tmp_path) as proc:
-            await wait_worker_ready(proc)
-            (child,) = worker_children(proc.pid)
-            (info,) = await wait_until(lambda: workers_with([child]), what="the worker")
-            assert info.queues == ("default", "other") and info.concurrency == 500
-            assert info.id.startswith(f"{info.host}:{child}:") and info.running == 0
-            assert info.heartbeat_at >= info.started_at
+    async with listed_worker(env, tmp_path) as (proc, info):
+        child = info.pid
+        assert info.queues == ("default", "other") and info.concurrency == 500
+        assert info.id.startswith(f"{info.host}:{child}:") and info.running == 0
+        assert info.heartbeat_at >= info.started_at
 
-            for tag in ("a", "b"):
-                await tasks.sleeps.kiq(tag, 30)
+        for tag in ("a", "b"):
+            await tasks.sleeps.kiq(tag, 30)
 
-            async def running_two() -> bool:
-                found = await live_workers()
-                return len(found) == 1 and found[0].running == 2
+        async def running_two() -> bool:
+            found = await live_workers()
+            return len(found) == 1 and found[0].running == 2
 
-            await wait_until(running_two, timeout=10, what="2 running tasks")
-            done = await asyncio.to_thread(cli, env, "workers", "--json")
-            assert done.returncode == 0, done.stderr
-            (listed,) = orjson.loads(done.stdout)["workers"]
-            assert listed["pid"] == child and listed["running"] == 2
-            assert listed["queues"] == ["default", "other"] and listed["id"] == info.id
-            table = await asyncio.to_thread(cli, env, "workers")
-            assert table.returncode == 0 and str(child) in table.stdout
-            assert table.stdout.startswith("HOST")
+        await wait_until(running_two, timeout=10, what="2 running tasks")
+        done = await asyncio.to_thread(cli, env, "workers", "--json")
+        assert done.returncode == 0, done.stderr
+        (listed,) = orjson.loads(done.stdout)["workers"]
+        assert listed["pid"] == child and listed["running"] == 2
+        assert listed["queues"] == ["default", "other"] and listed["id"] == info.id
+        table = await asyncio.to_thread(cli, env, "workers")
+        assert table.returncode == 0 and str(child) in table.stdout
+        assert table.stdout.startswith("HOST")
 
-            proc.stop(timeout_s=15)  # SIGTERM: the tasks are cut off after 1 s
-            assert proc.stopped_cleanly()
-            assert await live_workers() == []  # at once, no TTL to wait for
+        proc.stop(timeout_s=15)  # SIGTERM: the tasks are cut off after 1 s
+        assert proc.stopped_cleanly()
+        assert await live_workers() == []  # at once, no TTL to wait for
 
 
 async def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     redis_url: str, prefix: str, redis_cleanup: None, tmp_path: Path
 ) -> None:
     env = worker_env(broker_url=redis_url, prefix=prefix, extra=FAST)
-    async with configured_like(env):
-        with running_worker(env, log_dir=tmp_path) as proc:
-            await wait_worker_ready(proc)
-            (child,) = worker_children(proc.pid)
-            await wait_until(lambda: workers_with([child]), what="the worker")
-            proc.kill()  # SIGKILL, the manager with it: nothing unregisters
-            killed_at = time.monotonic()
-            assert [w.pid for w in await live_workers()] == [child]
+    async with listed_worker(env, tmp_path) as (proc, info):
+        child = info.pid
+        proc.kill()  # SIGKILL, the manager with it: nothing unregisters
+        killed_at = time.monotonic()
+        assert [w.pid for w in await live_workers()] == [child]
 
-            async def gone() -> bool:
-                return await live_workers() == []
+        async def gone() -> bool:
+            return await live_workers() == []
 
-            await wait_until(gone, timeout=5, what="the TTL (1.5 s) to expire")
-            assert time.monotonic() - killed_at < 5
+        await wait_until(gone, timeout=5, what="the TTL (1.5 s) to expire")
+        assert time.monotonic() - killed_at < 5
 
 
 async def test_the_minute_counts_runs_failures_and_dead_letters(
@@ -193,20 +204,16 @@ async def test_rabbitmq_keeps_its_registry_in_the_result_backends_redis(
 
     env = worker_env(broker_url=amqp_url, prefix=prefix, result_backend_url=redis_url, extra=FAST)
     try:
-        async with configured_like(env):
-            with running_worker(env, log_dir=tmp_path) as proc:
-                await wait_worker_ready(proc)
-                (child,) = worker_children(proc.pid)
-                await wait_until(lambda: workers_with([child]), timeout=15, what="the worker")
-                await tasks.add.kiq(1, 2)
+        async with listed_worker(env, tmp_path, timeout=15) as (proc, _):
+            await tasks.add.kiq(1, 2)
 
-                async def one_success() -> bool:
-                    points = (await queue_history(["default"], minutes=2))["default"]
-                    return sum(p.succeeded for p in points) == 1
+            async def one_success() -> bool:
+                points = (await queue_history(["default"], minutes=2))["default"]
+                return sum(p.succeeded for p in points) == 1
 
-                await wait_until(one_success, timeout=15, what="the run counted")
-                proc.stop(timeout_s=15)
-                assert await live_workers() == []
+            await wait_until(one_success, timeout=15, what="the run counted")
+            proc.stop(timeout_s=15)
+            assert await live_workers() == []
     finally:
         await delete_amqp_queues(amqp_url, prefix, ("default", "other"))
 
