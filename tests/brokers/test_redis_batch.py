@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from asyncjobs.brokers.redis.batch import NO_KWARGS, PipelineBatcher
+from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.streams import GROUP, stream_key
 from tests.brokers.test_redis_streams import message, worker
 from tests.faults.redis_server import PrivateRedis
@@ -66,7 +66,9 @@ async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path:
 @pytest.fixture
 async def batcher(redis_url: str) -> AsyncIterator[PipelineBatcher]:
     client = Redis.from_url(redis_url)
-    yield PipelineBatcher(lambda: client, retry_for_s=1.0)
+    batcher = PipelineBatcher(lambda: client, retry_for_s=1.0)
+    yield batcher
+    await batcher.close(1.0)
     await client.aclose()
 
 
@@ -76,11 +78,11 @@ async def test_a_commands_error_fails_only_its_caller(
     not_a_stream = f"{prefix}:string"
     await conn.set(not_a_stream, "x")
     good, bad = await asyncio.gather(
-        batcher.execute(("set", (f"{prefix}:k", "v"), NO_KWARGS)),
-        batcher.execute(("xack", (not_a_stream, GROUP, "0-1"), NO_KWARGS)),
+        batcher.execute(("SET", f"{prefix}:k", "v")),
+        batcher.execute(("XACK", not_a_stream, GROUP, "0-1")),
         return_exceptions=True,
     )
-    assert good == [True]
+    assert good == [b"OK"]
     assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
     assert batcher.pipelines_sent == 1
     assert await conn.get(f"{prefix}:k") == b"v"
@@ -89,15 +91,12 @@ async def test_a_commands_error_fails_only_its_caller(
 async def test_a_cancelled_caller_does_not_drop_the_others(
     batcher: PipelineBatcher, prefix: str, conn: Redis
 ) -> None:
-    calls = [
-        asyncio.create_task(batcher.execute(("set", (f"{prefix}:{i}", i), NO_KWARGS)))
-        for i in range(10)
-    ]
+    calls = [asyncio.create_task(batcher.execute(("SET", f"{prefix}:{i}", i))) for i in range(10)]
     await asyncio.sleep(0)  # one step: every call has handed its command over
     calls[3].cancel()
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[3], asyncio.CancelledError)
-    assert [r for i, r in enumerate(results) if i != 3] == [[True]] * 9
+    assert [r for i, r in enumerate(results) if i != 3] == [[b"OK"]] * 9
     # The cancelled caller's command was already handed over: it went out too.
     assert await conn.mget([f"{prefix}:{i}" for i in range(10)]) == [
         str(i).encode() for i in range(10)

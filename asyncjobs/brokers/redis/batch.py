@@ -16,25 +16,34 @@ for the whole batch, instead of two per task).
 Only idempotent commands may go through a batcher (SET, XACK, XDEL, EXPIRE): a batch
 cut short by a dropped connection or a Redis restart is sent again whole, for up to
 ``retry_for_s``. A command's own error (a ``ResponseError``) fails only its callers.
+
+A batch goes out on the batcher's own connection as raw packed commands, and its replies
+are read raw, under one deadline for the whole batch. Through a redis-py ``Pipeline``
+each command cost a method call with its argument checks, a command-stack entry, a
+reply callback and an ``asyncio.timeout`` per reply: in a worker draining no-op tasks
+that was a third of its CPU (bench/README.md, "Worker hot path").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs.brokers.redis.connection import retrying
 
 logger = logging.getLogger("asyncjobs.broker.redis")
 
-# (method of a redis-py pipeline, positional args, keyword args)
-Command = tuple[str, tuple[Any, ...], dict[str, Any]]
-NO_KWARGS: dict[str, Any] = {}
+# A raw command: ("SET", key, value, "EX", 60); its reply comes back raw (b"OK").
+Command = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +58,18 @@ Request = tuple["tuple[Command, ...] | _Ack", "asyncio.Future[list[Any]]"]
 
 class PipelineBatcher:
     def __init__(
-        self, client: Callable[[], Redis], retry_for_s: float, *, max_batch: int = 2000
+        self,
+        client: Callable[[], Redis],
+        retry_for_s: float,
+        *,
+        max_batch: int = 2000,
+        timeout_s: float = 10.0,
     ) -> None:
         self._client = client
         self.retry_for_s = retry_for_s
         self.max_batch = max_batch  # commands per pipeline (a bound on one reply's size)
+        self.timeout_s = timeout_s  # one batch's round trip, writing to the last reply
+        self._link = _Link()
         self._pending: list[Request] = []
         self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -73,6 +89,7 @@ class PipelineBatcher:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop: nothing of the old one can finish
             self._loop, self._pending, self._sender = loop, [], None
+            self._link = _Link()  # its connection belonged to the old loop
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((request, future))
         if self._sender is None:
@@ -84,6 +101,13 @@ class PipelineBatcher:
         sender = self._sender
         if sender is not None and self._loop is asyncio.get_running_loop():
             await asyncio.wait({sender}, timeout=timeout_s)
+
+    async def close(self, timeout_s: float) -> None:
+        """Let what was handed over be sent (bounded), then close the connection."""
+        if self._loop is not asyncio.get_running_loop():
+            return  # its connection belonged to a loop that has ended
+        await self.wait_idle(timeout_s)
+        await self._link.close()
 
     async def _send_all(self) -> None:
         try:
@@ -113,10 +137,7 @@ class PipelineBatcher:
         commands, slots = _pipeline_of(batch)
 
         async def attempt() -> list[Any]:
-            async with self._client().pipeline(transaction=False) as pipe:
-                for name, args, kwargs in commands:
-                    getattr(pipe, name)(*args, **kwargs)
-                return await pipe.execute(raise_on_error=False)
+            return await self._link.round_trip(self._client(), commands, self.timeout_s)
 
         def warn(exc: Exception) -> None:
             logger.warning("sending %d commands failed (%s); retrying", len(commands), exc)
@@ -135,6 +156,57 @@ class PipelineBatcher:
         self.pipelines_sent += 1
         self.commands_sent += len(commands)
         _hand_out(batch, slots, replies)
+
+
+class _Link:
+    """The batcher's own connection, made from its client's pool (one pipeline at a time
+    uses it: the batcher sends the next batch only after the last one's replies)."""
+
+    def __init__(self) -> None:
+        self._conn: AbstractConnection | None = None
+        self._pool: object = None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect(nowait=True)
+
+    async def round_trip(
+        self, client: Redis, commands: list[Command], timeout_s: float
+    ) -> list[Any]:
+        """Write ``commands`` at once, then read one raw reply each (a command's error
+        is its reply). Any other failure closes the connection: the replies still owed
+        on it could not be told apart from the next batch's."""
+        conn = await self._connected(client)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                return [await _reply(conn) for _ in commands]
+        except BaseException as exc:
+            self._conn = None
+            await conn.disconnect(nowait=True)
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeoutError(f"no reply within {timeout_s:g} s") from None
+            raise
+
+    async def _connected(self, client: Redis) -> AbstractConnection:
+        pool = client.connection_pool
+        conn = self._conn
+        if conn is None or self._pool is not pool or not conn.is_connected:
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            conn = pool.make_connection()  # type: ignore[no-untyped-call]
+            await conn.connect()
+            self._conn, self._pool = conn, pool
+        return conn
+
+
+async def _reply(conn: AbstractConnection) -> Any:
+    try:
+        # No per-reply timeout: the batch has one (see round_trip).
+        return await conn.read_response(disable_decoding=True, timeout=math.inf)
+    except ResponseError as exc:  # that command's error; the stream is intact
+        return exc
 
 
 def _hand_out(batch: list[Request], slots: list[range], replies: list[Any]) -> None:
@@ -166,8 +238,8 @@ def _pipeline_of(batch: list[Request]) -> tuple[list[Command], list[range]]:
     at: dict[tuple[str, str], range] = {}
     for (stream, group), ids in acks.items():
         at[(stream, group)] = range(len(commands), len(commands) + 2)
-        commands.append(("xack", (stream, group, *ids), NO_KWARGS))
-        commands.append(("xdel", (stream, *ids), NO_KWARGS))
+        commands.append(("XACK", stream, group, *ids))
+        commands.append(("XDEL", stream, *ids))
     for i, (request, _) in enumerate(batch):
         if isinstance(request, _Ack):
             slots[i] = at[(request.stream, request.group)]

@@ -148,7 +148,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
 
     async def disconnect(self) -> None:
         if self.is_worker_process:
-            await self.settler.wait_idle(SHUTDOWN_RELEASE_S)
+            await self.settler.close(SHUTDOWN_RELEASE_S)
             await self.delayed.stop()
             await self.leases.stop()
             try:

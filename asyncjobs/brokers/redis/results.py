@@ -90,8 +90,8 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
             value = orjson.dumps(payload)
         except orjson.JSONEncodeError:
             value = self.serializer.dumpb(payload)
-        ttl = {"ex": self.result_ex_time} if self.result_ex_time else {}
-        await self._writes.execute(("set", (self._task_name(task_id), value), ttl))
+        ttl = ("EX", self.result_ex_time) if self.result_ex_time else ()
+        await self._writes.execute(("SET", self._task_name(task_id), value, *ttl))
 
     def attempts_key(self, task_id: str) -> str:
         return f"{self._task_name(task_id)}:attempts"
@@ -134,6 +134,7 @@ class JsonRedisResultBackend(RedisAsyncResultBackend[Any], ResultStore):
 
     async def shutdown(self) -> None:
         await self._statuses.close(1.0)  # its connection is not the pool's to close
+        await self._writes.close(1.0)  # nor is the batcher's
         await super().shutdown()
 
     async def is_result_ready(self, task_id: str) -> bool:
