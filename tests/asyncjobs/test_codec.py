@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 from taskiq.message import TaskiqMessage
 
-from asyncjobs.codec import JsonFormatter, MessageDecodeError
+from asyncjobs.codec import JsonFormatter, MessageDecodeError, constructed
 from asyncjobs.errors import PayloadTooLargeError, SerializationError
 
 
@@ -67,3 +67,26 @@ def test_non_json_arguments_are_refused_not_pickled() -> None:
 def test_bad_bodies_raise_a_decode_error(body: bytes) -> None:
     with pytest.raises(MessageDecodeError):
         JsonFormatter(1 << 20).loads(body)
+
+
+def test_a_decoded_message_is_what_pydantic_would_construct() -> None:
+    # codec.constructed skips pydantic's model_construct (a worker's dearest decoding
+    # step); it must give the very same model, including what pydantic tracks beside it.
+    values = {
+        "task_id": "abc",
+        "task_name": "shop:send",
+        "labels": {"timeout": 30, "queue": "default"},
+        "labels_types": None,
+        "args": [1, "two"],
+        "kwargs": {"three": 3.0},
+    }
+    ours, theirs = constructed(dict(values)), TaskiqMessage.model_construct(**values)
+    assert ours == theirs
+    assert ours.model_dump() == theirs.model_dump()
+    assert ours.model_dump_json() == theirs.model_dump_json()
+    assert ours.model_fields_set == theirs.model_fields_set
+    assert ours.__pydantic_extra__ == theirs.__pydantic_extra__
+    assert ours.__pydantic_private__ == theirs.__pydantic_private__
+    ours.args = [2]  # assignment still goes through pydantic, on this message only
+    assert ours.args == [2] and theirs.args == [1, "two"]
+    assert constructed(dict(values)).model_fields_set is not ours.model_fields_set
