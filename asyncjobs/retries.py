@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,14 +38,20 @@ def current_attempt() -> int:
     return _attempt.get()
 
 
-@contextmanager
-def running_attempt(attempt: int) -> Iterator[None]:
-    """Make ``current_attempt()`` return ``attempt`` inside (the worker, around a task)."""
-    token = _attempt.set(attempt)
-    try:
-        yield
-    finally:
-        _attempt.reset(token)
+class running_attempt:
+    """Make ``current_attempt()`` return ``attempt`` inside (the worker, around a task).
+    A class, not a generator: it runs once per task, and costs a third as much."""
+
+    __slots__ = ("_attempt", "_token")
+
+    def __init__(self, attempt: int) -> None:
+        self._attempt = attempt
+
+    def __enter__(self) -> None:
+        self._token = _attempt.set(self._attempt)
+
+    def __exit__(self, *exc: object) -> None:
+        _attempt.reset(self._token)
 
 
 MAX_BACKOFF_S = 7 * 86_400  # the longest wait before a retry (RETRY_BACKOFF's MAX too)

@@ -30,6 +30,7 @@ from asyncjobs.worker import task_log
 from asyncjobs.worker.limits import Limits, limits_for
 from asyncjobs.worker.outcomes import DeliveryDefect, describe
 from asyncjobs.worker.settling import Settling
+from asyncjobs.worker.task_call import call_task, is_direct
 
 if TYPE_CHECKING:
     from asyncjobs.worker.receiver import AsyncJobsReceiver
@@ -49,7 +50,7 @@ class MessageRunner:
         self.hooks = hooks
         self.settling = Settling(self.broker, self.settings, hooks)
         self._is_cut_off = is_cut_off
-        self._targets: dict[str, Any] = {}
+        self._targets: dict[str, tuple[Any, bool]] = {}  # name: (function, is_direct)
         self._validators: dict[str, ArgumentValidator] = {}
 
     async def process(self, delivery: Delivery) -> None:
@@ -88,8 +89,8 @@ class MessageRunner:
         assert task is not None  # refused otherwise
         limits = self.limits(task, run)
         envelope.set_timeout(message.labels, limits.timeout_s)  # what run_task enforces
-        target = self._target(message.task_name, task.original_func)
-        await self._execute(run, target, limits)
+        target, direct = self._target(message.task_name, task.original_func)
+        await self._execute(run, target, direct, limits)
 
     def limits(self, task: Any, run: Run) -> Limits:
         """The limits this run of ``task`` gets (a local test run may turn retries off)."""
@@ -112,7 +113,7 @@ class MessageRunner:
             return Reason.INVALID_ARGUMENTS, exc
         return None
 
-    async def _execute(self, run: Run, target: Any, limits: Limits) -> None:
+    async def _execute(self, run: Run, target: Any, direct: bool, limits: Limits) -> None:
         for middleware in self.broker.middlewares:
             if type(middleware).pre_execute is not TaskiqMiddleware.pre_execute:
                 run.message = await maybe_awaitable(middleware.pre_execute(run.message))
@@ -123,8 +124,8 @@ class MessageRunner:
             await self.hooks.after_run(run, Outcome.POSTPONED, None, 0.0)
             return
         began = time.monotonic()
-        with running_attempt(run.attempt), task_log.reporting_task_errors():
-            result = await self.receiver.run_task(target=target, message=run.message)
+        with running_attempt(run.attempt):
+            result = await call_task(self.receiver, target, run.message, direct)
         duration_s = time.monotonic() - began
         run.error = result.error if result.is_err else None
         for middleware in reversed(self.broker.middlewares):
@@ -146,10 +147,14 @@ class MessageRunner:
             validator = self._validators[name] = ArgumentValidator(func)
         return validator
 
-    def _target(self, name: str, func: Any) -> Any:
+    def _target(self, name: str, func: Any) -> tuple[Any, bool]:
+        """The task's function as the hooks wrap it, and whether ``call_task`` may call
+        it directly."""
         target = self._targets.get(name)
         if target is None:
             if name not in self.receiver.known_tasks:  # registered after start: its deps
                 self.receiver._prepare_task(name, func)
-            target = self._targets[name] = self.hooks.wrap_task(func)
+            wrapped = self.hooks.wrap_task(func)
+            direct = is_direct(self.receiver, name, wrapped)
+            target = self._targets[name] = (wrapped, direct)
         return target
