@@ -28,6 +28,8 @@ from asyncjobs.worker.runs import MessageRunner
 from asyncjobs.worker.settings import (
     CANCEL_GRACE_S,
     HARD_MARGIN_S,
+    REFILL_SHARE,
+    REFILL_WAIT_S,
     WorkerSettings,
     isolation_line,
 )
@@ -69,6 +71,9 @@ class AsyncJobsReceiver(Receiver):
         self._notices: set[asyncio.Task[None]] = set()
         self.hooks = app.hooks.with_hooks(*self.settings.hooks)
         task_log.install_taskiq_filter()  # a failed attempt's traceback once, in our line
+        # A full worker fetches again once this many slots are free (or REFILL_WAIT_S
+        # passed): one fetch per task under load was a tenth of a worker's CPU.
+        self._refill = max(1, self.settings.concurrency // REFILL_SHARE)
         self.pipeline = MessageRunner(self, self.hooks, self._is_cut_off)
         self.settling = self.pipeline.settling
 
@@ -156,6 +161,8 @@ class AsyncJobsReceiver(Receiver):
                     self._slot_freed.clear()
                     await first_done(self._slot_freed.wait(), drain_wait)
                     continue
+                if free < self._refill:
+                    free = await self._more_slots()
                 fetch = asyncio.create_task(self.reliable.fetch(free, self.settings.fetch_block_s))
                 await asyncio.wait({fetch, drain_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
@@ -175,6 +182,28 @@ class AsyncJobsReceiver(Receiver):
                 await self._start_all(deliveries, drain_wait)
         finally:
             drain_wait.cancel()
+
+    async def _more_slots(self) -> int:
+        """Free slots, after waiting up to REFILL_WAIT_S for ``_refill`` of them.
+
+        A full worker freed one slot at a time and fetched one message at a time: a
+        round trip (and a fetch's Python) per task when tasks are short. Waiting a
+        moment lets a fetch fill several slots; the wait is bounded, so long tasks
+        holding the slots cost at most that much delay."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REFILL_WAIT_S
+        limit = self.settings.concurrency - self._refill
+        while len(self._running) > limit and not self._draining.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            self._slot_freed.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._slot_freed.wait()
+            except TimeoutError:
+                break
+        return self.settings.concurrency - len(self._running)
 
     async def _start_all(
         self, deliveries: Sequence[Delivery], drain_wait: asyncio.Task[Any]

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # terminationGracePeriodSeconds must be larger still (see README, "Deploying").
 HARD_MARGIN_S = 5.0
 CANCEL_GRACE_S = 2.0
+# A full worker waits up to REFILL_WAIT_S for 1/REFILL_SHARE of its slots to be free
+# before it fetches again (asyncjobs.worker.receiver._more_slots).
+REFILL_SHARE = 8
+REFILL_WAIT_S = 0.002
 DEFAULT_CONCURRENCY = 500
 
 
