@@ -101,7 +101,9 @@ def history_of(labels: Mapping[str, Any]) -> History:
     """The well-formed entries of the history label (the newest ``MAX_HISTORY``), each
     bounded: ``{attempt, error_type, error_message, at}``."""
     earlier = labels.get(HISTORY)
-    raw = earlier[-MAX_HISTORY:] if isinstance(earlier, list) else []
+    if not earlier or not isinstance(earlier, list):  # a first attempt's: none at all
+        return ()
+    raw = earlier[-MAX_HISTORY:]
     return tuple(entry for item in raw if (entry := _history_entry(item)) is not None)
 
 
