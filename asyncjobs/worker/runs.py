@@ -1,8 +1,9 @@
 """One message through the worker: decode it, refuse what must not run, run its task
 with its limits, settle the outcome; the hooks see every step.
 
-Kept from taskiq: ``Receiver.run_task`` (dependency injection, sync tasks in the thread
-pool, the ``timeout`` label), middlewares' ``pre_execute``/``post_execute``. Replaced,
+Kept from taskiq: ``Receiver.run_task`` for sync tasks (the thread pool) and tasks with
+dependencies (``asyncjobs.worker.task_call`` calls the others directly, to the same
+result), middlewares' ``pre_execute``/``post_execute``. Replaced,
 because taskiq's loses or hangs: an undecodable message, an unknown task name, a bad
 delivery count, too many deliveries and arguments that do not fit are dead-lettered with
 a reason (taskiq acks and drops them, logging the raw payload); a failed attempt is
