@@ -30,6 +30,11 @@ async def plain(x: int) -> int:
 
 
 @task
+async def returns_nothing() -> None:
+    return None
+
+
+@task
 async def with_context(x: int, context: Context = TaskiqDepends()) -> str:
     return f"{x}:{context.message.task_id}"
 
@@ -87,13 +92,19 @@ def test_only_async_tasks_without_dependencies_are_called_directly(app: App) -> 
 
 
 async def test_each_kind_of_task_runs_and_stores_its_result(app: App) -> None:
+    # None too (README "Looking a task up by id": every outcome is stored).
     _, finish, running = await start(app, concurrency=4)
     try:
-        handles = [await plain.kiq(1), await with_context.kiq(2), await in_a_thread.kiq(3)]
+        handles = [
+            await plain.kiq(1),
+            await with_context.kiq(2),
+            await in_a_thread.kiq(3),
+            await returns_nothing.kiq(),
+        ]
         results = [await h.wait_result(timeout=10) for h in handles]
     finally:
         await stop(app, finish, running)
-    assert [r.return_value for r in results] == [2, f"2:{handles[1].task_id}", 9]
+    assert [r.return_value for r in results] == [2, f"2:{handles[1].task_id}", 9, None]
     assert not any(r.is_err for r in results)
 
 
