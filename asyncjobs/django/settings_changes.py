@@ -13,7 +13,6 @@ from django.core.signals import setting_changed
 
 from asyncjobs.app import App, current_app
 from asyncjobs.errors import AsyncJobsError, ConfigurationError
-from asyncjobs.testing import TaskCapture
 
 logger = logging.getLogger("asyncjobs.django")
 CLOSE_WAIT_S = 10.0
@@ -23,6 +22,10 @@ def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting != "ASYNCJOBS":
         return
     from asyncjobs.django import conf
+
+    # Here, not at the top: settings change in tests; every process that sets Django up
+    # (a worker too) would otherwise import the whole test kit (issue 22: a worker's RSS).
+    from asyncjobs.testing import TaskCapture
 
     previous = None
     with contextlib.suppress(AsyncJobsError):

@@ -18,7 +18,6 @@ from django.conf import settings
 
 from asyncjobs.config import AsyncJobsConfig
 from asyncjobs.errors import ConfigurationError
-from asyncjobs.tracing import configure_tracing, process_role
 
 REQUIRED_FOR_REQUESTS = {
     "opentelemetry.instrumentation.django": "opentelemetry-instrumentation-django",
@@ -38,6 +37,10 @@ def setup_tracing(config: AsyncJobsConfig) -> None:
     tracing = config.tracing_settings
     if tracing is None:
         return
+    # Here, not at the top: it brings the OpenTelemetry SDK, which a process with
+    # tracing off never needs (issue 22: a worker's RSS).
+    from asyncjobs.tracing import configure_tracing, process_role
+
     role = process_role()
     configure_tracing(config, project=project_name(), role=role)
     if role == "web" and tracing.instrument_django:

@@ -16,13 +16,13 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import django
 
 from asyncjobs.app import current_broker
 from asyncjobs.django.conf import reporting_start_errors
 from asyncjobs.errors import ConfigurationError
-from asyncjobs.scheduling import AsyncJobsScheduler
 from asyncjobs.worker import install_receiver
 
 logger = logging.getLogger("asyncjobs.worker")
@@ -84,5 +84,14 @@ except ConfigurationError as exc:
 install_receiver()
 
 broker = current_broker()
-# `taskiq scheduler asyncjobs.django.worker:scheduler`: any number of replicas.
-scheduler = AsyncJobsScheduler(broker)
+
+
+def __getattr__(name: str) -> Any:
+    """``scheduler``: `taskiq scheduler asyncjobs.django.worker:scheduler` (any number of
+    replicas), built on first access: a worker process never imports the scheduler."""
+    if name != "scheduler":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from asyncjobs.scheduling import AsyncJobsScheduler
+
+    scheduler = globals()["scheduler"] = AsyncJobsScheduler(broker)
+    return scheduler

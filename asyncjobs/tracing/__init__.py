@@ -12,15 +12,43 @@ Turned on by one setting, ``ASYNCJOBS["TRACING"] = True`` (or a dict, see
   it); spans the task creates are its children.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Every worker needs the conventions (a stored result leaves the trace context out, with
+# tracing on or off); the rest is imported on first use: the SDK's tracer provider,
+# resources (psutil) and exporters are megabytes no process with tracing off should
+# carry (issue 22: a worker's RSS).
 from asyncjobs.tracing.conventions import take_trace_context, without_trace_context
-from asyncjobs.tracing.producer import SendTracing
-from asyncjobs.tracing.setup import (
-    build_tracer_provider,
-    configure_tracing,
-    enable_tracing,
-    flush,
-    process_role,
-)
+
+if TYPE_CHECKING:
+    from asyncjobs.tracing.producer import SendTracing
+    from asyncjobs.tracing.setup import (
+        build_tracer_provider,
+        configure_tracing,
+        enable_tracing,
+        flush,
+        process_role,
+    )
+
+_LAZY = {
+    "SendTracing": "asyncjobs.tracing.producer",
+    "build_tracer_provider": "asyncjobs.tracing.setup",
+    "configure_tracing": "asyncjobs.tracing.setup",
+    "enable_tracing": "asyncjobs.tracing.setup",
+    "flush": "asyncjobs.tracing.setup",
+    "process_role": "asyncjobs.tracing.setup",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "SendTracing",
