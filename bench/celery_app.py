@@ -4,7 +4,7 @@
         celery -A bench.celery_app worker --pool threads --concurrency 100 \
         --without-gossip --without-mingle --without-heartbeat
 
-Celery's defaults otherwise (bench/README.md "Celery" says why this pool and what its
+Celery's defaults otherwise (bench/README.md "Celery and Dramatiq" says why this pool and what its
 defaults guarantee): JSON messages, early acks, a classic queue on RabbitMQ, no result
 backend (``task_ignore_result``). ``BENCH_RAW_QUEUE`` names the queue and the exchange,
 and on Redis kombu's keys of unacked messages.

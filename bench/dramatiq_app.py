@@ -7,7 +7,7 @@
 ``RabbitmqBroker`` (queues ``BENCH_RAW_QUEUE`` and its ``.DQ`` / ``.XQ``), with their
 defaults otherwise: default middleware (age and time limits, retries, ...), no result
 backend, acks after the actor returned, no publisher confirms on RabbitMQ
-(bench/README.md "Dramatiq" says what differs).
+(bench/README.md "Celery and Dramatiq" says what differs).
 """
 
 from __future__ import annotations
