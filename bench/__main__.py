@@ -1,8 +1,11 @@
-"""``make bench`` / ``python -m bench``: asyncjobs against raw taskiq, Redis and RabbitMQ.
+"""``make bench`` / ``python -m bench``: asyncjobs against raw taskiq, Celery and Dramatiq,
+on Redis and RabbitMQ.
 
-    python -m bench [--quick | --smoke] [--json PATH] [--brokers redis,amqp] [--tracing]
+    python -m bench [--quick | --smoke] [--json PATH] [--brokers redis,amqp]
+        [--sides asyncjobs,raw,celery,dramatiq] [--tracing]
 
-Prints a table (see bench/README.md for the method), then the operator console's
+Prints a table per broker and issue 22's goals (see bench/README.md for the method),
+then the operator console's
 dead-letter pages with 100,000 letters (``bench.console_pages``, 2,000 with ``--smoke``;
 a process of its own: it sets Django up); ``--tracing`` also runs
 ``bench.tracing_overhead`` (runnable on its own: ``python -m bench.tracing_overhead``).
@@ -77,7 +80,7 @@ async def _clean_up(target: Target, ledger: Ledger) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="asyncjobs vs raw taskiq benchmark")
+    parser = argparse.ArgumentParser(description="asyncjobs vs raw taskiq, Celery and Dramatiq")
     parser.add_argument("--quick", action="store_true", help="small sizes, ~30 s smoke run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does it still run?")
     parser.add_argument("--json", type=Path, help="write the figures to this file")

@@ -1,18 +1,22 @@
-"""The measured phases, run for one target (asyncjobs or raw taskiq on one broker).
+"""The measured phases, run for one target (one side on one broker).
 
-1. enqueue, sequential: ``await kiq()`` one after another (``enqueue`` no-op tasks);
-2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more);
+1. enqueue, sequential: ``await kiq()`` one after another (``enqueue`` no-op tasks; the
+   sync sides: ``.delay()`` / ``.send()``);
+2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more; the
+   sync sides: a pool of threads, ``bench.sync_sides``);
 3. processing: a worker started on that backlog (both enqueue phases, 2 x ``enqueue``)
    drains it; rate = tasks / (last task finished - first task started), worker clocks;
-   asyncjobs only, then the same again with the worker's per-task log lines off
-   (``--log-level WARNING``; the first run logs at taskiq's default, INFO); then
-   the same with ``MONITOR`` on and off, in alternating rounds (``bench.monitor_cost``);
-4. RSS of the worker child after those tasks;
+   CPU per message = the worker's process tree's CPU time from its first task's start to
+   drained (``bench.cpu``) / tasks; asyncjobs only, then the same again with the
+   worker's per-task log lines off (``--log-level WARNING``; the first run logs at
+   taskiq's default, INFO); then the same with ``MONITOR`` on and off, in alternating
+   rounds (``bench.monitor_cost``);
+4. RSS of the worker's task process after those tasks;
 5. latency: on the now idle worker, ``latency`` tasks sent one at a time, ``gap_s``
    apart; each task measures time.time() at its start minus the producer's time.time()
    just before ``kiq()``; p50 / p99;
-6. I/O-bound: ``io`` tasks each ``asyncio.sleep(0.05)`` enqueued, then a fresh worker
-   started (default settings); time = last finished - first started.
+6. I/O-bound: ``io`` tasks each sleeping 50 ms enqueued, then a fresh worker started
+   (the same settings); time = last finished - first started.
 7. asyncjobs only, sending paths (``bench.send_paths``, a process of its own as a WSGI
    worker is): ``sends`` tasks each by ``await kiq()``, by ``kiq_sync()`` from one
    thread and from ``send_threads`` threads; then a worker drains the 3 x ``sends``.
