@@ -1,9 +1,13 @@
-"""Exactly-once ledger shared by the asyncjobs and the raw taskiq bench tasks.
+"""Exactly-once ledger shared by the bench tasks of every side (asyncjobs, raw taskiq,
+Celery, Dramatiq).
 
 Inside a worker, ``record()`` only appends to a buffer; one background task flushes it to
 Redis every ``FLUSH_S`` in a single pipeline (SADD ids, INCRBY count, first start / last
 finish, latencies). A per-task Redis round trip would dominate a no-op task and hide the
-difference between the two workers, so the bookkeeping is batched for both alike.
+difference between the workers, so the bookkeeping is batched for all alike. Thread-pool
+workers (Celery, Dramatiq) call ``record_threaded()``: the same buffer behind a lock,
+flushed by a daemon thread on the same period (one per process: started on first use,
+again in a forked child).
 
 In Redis, under ``{key}``: ``:ids`` (set: duplicates collapse), ``:count`` (counter:
 duplicates add up), ``:times`` (zset, ``first`` = earliest start, ``last`` = latest
@@ -17,9 +21,11 @@ import asyncio
 import contextlib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
+import redis
 from redis.asyncio import Redis
 
 FLUSH_S = 0.02
@@ -40,8 +46,37 @@ _flusher: asyncio.Task[None] | None = None
 
 
 def record(key: str, i: int, started: float, sent: float = 0.0) -> None:
-    """Count task ``i`` of phase ``key`` as run (``started``/``sent``: ``time.time()``)."""
+    """Count task ``i`` of phase ``key`` as run (``started``/``sent``: ``time.time()``);
+    from a task on an asyncio loop."""
     global _flusher
+    _add(key, i, started, sent)
+    if _flusher is None or _flusher.done():
+        _flusher = asyncio.get_running_loop().create_task(_flush_forever())
+
+
+_lock = threading.Lock()
+_thread_started = False
+
+
+def record_threaded(key: str, i: int, started: float, sent: float = 0.0) -> None:
+    """``record()`` from a worker thread with no loop (Celery, Dramatiq)."""
+    global _thread_started
+    with _lock:
+        _add(key, i, started, sent)
+        if not _thread_started:
+            _thread_started = True
+            threading.Thread(target=_flush_thread, name="bench-recorder", daemon=True).start()
+
+
+def _forked() -> None:
+    global _lock, _thread_started, _pending
+    _lock, _thread_started, _pending = threading.Lock(), False, {}
+
+
+os.register_at_fork(after_in_child=_forked)  # a prefork child has no flusher thread
+
+
+def _add(key: str, i: int, started: float, sent: float) -> None:
     entry = _pending.get(key)
     if entry is None:
         entry = _pending[key] = _Pending()
@@ -50,31 +85,57 @@ def record(key: str, i: int, started: float, sent: float = 0.0) -> None:
     entry.last = max(entry.last, time.time())
     if sent:
         entry.latencies.append(started - sent)
-    if _flusher is None or _flusher.done():
-        _flusher = asyncio.get_running_loop().create_task(_flush_forever())
+
+
+def _take() -> dict[str, _Pending]:
+    global _pending
+    batch, _pending = _pending, {}
+    return batch
+
+
+def _write(
+    pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, batch: dict[str, _Pending]
+) -> None:
+    for key, entry in batch.items():
+        pipe.sadd(f"{key}:ids", *entry.ids)
+        pipe.incrby(f"{key}:count", len(entry.ids))
+        pipe.zadd(f"{key}:times", {"first": entry.first}, lt=True)
+        pipe.zadd(f"{key}:times", {"last": entry.last}, gt=True)
+        if entry.latencies:
+            pipe.rpush(f"{key}:lat", *entry.latencies)
 
 
 async def _flush_forever() -> None:
-    global _pending
     conn = Redis.from_url(os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL))
     try:
         while True:
             await asyncio.sleep(FLUSH_S)
             if not _pending:
                 continue
-            batch, _pending = _pending, {}
             pipe = conn.pipeline(transaction=False)
-            for key, entry in batch.items():
-                pipe.sadd(f"{key}:ids", *entry.ids)
-                pipe.incrby(f"{key}:count", len(entry.ids))
-                pipe.zadd(f"{key}:times", {"first": entry.first}, lt=True)
-                pipe.zadd(f"{key}:times", {"last": entry.last}, gt=True)
-                if entry.latencies:
-                    pipe.rpush(f"{key}:lat", *entry.latencies)
+            _write(pipe, _take())
             await pipe.execute()
     finally:
         with contextlib.suppress(Exception):
             await conn.aclose()
+
+
+def _flush_thread() -> None:
+    global _thread_started
+    conn = redis.Redis.from_url(os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL))
+    try:
+        while True:
+            time.sleep(FLUSH_S)  # the flush period, as the asyncio flusher's
+            if not _pending:
+                continue
+            with _lock:
+                batch = _take()
+            pipe = conn.pipeline(transaction=False)
+            _write(pipe, batch)
+            pipe.execute()
+    finally:  # as the asyncio flusher: the next record() starts another
+        _thread_started = False
+        conn.close()
 
 
 @dataclass

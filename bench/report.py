@@ -1,4 +1,5 @@
-"""The table ``python -m bench`` prints, the issue's goals, and the JSON it writes."""
+"""The tables ``python -m bench`` prints (one per broker: every side's figures, asyncjobs'
+ratio to each other side, asyncjobs-only rows; then issue 22's goals) and its JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.goals import ISSUE_22, Own, own_goal, verdict
 from bench.suite import Figure, Results
+from bench.sync_sides import CELERY, DRAMATIQ
+from bench.workers import ASYNCJOBS, RAW, SIDES
+
+SIDE_NAMES = {ASYNCJOBS: "asyncjobs", RAW: "raw taskiq", CELERY: "celery", DRAMATIQ: "dramatiq"}
+RATIO_NAMES = {RAW: "aj/raw", CELERY: "aj/celery", DRAMATIQ: "aj/dramatiq"}
 
 
 @dataclass(frozen=True)
@@ -18,35 +25,43 @@ class Metric:
     label: str
     fmt: str
     higher_is_better: bool
-    ratio_goal: float | None = None  # asyncjobs/raw must be at least this
-    limit: float | None = None  # asyncjobs' own figure must be at most this
-    limit_brokers: tuple[str, ...] = ("redis", "amqp")
-    # (another figure of asyncjobs', at least this fraction of it)
-    of_own: tuple[str, float] | None = None
-    # (another figure of asyncjobs', what to call it): shows that one / this one
-    beside: tuple[str, str] | None = None
-    # (another figure of asyncjobs', at most this multiple of it)
-    within_own: tuple[str, float] | None = None
-    own_label: str = "await"  # what the other figure is called in the goal column
+    own: Own | None = None  # asyncjobs-only rows: a goal against another figure of its own
 
 
-METRICS = (
-    Metric("enqueue_seq_per_s", "enqueue, sequential awaits /s", "{:,.0f}", True, ratio_goal=2),
-    Metric("enqueue_conc_per_s", "enqueue, gather chunks /s", "{:,.0f}", True, ratio_goal=2),
-    Metric("process_per_s", "processing, no-op tasks /s", "{:,.0f}", True, ratio_goal=2),
+# Every side, the same workloads (bench/README.md "Figures").
+COMPARED = (
+    Metric("enqueue_seq_per_s", "enqueue, one at a time /s", "{:,.0f}", True),
+    Metric("enqueue_conc_per_s", "enqueue, concurrent /s", "{:,.0f}", True),
+    Metric("process_per_s", "processing, no-op tasks /s", "{:,.0f}", True),
+    Metric("cpu_us_per_msg", "CPU per message, us", "{:,.1f}", False),
+    Metric("latency_p50_ms", "latency enqueue->start p50 ms", "{:.2f}", False),
+    Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False),
+    Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False),
+    Metric("rss_mb", "worker RSS after run, MiB", "{:.1f}", False),
+)
+
+# asyncjobs only, each with its goal against another figure of its own.
+OWN = (
     Metric(
         "process_quiet_per_s",
-        "  same, task log lines off /s",
+        "processing, task log lines off /s",
         "{:,.0f}",
         True,
-        beside=("process_per_s", "with the lines"),
+        Own(beside=("process_per_s", "with the lines")),
+    ),
+    Metric(
+        "process_quiet_cpu_us",
+        "  CPU per message, lines off, us",
+        "{:,.1f}",
+        False,
+        Own(beside=("cpu_us_per_msg", "with the lines")),
     ),
     Metric(
         "process_monitor_off_per_s",
         "  same, MONITOR off /s",
         "{:,.0f}",
         True,
-        beside=("process_monitor_on_per_s", "on"),
+        Own(beside=("process_monitor_on_per_s", "on")),
     ),
     Metric("process_monitor_on_per_s", "  same, MONITOR on /s", "{:,.0f}", True),
     Metric(
@@ -54,14 +69,10 @@ METRICS = (
         "  CPU per task, MONITOR on, us",
         "{:,.1f}",
         False,
-        within_own=("process_monitor_off_cpu_us", 1.03),  # the registry's budget: <= 3 %
-        own_label="off",
+        # the registry's budget: <= 3 %
+        Own(within=("process_monitor_off_cpu_us", 1.03), label="off"),
     ),
     Metric("process_monitor_off_cpu_us", "  CPU per task, MONITOR off, us", "{:,.1f}", False),
-    Metric("latency_p50_ms", "latency enqueue->start p50 ms", "{:.2f}", False, None, 2, ("redis",)),
-    Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False, None, 5, ("redis",)),
-    Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False, limit=0.5),
-    Metric("rss_mb", "worker RSS after run, MiB", "{:.1f}", False, limit=100),
     Metric("send_await_per_s", "send: await kiq() /s", "{:,.0f}", True),
     Metric("send_sync_1_per_s", "send: kiq_sync 1 thread /s", "{:,.0f}", True),
     Metric(
@@ -69,7 +80,7 @@ METRICS = (
         "send: kiq_sync 16 threads /s",
         "{:,.0f}",
         True,
-        of_own=("send_await_per_s", 0.5),
+        Own(of=("send_await_per_s", 0.5)),
     ),
     Metric("kiq_p50_us", "tasks: await kiq() p50 us", "{:,.0f}", False),
     Metric(
@@ -77,8 +88,7 @@ METRICS = (
         "tasks: aenqueue() p50 us",
         "{:,.0f}",
         False,
-        within_own=("kiq_p50_us", 1.2),
-        own_label="kiq",
+        Own(within=("kiq_p50_us", 1.2), label="kiq"),
     ),
     Metric("kiq_per_s", "tasks: await kiq() /s", "{:,.0f}", True),
     Metric(
@@ -86,10 +96,11 @@ METRICS = (
         "tasks: aenqueue() /s",
         "{:,.0f}",
         True,
-        of_own=("kiq_per_s", 0.83),  # within 1.2x: at least 1 / 1.2 of the kiq() rate
-        own_label="kiq",
+        # within 1.2x: at least 1 / 1.2 of the kiq() rate
+        Own(of=("kiq_per_s", 0.83), label="kiq"),
     ),
 )
+LABEL_W, VALUE_W, RATIO_W = 34, 11, 12
 
 
 def _cell(fig: Figure | None, fmt: str) -> str:
@@ -98,94 +109,94 @@ def _cell(fig: Figure | None, fmt: str) -> str:
     return fmt.format(fig.value) if fig.value is not None else "INVALID"
 
 
-def goal(
-    metric: Metric,
-    broker: str,
-    ours: Figure | None,
-    raw: Figure | None,
-    own: dict[str, Figure] | None = None,
-) -> str:
-    """'goal: met' / 'goal: NOT met' / '' (no goal for this broker)."""
-    mine = ours.value if ours else None
-    against_own = _against_own(metric, mine, own or {})
-    if against_own is not None:
-        return against_own
-    if metric.ratio_goal is not None:
-        theirs = raw.value if raw else None
-        return _verdict(f">= {metric.ratio_goal:g}x raw", mine, theirs, metric.ratio_goal)
-    if metric.limit is not None and broker in metric.limit_brokers:
-        if mine is None:
-            return f"<= {metric.limit:g}: unknown"
-        return f"<= {metric.limit:g}: {'met' if mine <= metric.limit else 'NOT met'}"
-    return ""
+def _ratio(ours: Figure | None, theirs: Figure | None) -> str:
+    if ours and theirs and ours.value is not None and theirs.value:
+        ratio = ours.value / theirs.value
+        return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.3f}"
+    return "-"
 
 
-def _against_own(metric: Metric, mine: float | None, own: dict[str, Figure]) -> str | None:
-    """The goal column of a figure compared with another of asyncjobs' own; None: not one."""
-    if metric.beside is not None:
-        return _beside(metric.beside, mine, own)
-    if metric.within_own is not None:
-        return _within(metric.within_own, mine, own, metric.own_label)
-    if metric.of_own is not None:
-        other_key, fraction = metric.of_own
-        other = own.get(other_key)
-        text = f">= {fraction:g}x {metric.own_label}"
-        return _verdict(text, mine, other.value if other else None, fraction)
-    return None
+def _compared(sides: dict[str, Results]) -> list[str]:
+    """The figures of every side in columns, then asyncjobs / each other side."""
+    shown = [s for s in SIDES if s in sides]
+    others = [s for s in shown if s != ASYNCJOBS] if ASYNCJOBS in sides else []
+    head = f"{'':<{LABEL_W}}" + "".join(f"{SIDE_NAMES[s]:>{VALUE_W}}" for s in shown)
+    lines = [head + "".join(f"{RATIO_NAMES[s]:>{RATIO_W}}" for s in others)]
+    ours = sides.get(ASYNCJOBS)
+    for m in COMPARED:
+        figs = {s: sides[s].figures.get(m.key) for s in shown}
+        row = f"{m.label + (' ^' if m.higher_is_better else ' v'):<{LABEL_W}}"
+        row += "".join(f"{_cell(figs[s], m.fmt):>{VALUE_W}}" for s in shown)
+        mine = ours.figures.get(m.key) if ours else None
+        lines.append(row + "".join(f"{_ratio(mine, figs[s]):>{RATIO_W}}" for s in others))
+    return lines
 
 
-def _beside(beside: tuple[str, str], mine: float | None, own: dict[str, Figure]) -> str:
-    """'with the lines: 0.93x this': another figure of asyncjobs' over this one."""
-    other_key, name = beside
-    other = own.get(other_key)
-    if not mine or other is None or other.value is None:
-        return ""
-    return f"{name}: {other.value / mine:.2f}x this"
+def _own(ours: Results) -> list[str]:
+    lines = ["asyncjobs only:"]
+    for m in OWN:
+        fig = ours.figures.get(m.key)
+        if fig is None:
+            continue
+        goal = own_goal(m.own, fig.value, ours.figures)
+        arrow = " ^" if m.higher_is_better else " v"
+        lines.append(f"{m.label + arrow:<{LABEL_W}}{_cell(fig, m.fmt):>{VALUE_W}}  {goal}".rstrip())
+    return lines
 
 
-def _within(
-    within: tuple[str, float], mine: float | None, own: dict[str, Figure], label: str
-) -> str:
-    """Whether ``mine`` is at most ``factor`` times asyncjobs' other figure (the ratio)."""
-    other_key, factor = within
-    other = own.get(other_key)
-    theirs = other.value if other else None
-    if mine is None or not theirs:
-        return f"<= {factor:g}x {label}: unknown"
-    verdict = "met" if mine <= factor * theirs else "NOT met"
-    return f"<= {factor:g}x {label}: {verdict} ({mine / theirs:.3f}x)"
+def goal_verdicts(
+    results: dict[str, dict[str, Results]],
+) -> dict[str, dict[str, tuple[str, bool | None]]]:
+    """{goal key: {broker: (text, met)}} for issue 22's goals, where asyncjobs ran."""
+    found: dict[str, dict[str, tuple[str, bool | None]]] = {}
+    for goal in ISSUE_22:
+        for broker, sides in results.items():
+            if ASYNCJOBS not in sides:
+                continue
+            ours = sides[ASYNCJOBS].figures.get(goal.key)
+            raw = sides[RAW].figures.get(goal.key) if RAW in sides else None
+            text, met = verdict(goal, broker, ours, raw)
+            if text:
+                found.setdefault(goal.key, {})[broker] = (text, met)
+    return found
 
 
-def _verdict(text: str, mine: float | None, other: float | None, factor: float) -> str:
-    """Whether ``mine`` is at least ``factor`` times ``other``."""
-    if mine is None or not other:
-        return f"{text}: unknown"
-    return f"{text}: {'met' if mine >= factor * other else 'NOT met'}"
+def _goals(results: dict[str, dict[str, Results]]) -> list[str]:
+    verdicts = goal_verdicts(results)
+    if not verdicts:
+        return []
+    brokers = [b for b in results if ASYNCJOBS in results[b]]
+    width = 36
+    lines = ["", "== goals (issue 22; asyncjobs, one worker process) =="]
+    lines.append((f"{'':<{LABEL_W}}" + "".join(f"{b:<{width}}" for b in brokers)).rstrip())
+    met = total = 0
+    for goal in ISSUE_22:
+        cells = verdicts.get(goal.key, {})
+        texts = [cells.get(b, ("", None))[0] for b in brokers]
+        lines.append(f"{goal.label:<{LABEL_W}}" + "".join(f"{t:<{width}}" for t in texts).rstrip())
+        total += len(cells)
+        met += sum(1 for _, ok in cells.values() if ok)
+    lines.append(f"met: {met} of {total}")
+    return lines
 
 
 def table(results: dict[str, dict[str, Results]]) -> str:
-    head = f"{'':<32}{'asyncjobs':>12}{'raw taskiq':>12}{'aj/raw':>9}  goal (asyncjobs)"
     lines: list[str] = []
     for broker, sides in results.items():
-        lines += ["", f"== {broker} ==", head]
-        ours, raw = sides.get("asyncjobs"), sides.get("raw")
-        for m in METRICS:
-            a = ours.figures.get(m.key) if ours else None
-            r = raw.figures.get(m.key) if raw else None
-            ratio = "-"
-            if a and r and a.value is not None and r.value:
-                ratio = f"{a.value / r.value:.2f}"
-            arrow = "^" if m.higher_is_better else "v"
-            lines.append(
-                f"{m.label + ' ' + arrow:<32}{_cell(a, m.fmt):>12}{_cell(r, m.fmt):>12}"
-                f"{ratio:>9}  {goal(m, broker, a, r, ours.figures if ours else None)}"
-            )
+        lines += ["", f"== {broker} =="]
+        lines += _compared(sides)
+        if ASYNCJOBS in sides and any(m.key in sides[ASYNCJOBS].figures for m in OWN):
+            lines += _own(sides[ASYNCJOBS])
         for side, res in sides.items():
             for key, fig in res.figures.items():
                 if fig.note:
                     lines.append(f"  note: {side} {key}: {fig.note}")
+    lines += _goals(results)
     lines.append("")
-    lines.append("^ higher is better (ratio > 1: asyncjobs faster); v lower is better (ratio < 1)")
+    lines.append(
+        "^ higher is better (aj/x > 1: asyncjobs faster); v lower is better (aj/x < 1: "
+        "asyncjobs better)"
+    )
     return "\n".join(lines)
 
 
@@ -212,6 +223,10 @@ def machine() -> dict[str, object]:
 def write_json(path: Path, meta: dict[str, object], results: dict[str, dict[str, Results]]) -> None:
     data = {
         "meta": meta,
+        "goals": {
+            key: {broker: {"goal": text, "met": met} for broker, (text, met) in cells.items()}
+            for key, cells in goal_verdicts(results).items()
+        },
         "results": {
             broker: {
                 side: {key: fig.to_json() for key, fig in res.figures.items()}

@@ -1,18 +1,22 @@
-"""The measured phases, run for one target (asyncjobs or raw taskiq on one broker).
+"""The measured phases, run for one target (one side on one broker).
 
-1. enqueue, sequential: ``await kiq()`` one after another (``enqueue`` no-op tasks);
-2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more);
+1. enqueue, sequential: ``await kiq()`` one after another (``enqueue`` no-op tasks; the
+   sync sides: ``.delay()`` / ``.send()``);
+2. enqueue, concurrent: ``asyncio.gather`` over chunks of ``chunk`` (``enqueue`` more; the
+   sync sides: a pool of threads, ``bench.sync_sides``);
 3. processing: a worker started on that backlog (both enqueue phases, 2 x ``enqueue``)
    drains it; rate = tasks / (last task finished - first task started), worker clocks;
-   asyncjobs only, then the same again with the worker's per-task log lines off
-   (``--log-level WARNING``; the first run logs at taskiq's default, INFO); then
-   the same with ``MONITOR`` on and off, in alternating rounds (``bench.monitor_cost``);
-4. RSS of the worker child after those tasks;
+   CPU per message = the worker's process tree's CPU time from its first task's start to
+   drained (``bench.cpu``) / tasks; asyncjobs only, then the same again with the
+   worker's per-task log lines off (``--log-level WARNING``; the first run logs at
+   taskiq's default, INFO); then the same with ``MONITOR`` on and off, in alternating
+   rounds (``bench.monitor_cost``);
+4. RSS of the worker's task process after those tasks;
 5. latency: on the now idle worker, ``latency`` tasks sent one at a time, ``gap_s``
    apart; each task measures time.time() at its start minus the producer's time.time()
    just before ``kiq()``; p50 / p99;
-6. I/O-bound: ``io`` tasks each ``asyncio.sleep(0.05)`` enqueued, then a fresh worker
-   started (default settings); time = last finished - first started.
+6. I/O-bound: ``io`` tasks each sleeping 50 ms enqueued, then a fresh worker started
+   (the same settings); time = last finished - first started.
 7. asyncjobs only, sending paths (``bench.send_paths``, a process of its own as a WSGI
    worker is): ``sends`` tasks each by ``await kiq()``, by ``kiq_sync()`` from one
    thread and from ``send_threads`` threads; then a worker drains the 3 x ``sends``.
@@ -34,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.cpu import CpuSampler
 from bench.monitor_cost import monitor_cost
 from bench.recorder import Ledger, Tally
 from bench.workers import (
@@ -105,45 +110,28 @@ async def run_target(
     total = 2 * sizes.enqueue
     async with Producer(target) as producer:
         began = time.perf_counter()
-        for i in range(sizes.enqueue):
-            await producer.kiq("noop", proc_key, i)
+        await producer.send_each("noop", proc_key, range(sizes.enqueue))
         seq_rate = sizes.enqueue / (time.perf_counter() - began)
         began = time.perf_counter()
-        for start in range(sizes.enqueue, total, sizes.chunk):
-            stop = min(total, start + sizes.chunk)
-            await asyncio.gather(*(producer.kiq("noop", proc_key, i) for i in range(start, stop)))
+        await producer.send_concurrently("noop", proc_key, range(sizes.enqueue, total), sizes.chunk)
         conc_rate = sizes.enqueue / (time.perf_counter() - began)
 
         worker = target.start_worker(log_dir, "main")
         try:
-            tally = await _wait(ledger, proc_key, total, worker)
+            tally, cpu_s = await _drain_backlog(ledger, proc_key, total, worker)
             bad = _check(tally, total)
             figs["process_per_s"] = Figure(None if bad else total / tally.span_s, bad)
+            figs["cpu_us_per_msg"] = _cpu_figure(cpu_s, total, bad)
             figs["enqueue_seq_per_s"] = Figure(None if bad else seq_rate, bad)
             figs["enqueue_conc_per_s"] = Figure(None if bad else conc_rate, bad)
             rss = worker_rss_mb(worker)
             figs["rss_mb"] = Figure(rss, "" if rss is not None else "no worker child found")
-
-            for i in range(20):  # warm-up: connections, first-call paths
-                await producer.kiq("latency", f"{lat_key}-warm", i, time.time())
-            await _wait(ledger, f"{lat_key}-warm", 20, worker)
-            for i in range(sizes.latency):
-                await producer.kiq("latency", lat_key, i, time.time())
-                await asyncio.sleep(sizes.gap_s)
-            tally = await _wait(ledger, lat_key, sizes.latency, worker)
-            bad = _check(tally, sizes.latency)
-            lat_ms = [x * 1000 for x in tally.latencies]
-            p50 = None if bad else statistics.median(lat_ms)
-            p99 = None if bad else _percentile(lat_ms, 0.99)
-            figs["latency_p50_ms"] = Figure(p50, bad)
-            figs["latency_p99_ms"] = Figure(p99, bad)
+            figs.update(await _latency(producer, sizes, ledger, worker, lat_key))
         finally:
             worker.stop(timeout_s=20)
         figs.update(await _costs(producer, target, sizes, ledger, log_dir, tag))
 
-        for start in range(0, sizes.io, sizes.chunk):
-            stop = min(sizes.io, start + sizes.chunk)
-            await asyncio.gather(*(producer.kiq("sleep", io_key, i) for i in range(start, stop)))
+        await producer.send_concurrently("sleep", io_key, range(sizes.io), sizes.chunk)
         worker = target.start_worker(log_dir, "io")
         try:
             tally = await _wait(ledger, io_key, sizes.io, worker)
@@ -155,6 +143,43 @@ async def run_target(
         figs.update(await _send_paths(target, sizes, ledger, log_dir, f"{tag}:send"))
         figs.update(await _task_backend(target, sizes, ledger, log_dir, f"{tag}:tasks"))
     return out
+
+
+async def _drain_backlog(
+    ledger: Ledger, key: str, expected: int, worker: ManagedProcess
+) -> tuple[Tally, float | None]:
+    """Wait for a worker just started on a backlog to drain it; the tally and the CPU
+    seconds its process tree used from the first task's start to drained (bench.cpu)."""
+    async with CpuSampler(worker) as cpu:
+        tally = await _wait(ledger, key, expected, worker)
+    return tally, cpu.used_since(tally.first)
+
+
+def _cpu_figure(cpu_s: float | None, n: int, bad: str) -> Figure:
+    if bad:
+        return Figure(None, bad)
+    if cpu_s is None:
+        return Figure(None, "no CPU samples around the first task's start")
+    return Figure(cpu_s / n * 1e6)
+
+
+async def _latency(
+    producer: Producer, sizes: Sizes, ledger: Ledger, worker: ManagedProcess, key: str
+) -> dict[str, Figure]:
+    """Phase 5, on the idle worker: ``sizes.latency`` tasks sent one at a time."""
+    for i in range(20):  # warm-up: connections, first-call paths
+        await producer.kiq("latency", f"{key}-warm", i, time.time())
+    await _wait(ledger, f"{key}-warm", 20, worker)
+    for i in range(sizes.latency):
+        await producer.kiq("latency", key, i, time.time())
+        await asyncio.sleep(sizes.gap_s)
+    tally = await _wait(ledger, key, sizes.latency, worker)
+    bad = _check(tally, sizes.latency)
+    lat_ms = [x * 1000 for x in tally.latencies]
+    return {
+        "latency_p50_ms": Figure(None if bad else statistics.median(lat_ms), bad),
+        "latency_p99_ms": Figure(None if bad else _percentile(lat_ms, 0.99), bad),
+    }
 
 
 async def _costs(
@@ -174,16 +199,17 @@ async def _quiet(
     if target.kind != ASYNCJOBS:
         return {}
     total = 2 * sizes.enqueue
-    for start in range(0, total, sizes.chunk):
-        stop = min(total, start + sizes.chunk)
-        await asyncio.gather(*(producer.kiq("noop", key, i) for i in range(start, stop)))
+    await producer.send_concurrently("noop", key, range(total), sizes.chunk)
     worker = target.start_worker(log_dir, "quiet", log_level="WARNING")
     try:
-        tally = await _wait(ledger, key, total, worker)
+        tally, cpu_s = await _drain_backlog(ledger, key, total, worker)
     finally:
         worker.stop(timeout_s=20)
     bad = _check(tally, total)
-    return {"process_quiet_per_s": Figure(None if bad else total / tally.span_s, bad)}
+    return {
+        "process_quiet_per_s": Figure(None if bad else total / tally.span_s, bad),
+        "process_quiet_cpu_us": _cpu_figure(cpu_s, total, bad),
+    }
 
 
 async def _monitor(

@@ -1,13 +1,16 @@
-"""Worker processes and producers for the two sides of every comparison.
+"""Worker processes and producers for the sides of every comparison.
 
-Workers are real ``taskiq worker ... --workers 1`` processes (``ManagedProcess``: own
-session, one log file, SIGKILL of the group as the last resort). Producers live in this
-process: asyncjobs configured from the same settings as its worker, or a raw taskiq
-broker built by ``bench.raw_app.make_broker``.
+Workers are real processes, one worker process each (``ManagedProcess``: own session, one
+log file, SIGKILL of the group as the last resort): ``taskiq worker ... --workers 1``
+(asyncjobs, raw taskiq), ``celery -A bench.celery_app worker`` and ``dramatiq
+bench.dramatiq_app --processes 1``. Producers live in this process: asyncjobs configured
+from the same settings as its worker, a raw taskiq broker built by
+``bench.raw_app.make_broker``, or a sync side's ``bench.sync_sides.SyncSender``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,10 +22,12 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from bench.sync_sides import CELERY, DRAMATIQ, SyncSender, worker_args
 from example.processes import REPO_ROOT, ManagedProcess
 
 ASYNCJOBS = "asyncjobs"
 RAW = "raw"
+SIDES = (ASYNCJOBS, RAW, CELERY, DRAMATIQ)  # the order of the table's columns
 SETTINGS_MODULE = "bench.settings"
 QUEUES = ("default", "emails")
 AJ_APP = "asyncjobs.django.worker:broker"
@@ -31,13 +36,13 @@ RAW_APP = "bench.raw_app:broker"
 
 @dataclass(frozen=True)
 class Target:
-    """One side of one comparison: ``kind`` (asyncjobs / raw) on ``broker_url``."""
+    """One side of one comparison: ``kind`` (one of ``SIDES``) on ``broker_url``."""
 
     kind: str
     broker: str  # "redis" / "amqp"
     broker_url: str
     redis_url: str  # the ledger's (and asyncjobs' result backend's on Redis)
-    name: str  # asyncjobs KEY_PREFIX / raw stream, queue and exchange name
+    name: str  # asyncjobs KEY_PREFIX / the others' stream, queue and exchange name
 
     def settings(self) -> dict[str, Any]:
         return {"BROKER_URL": self.broker_url, "KEY_PREFIX": self.name, "QUEUES": list(QUEUES)}
@@ -65,22 +70,42 @@ class Target:
         log_level: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ManagedProcess:
-        """``taskiq worker`` at its default log level (INFO), or at ``log_level``;
-        ``env``: more environment variables (e.g. ``ASYNCJOBS_MONITOR``)."""
-        app = "asyncjobs.django.worker:broker" if self.kind == ASYNCJOBS else "bench.raw_app:broker"
-        argv = [sys.executable, "-m", "taskiq", "worker", app, "--workers", "1"]
-        if log_level is not None:
-            argv += ["--log-level", log_level]
+        """The side's worker at its default log level (taskiq: INFO), or at
+        ``log_level``; ``env``: more environment variables (e.g. ``ASYNCJOBS_MONITOR``)."""
+        argv = self.worker_argv()
+        if log_level is not None:  # Dramatiq's CLI has only -v (more verbose)
+            argv += ["--loglevel" if self.kind == CELERY else "--log-level", log_level]
         name = f"{self.kind}-{self.broker}-{label}"
         full_env = self.env() | (env or {})
         return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=full_env)
 
+    def worker_argv(self) -> list[str]:
+        if self.kind == CELERY:
+            command = ["-m", "celery", "-A", "bench.celery_app", "worker"]
+            return [sys.executable, *command, *worker_args(CELERY)]
+        if self.kind == DRAMATIQ:
+            command = ["-m", "dramatiq", "bench.dramatiq_app"]
+            return [sys.executable, *command, *worker_args(DRAMATIQ)]
+        app = AJ_APP if self.kind == ASYNCJOBS else RAW_APP
+        return [sys.executable, "-m", "taskiq", "worker", app, "--workers", "1"]
+
+
+def task_process(proc: ManagedProcess) -> psutil.Process | None:
+    """The worker's process that runs the tasks: the child that taskiq's manager and
+    Dramatiq's supervisor fork; Celery's threads pool runs them in the main process."""
+    try:
+        root = psutil.Process(proc.pid)
+        children = root.children()
+    except psutil.Error:
+        return None
+    return children[0] if children else root
+
 
 def worker_rss_mb(proc: ManagedProcess) -> float | None:
-    """VmRSS of taskiq's worker child (the manager forks it), in MiB."""
+    """VmRSS of the worker's task process, in MiB."""
+    found = task_process(proc)
     try:
-        children = psutil.Process(proc.pid).children()
-        return children[0].memory_info().rss / 2**20 if children else None
+        return found.memory_info().rss / 2**20 if found else None
     except psutil.Error:
         return None
 
@@ -89,14 +114,21 @@ Kiq = Callable[..., Awaitable[Any]]
 
 
 class Producer:
-    """``kiq(task, *args)`` for one target, from this process."""
+    """``kiq(task, *args)`` for one target, from this process; ``send_each`` (one after
+    another) and ``send_concurrently`` (asyncio.gather of ``chunk``, or a sync side's
+    thread pool) for many."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self._close: Callable[[], Awaitable[None]] | None = None
         self._tasks: dict[str, Any] = {}
+        self.sync: SyncSender | None = None
 
     async def __aenter__(self) -> Producer:
+        if self.target.kind in (CELERY, DRAMATIQ):
+            self.sync = SyncSender(self.target.kind, self.target.broker_url, self.target.name)
+            await asyncio.to_thread(self.sync.warm)
+            return self
         if self.target.kind == ASYNCJOBS:
             from asyncjobs import app as app_state
             from asyncjobs import load_config
@@ -118,9 +150,32 @@ class Producer:
         return self
 
     def kiq(self, task: str, *args: Any) -> Awaitable[Any]:
+        if self.sync is not None:
+            return self._sync_kiq(task, *args)
         return self._tasks[task].kiq(*args)  # type: ignore[no-any-return]
 
+    async def _sync_kiq(self, task: str, *args: Any) -> None:
+        assert self.sync is not None
+        self.sync.send(task, *args)  # blocking, in this loop: as a sync caller sends
+
+    async def send_each(self, task: str, key: str, indices: range) -> None:
+        if self.sync is not None:
+            self.sync.send_each(task, key, indices)  # nothing else runs meanwhile
+            return
+        for i in indices:
+            await self.kiq(task, key, i)
+
+    async def send_concurrently(self, task: str, key: str, indices: range, chunk: int) -> None:
+        if self.sync is not None:
+            await asyncio.to_thread(self.sync.send_threaded, task, key, indices)
+            return
+        for start in range(indices.start, indices.stop, chunk):
+            stop = min(indices.stop, start + chunk)
+            await asyncio.gather(*(self.kiq(task, key, i) for i in range(start, stop)))
+
     async def __aexit__(self, *exc: object) -> None:
+        if self.sync is not None:
+            await asyncio.to_thread(self.sync.close)
         if self._close is not None:
             await self._close()
 

@@ -1,6 +1,7 @@
-"""``make bench`` keeps running: the whole suite at tiny sizes on Redis (every phase's
-tasks must each have run exactly once: a figure of a phase that lost or repeated one is
-printed INVALID), and the tracing-overhead bench. The figures themselves are not
+"""``make bench`` keeps running: the whole suite at tiny sizes on Redis, for asyncjobs,
+raw taskiq, Celery and Dramatiq (every phase's tasks must each have run exactly once: a
+figure of a phase that lost or repeated one is printed INVALID), and the tracing-overhead
+bench. The figures themselves are not
 checked: speed is measured by ``make bench``, never asserted in tests."""
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def run(*argv: str) -> str:
 def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     printed = run("bench", "--smoke", "--brokers", "redis", "--json", str(out))
-    figures = json.loads(out.read_text())["results"]["redis"]
+    written = json.loads(out.read_text())
+    figures = written["results"]["redis"]
     invalid = [
         (side, key, figure["note"])
         for side, found in figures.items()
@@ -47,13 +49,28 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
         if not figure["valid"]
     ]
     assert invalid == []
+    # Every side ran every compared workload, the worker's CPU per message included.
+    compared = {"enqueue_seq_per_s", "enqueue_conc_per_s", "process_per_s", "cpu_us_per_msg"}
+    compared |= {"latency_p50_ms", "latency_p99_ms", "io_s", "rss_mb"}
+    assert set(figures) == {"asyncjobs", "raw", "celery", "dramatiq"}
+    assert all(compared <= set(found) for found in figures.values())
+    head = next(line for line in printed.splitlines() if "aj/dramatiq" in line)
+    assert head.split() == [
+        "asyncjobs", "raw", "taskiq", "celery", "dramatiq", "aj/raw", "aj/celery", "aj/dramatiq"
+    ]  # fmt: skip
+    assert "CPU per message, us" in printed
+    # Issue 22's goals, each marked on the broker that ran.
+    assert "== goals (issue 22; asyncjobs, one worker process) ==" in printed
+    goals = written["goals"]
+    assert {"process_per_s", "enqueue_conc_per_s", "latency_p99_ms", "rss_mb"} <= set(goals)
+    assert all(set(by_broker) == {"redis"} for by_broker in goals.values())
     assert {"send_await_per_s", "send_sync_1_per_s", "send_sync_n_per_s"} <= set(
         figures["asyncjobs"]
     )
     assert "send: kiq_sync 16 threads /s" in printed
     # The cost of the per-task log lines: the processing rate with them off, beside it.
     assert "process_quiet_per_s" in figures["asyncjobs"]
-    assert "same, task log lines off /s" in printed and "with the lines:" in printed
+    assert "processing, task log lines off /s" in printed and "with the lines:" in printed
     # The worker registry's cost: MONITOR on and off, in the same run, beside each other.
     monitor = {"process_monitor_on_per_s", "process_monitor_off_per_s"}
     monitor |= {"process_monitor_on_cpu_us", "process_monitor_off_cpu_us"}

@@ -1,0 +1,65 @@
+"""Dramatiq, one of the seeds' queues: the same three tasks as ``bench.raw_app``.
+
+    BENCH_RAW_BROKER_URL=redis://... BENCH_RAW_QUEUE=name \
+        dramatiq bench.dramatiq_app --processes 1 --threads 100
+
+``RedisBroker`` (namespace ``BENCH_RAW_QUEUE``: every key it writes starts with it) or
+``RabbitmqBroker`` (queues ``BENCH_RAW_QUEUE`` and its ``.DQ`` / ``.XQ``), with their
+defaults otherwise: default middleware (age and time limits, retries, ...), no result
+backend, acks after the actor returned, no publisher confirms on RabbitMQ
+(bench/README.md "Celery and Dramatiq" says what differs).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import Broker
+
+from bench import recorder
+from bench.raw_app import QUEUE_ENV, URL_ENV
+
+
+def make_broker(url: str, queue: str) -> Broker:
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url, namespace=queue)  # type: ignore[no-untyped-call]
+
+
+def noop(key: str, i: int) -> None:
+    recorder.record_threaded(key, i, time.time())
+
+
+def sleep(key: str, i: int) -> None:
+    started = time.time()
+    time.sleep(0.05)  # a blocking call, as I/O in a sync actor is
+    recorder.record_threaded(key, i, started)
+
+
+def latency(key: str, i: int, sent: float) -> None:
+    recorder.record_threaded(key, i, time.time(), sent)
+
+
+TASKS: dict[str, Callable[..., None]] = {"noop": noop, "sleep": sleep, "latency": latency}
+
+
+def register(on: Broker, queue: str) -> dict[str, Any]:
+    """The bench tasks as actors of ``on`` on ``queue``, named as the asyncjobs ones."""
+    return {
+        name: dramatiq.actor(actor_name=f"bench:{name}", queue_name=queue, broker=on)(fn)
+        for name, fn in TASKS.items()
+    }
+
+
+_queue = os.environ.get(QUEUE_ENV, "bench-dramatiq")
+broker = make_broker(os.environ.get(URL_ENV, recorder.DEFAULT_REDIS_URL), _queue)
+dramatiq.set_broker(broker)
+tasks = register(broker, _queue)
