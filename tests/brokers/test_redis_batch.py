@@ -121,3 +121,20 @@ async def test_merged_acks_fail_only_for_the_stream_that_failed(
     assert batcher.pipelines_sent == 1 and batcher.commands_sent == 4
     assert await conn.xlen(good) == 0
     assert (await conn.xpending(good, GROUP))["pending"] == 0
+
+
+def test_batches_are_packed_as_redis_py_packs_them() -> None:
+    from redis.asyncio.connection import Connection
+
+    from asyncjobs.brokers.redis.batch import packed
+
+    commands = [
+        ("SET", "asyncjobs:result:é", b'{"return_value": null}', "EX", 86_400),
+        ("XACK", "asyncjobs:stream:default", "asyncjobs", b"1-0", b"1700000000000-12"),
+        ("XDEL", "s", b"1-0"),
+        ("SET", "k", 1.5),
+        ("SET", "empty", b""),
+    ]
+    assert packed(commands) == b"".join(Connection().pack_commands(commands))
+    with pytest.raises(TypeError):
+        packed([("SET", "k", True)])

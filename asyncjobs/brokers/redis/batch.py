@@ -180,7 +180,7 @@ class _Link:
         conn = await self._connected(client)
         try:
             async with asyncio.timeout(timeout_s):
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                await conn.send_packed_command(packed(commands), check_health=False)
                 return [await _reply(conn) for _ in commands]
         except BaseException as exc:
             self._conn = None
@@ -201,6 +201,29 @@ class _Link:
         return conn
 
 
+def packed(commands: list[Command]) -> bytes:
+    """``commands`` in RESP, as redis-py's ``pack_commands`` writes them, for the argument
+    types a batch carries (bytes, str as UTF-8, int, float): redis-py's packer takes
+    anything (memoryviews, its encoder's options) and cost more than the round trip's
+    other Python. Anything else is refused (a bug of ours, never sent)."""
+    out: list[bytes] = []
+    for args in commands:
+        out.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                data = b"%d" % arg
+            elif isinstance(arg, float):
+                data = repr(arg).encode()
+            else:
+                raise TypeError(f"cannot send a {type(arg).__name__} in a batch: {arg!r}")
+            out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
+
+
 async def _reply(conn: AbstractConnection) -> Any:
     try:
         # No per-reply timeout: the batch has one (see round_trip).
@@ -214,12 +237,13 @@ def _hand_out(batch: list[Request], slots: list[range], replies: list[Any]) -> N
     for (_, future), mine_at in zip(batch, slots, strict=True):
         if future.done():  # its caller was cancelled; the commands went out anyway
             continue
-        mine = [replies[i] for i in mine_at]
-        error = next((reply for reply in mine if isinstance(reply, Exception)), None)
-        if error is None:
-            future.set_result(mine)
+        mine = replies[mine_at.start : mine_at.stop]  # a request's replies are contiguous
+        for reply in mine:
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+                break
         else:
-            future.set_exception(error)
+            future.set_result(mine)
 
 
 def _pipeline_of(batch: list[Request]) -> tuple[list[Command], list[range]]:
