@@ -55,7 +55,9 @@ class DatabaseHygiene(Hooks):
                 # connection) of its own; close it in that thread.
                 if context in SyncToAsync.context_to_thread_executor:
                     await sync_to_async(_close_thread_connections)()
-                await context.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
+                    await context.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
+                else:  # all its __aexit__ does then, without a weak-keyed pop per task
+                    _THREAD_CONTEXT.reset(context.token)  # type: ignore[arg-type]
 
         return run
 

@@ -30,12 +30,14 @@ from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 from taskiq.utils import maybe_awaitable
 
+from asyncjobs.codec import plain_constructor
 from asyncjobs.worker import task_log
 
 if TYPE_CHECKING:
     from taskiq.receiver import Receiver
 
 logger = logging.getLogger("asyncjobs.worker")
+_succeeded = plain_constructor(TaskiqResult)
 
 
 def is_direct(receiver: Receiver, name: str, target: Callable[..., Any]) -> bool:
@@ -65,16 +67,27 @@ async def call_task(
         logger.warning("task %s [%s] skipped setting its result", *_named(message))
     except BaseException as exc:  # what taskiq catches too: the outcome reports it
         error = exc
+    execution_time = round(time.time() - began, 2)
+    if error is None:  # nothing to validate: taskiq's validator only converts errors
+        return _succeeded(
+            {
+                "is_err": False,
+                "log": None,
+                "return_value": returned,
+                "execution_time": execution_time,
+                "labels": message.labels,
+                "error": None,
+            }
+        )
     result: TaskiqResult[Any] = TaskiqResult(
-        is_err=error is not None,
+        is_err=True,
         log=None,
-        return_value=returned,
-        execution_time=round(time.time() - began, 2),
+        return_value=None,
+        execution_time=execution_time,
         error=error,
         labels=message.labels,
     )
-    if error is not None:
-        await _on_error(receiver, message, result, error)
+    await _on_error(receiver, message, result, error)
     return result
 
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 from taskiq.message import TaskiqMessage
+from taskiq.result import TaskiqResult
 
-from asyncjobs.codec import JsonFormatter, MessageDecodeError, constructed
+from asyncjobs.codec import JsonFormatter, MessageDecodeError, constructed, plain_constructor
 from asyncjobs.errors import PayloadTooLargeError, SerializationError
 
 
@@ -90,3 +91,21 @@ def test_a_decoded_message_is_what_pydantic_would_construct() -> None:
     ours.args = [2]  # assignment still goes through pydantic, on this message only
     assert ours.args == [2] and theirs.args == [1, "two"]
     assert constructed(dict(values)).model_fields_set is not ours.model_fields_set
+
+
+def test_a_succeeded_result_is_what_pydantic_would_validate() -> None:
+    # The worker builds a success's TaskiqResult with plain_constructor (no validation:
+    # taskiq's validator only converts errors); it must equal the validated one.
+    values = {
+        "is_err": False,
+        "log": None,
+        "return_value": {"total": 3, "items": [1, 2]},
+        "execution_time": 0.01,
+        "labels": {"queue": "default"},
+        "error": None,
+    }
+    ours, theirs = plain_constructor(TaskiqResult)(dict(values)), TaskiqResult(**values)
+    assert ours == theirs
+    assert ours.model_dump(mode="json") == theirs.model_dump(mode="json")
+    assert ours.model_fields_set == theirs.model_fields_set
+    assert not ours.is_err and ours.error is None and ours.return_value == values["return_value"]
