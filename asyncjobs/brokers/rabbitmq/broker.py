@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aio_pika import DeliveryMode, ExchangeType, Message, connect_robust
+from aio_pika import ExchangeType, connect_robust
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -70,6 +69,7 @@ from asyncjobs.brokers.rabbitmq.names import (
     dead_letter_queue_name,
     queue_name,
 )
+from asyncjobs.brokers.rabbitmq.publisher import Publisher
 from asyncjobs.brokers.urls import redact_url, scrub
 
 __all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
@@ -115,6 +115,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         self._capacity = 0  # 0: not set, the first fetch's max_messages is used
         self.delay_queues = DeclaredDelayQueues()
         self.dead = DeadLetterQueues(self)
+        self.publisher = Publisher()
         self._reset_consumer_state()
 
     @property
@@ -219,6 +220,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         self.write_conn = self.read_conn = None
         self.write_channel = self.read_channel = None
         self.delay_queues.forget()
+        self.publisher = Publisher()  # its timers belong to the loop of those handles
         self._reset_consumer_state()
 
     # -- publishing --------------------------------------------------------------
@@ -249,37 +251,33 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         channel = self.write_channel
         if channel is None:
             raise BrokerError("the RabbitMQ broker is not started: call startup() first")
-        where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
         if channel.is_closed:  # the robust connection is reconnecting: nothing is written
             raise BrokerConnectionError(
-                f"no open channel to publish to {where} (the connection is down or "
-                "reconnecting); nothing was sent"
+                f"no open channel to publish to {_where(exchange, routing_key, self.url)} "
+                "(the connection is down or reconnecting); nothing was sent"
             )
-        target = await channel.get_exchange(exchange, ensure=False)
-        message = Message(
-            body,
-            headers=headers,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            timestamp=time.time(),  # read back as Delivery.enqueued_at (whole seconds)
-        )
         limit = self.send_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(limit):
-                await target.publish(message, routing_key=routing_key, mandatory=True)
+            await self.publisher.send(
+                channel, exchange, routing_key, body, headers, limit, message_id
+            )
         except PublishError as exc:  # returned: no queue bound (the confirm came after it)
+            where = _where(exchange, routing_key, self.url)
             raise BrokerError(
                 f"RabbitMQ could not route a message to {where}: {exc}; nothing was stored"
             ) from exc
         except DeliveryError as exc:  # nacked
+            where = _where(exchange, routing_key, self.url)
             raise BrokerError(
                 f"RabbitMQ refused a message to {where}: {exc}; nothing was stored"
             ) from exc
         except TimeoutError:
             reason = f"no publisher confirm within {limit:g} s"
+            where = _where(exchange, routing_key, self.url)
             raise _unconfirmed(headers, queue or routing_key, where, reason) from None
         except CHANNEL_GONE as exc:
             reason = f"the channel closed before the confirm: {type(exc).__name__}"
+            where = _where(exchange, routing_key, self.url)
             raise _unconfirmed(headers, queue or routing_key, where, reason) from exc
 
     # -- consuming ---------------------------------------------------------------
@@ -393,6 +391,11 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
             await bounded("close", channel.close())
         result = declared.declaration_result
         return result.message_count or 0, result.consumer_count or 0
+
+
+def _where(exchange: str, routing_key: str, url: str) -> str:
+    """Where a send went, for its error (built only then: redacting costs)."""
+    return f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(url)}"
 
 
 def _unconfirmed(
