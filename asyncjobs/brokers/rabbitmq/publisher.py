@@ -39,8 +39,9 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import ChannelFrame
 from aiormq.channel import Returning
-from aiormq.exceptions import ChannelInvalidStateError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 
+from asyncjobs.brokers.errors import AsyncJobsError, BrokerError, SendOutcomeUnknownError
 from asyncjobs.brokers.rabbitmq.frames import content_frames, publish_method
 
 MAX_METHOD_FRAMES = 512  # cached Basic.Publish frames per channel (exchange, routing key)
@@ -71,7 +72,9 @@ class Publisher:
 
     def __init__(self) -> None:
         self._channels: WeakKeyDictionary[aiormq.Channel, _Channel] = WeakKeyDictionary()
+        self._last: _Channel | None = None  # the state of the channel used last (a lookup less)
         self._underlay: aiormq.Channel | None = None  # the robust channel's, as last seen
+        self._supported = False  # whether ``publish`` can use it
         self.writes = 0  # observable: how many writes the publishes took
 
     async def send(
@@ -90,8 +93,8 @@ class Publisher:
         if underlay is None or underlay.is_closed:  # the first send, or reconnected
             async with asyncio.timeout(timeout_s):
                 underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
-            self._underlay = underlay
-        if not supports(underlay):  # another aiormq than the one this was written for
+            self._underlay, self._supported = underlay, supports(underlay)
+        if not self._supported:  # another aiormq than the one this was written for
             message = Message(
                 body,
                 headers=dict(headers),
@@ -117,7 +120,9 @@ class Publisher:
     ) -> asyncio.Future[Any]:
         """Queue a persistent, mandatory publish; the future is its confirmation (see the
         module), failed with ``TimeoutError`` after ``timeout_s``."""
-        state = self._channels.get(channel) or self._start(channel)
+        state = self._last
+        if state is None or state.channel is not channel:
+            state = self._last = self._channels.get(channel) or self._start(channel)
         method = state.methods.get((exchange, routing_key))
         if method is None:
             if len(state.methods) >= MAX_METHOD_FRAMES:
@@ -194,15 +199,39 @@ class Publisher:
         await written  # written and drained: the next batch waits for the socket
 
 
+def send_error(
+    exc: BaseException, where: str, task_id: str, queue: str, timeout_s: float
+) -> AsyncJobsError:
+    """What a failed ``send`` to ``where`` raises: RabbitMQ refused it (returned as
+    unroutable, or nacked: nothing was stored), or its outcome is unknown (no confirm in
+    time, the channel closed). A publish can also fail before its frames were written
+    (aiormq knows, but does not tell): it is said to be unknown then too, never a false
+    "nothing was sent"."""
+    if isinstance(exc, PublishError):  # returned: no queue bound (the confirm came after it)
+        return BrokerError(
+            f"RabbitMQ could not route a message to {where}: {exc}; nothing was stored"
+        )
+    if isinstance(exc, DeliveryError):  # nacked
+        return BrokerError(f"RabbitMQ refused a message to {where}: {exc}; nothing was stored")
+    if isinstance(exc, TimeoutError):
+        reason = f"no publisher confirm within {timeout_s:g} s"
+    else:
+        reason = f"the channel closed before the confirm: {type(exc).__name__}"
+    return SendOutcomeUnknownError.unconfirmed(
+        task_id=task_id, queue=queue, where=where, reason=reason
+    )
+
+
 def supports(channel: Any) -> bool:
     """Whether ``channel`` has the aiormq internals ``publish`` relies on (aiormq 7.x)."""
+    kind = type(channel)  # properties looked up on the class: reading them has effects
     return (
         isinstance(getattr(channel, "confirmations", None), dict)
         and isinstance(getattr(channel, "message_id_delivery_tag", None), dict)
         and isinstance(getattr(channel, "delivery_tag", None), int)
         and isinstance(getattr(channel, "write_queue", None), asyncio.Queue)
         and isinstance(getattr(channel, "max_content_size", None), int)
-        and all(hasattr(channel, name) for name in ("lock", "closing", "create_future"))
+        and all(hasattr(kind, name) for name in ("lock", "closing", "create_future"))
         and "drain_future" in getattr(ChannelFrame, "__dataclass_fields__", {})
     )
 
