@@ -179,6 +179,7 @@ async def test_a_closed_channel_fails_what_is_open_and_publishes_no_more() -> No
     outcomes = await asyncio.gather(*written, return_exceptions=True)
     assert outcomes[0] is error and outcomes[2] is error
     assert isinstance(outcomes[1], spec.Basic.Ack)
+    assert publisher._channels == {}  # its state is not kept once it closed
 
     with pytest.raises(ChannelInvalidStateError):
         await publish(publisher, channel, "after")

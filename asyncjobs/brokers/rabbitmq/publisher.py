@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from random import getrandbits
 from typing import Any, cast
-from weakref import WeakKeyDictionary
 
 import aiormq
 from aio_pika import DeliveryMode, Message
@@ -71,7 +70,7 @@ class Publisher:
     channel starts afresh)."""
 
     def __init__(self) -> None:
-        self._channels: WeakKeyDictionary[aiormq.Channel, _Channel] = WeakKeyDictionary()
+        self._channels: dict[aiormq.Channel, _Channel] = {}  # until each closes
         self._last: _Channel | None = None  # the state of the channel used last (a lookup less)
         self._underlay: aiormq.Channel | None = None  # the robust channel's, as last seen
         self._supported = False  # whether ``publish`` can use it
@@ -148,7 +147,7 @@ class Publisher:
         if not channel.publisher_confirms:
             raise ValueError("Publisher needs a channel with publisher confirms")
         state = self._channels[channel] = _Channel(channel)
-        channel.closing.add_done_callback(partial(_on_close, state))
+        channel.closing.add_done_callback(partial(_on_close, state, self._channels))
         return state
 
     async def _write(self, state: _Channel) -> None:
@@ -273,8 +272,11 @@ def _expire(state: _Channel, publish: _Publish) -> None:
     publish.confirmation.set_exception(TimeoutError())
 
 
-def _on_close(state: _Channel, closing: asyncio.Future[Any]) -> None:
+def _on_close(
+    state: _Channel, channels: dict[aiormq.Channel, _Channel], closing: asyncio.Future[Any]
+) -> None:
     """The channel closed: what is open fails as aiormq fails its own futures then."""
+    channels.pop(state.channel, None)
     if state.timer is not None:
         state.timer.cancel()
         state.timer = None
