@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
@@ -92,8 +93,23 @@ SIDES: dict[str, Callable[[str, str], AbstractAsyncContextManager[Any]]] = {
 }
 
 
-async def _phase(send: Send, mode: str, n: int, chunk: int) -> tuple[float, float]:
-    """(sends per second, CPU µs of this process per send)."""
+def _server_cpu_s() -> float:
+    """CPU seconds of the local RabbitMQ node (``beam.smp``), 0 when none is found: what
+    RabbitMQ spends per send (other clients of the same node count too)."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "beam.smp":
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+async def _phase(send: Send, mode: str, n: int, chunk: int) -> tuple[float, float, float]:
+    """(sends per second, CPU µs of this process per send, of RabbitMQ per send)."""
+    server = _server_cpu_s()
     cpu, began = time.process_time(), time.perf_counter()
     if mode == SEQ:
         for i in range(n):
@@ -102,7 +118,8 @@ async def _phase(send: Send, mode: str, n: int, chunk: int) -> tuple[float, floa
         for start in range(0, n, chunk):
             await asyncio.gather(*(send(i) for i in range(start, min(n, start + chunk))))
     wall = time.perf_counter() - began
-    return n / wall, (time.process_time() - cpu) / n * 1e6
+    used = (time.process_time() - cpu) / n * 1e6
+    return n / wall, used, (_server_cpu_s() - server) / n * 1e6
 
 
 async def _purge(url: str, names: list[str]) -> None:
@@ -151,9 +168,9 @@ async def run(
     rounds: int,
     chunk: int,
     profile: str | None,
-) -> dict[tuple[str, str], list[tuple[float, float]]]:
+) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
     run_name = f"ajamqp-{uuid.uuid4().hex[:8]}"
-    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    found: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     profiler = cProfile.Profile() if profile else None
     try:
         for r in range(rounds):
@@ -336,13 +353,17 @@ def _short(mode: str) -> str:
     return "seq" if mode == SEQ else "gather"
 
 
-def _report(found: dict[tuple[str, str], list[tuple[float, float]]]) -> None:
-    print(f"{'side':<10} {'mode':<14} {'median /s':>10} {'CPU µs/send':>12}   rates of the rounds")
+def _report(found: dict[tuple[str, str], list[tuple[float, float, float]]]) -> None:
+    print(
+        f"{'side':<10} {'mode':<14} {'median /s':>10} {'CPU µs/send':>12} "
+        f"{'RabbitMQ µs':>12}   rates of the rounds"
+    )
     for (side, mode), runs in found.items():
-        rate = statistics.median(r for r, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
-        each = ", ".join(f"{r:,.0f}" for r, _ in runs)
-        print(f"{side:<10} {mode:<14} {rate:>10,.0f} {cpu:>12.1f}   {each}")
+        rate = statistics.median(r for r, _, _ in runs)
+        cpu = statistics.median(c for _, c, _ in runs)
+        server = statistics.median(b for _, _, b in runs)
+        each = ", ".join(f"{r:,.0f}" for r, _, _ in runs)
+        print(f"{side:<10} {mode:<14} {rate:>10,.0f} {cpu:>12.1f} {server:>12.1f}   {each}")
 
 
 def main(argv: list[str] | None = None) -> int:
