@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.exceptions import MessageProcessError
 from taskiq.message import BrokerMessage
 
 from asyncjobs.brokers.base import Delivery, TransportOptions
@@ -126,5 +127,17 @@ async def test_without_aiormqs_internals_aio_pikas_callback_delivers(
     deliveries = await fetch(worker, 3)
     assert all(isinstance(d.message, aio_pika.IncomingMessage) for d in deliveries)  # type: ignore[attr-defined]
     await asyncio.gather(*(d.ack() for d in deliveries))
+    await worker.shutdown()
+    assert await web.queue_depths() == {"default": (0, 0), "emails": (0, 0)}
+
+
+async def test_a_received_delivery_is_acked_once(make_broker: MakeBroker) -> None:
+    web, worker = await make_broker(worker=False), await make_broker()
+    await web.kick(message(b"once"))
+    [delivery] = await fetch(worker, 1)
+    received = delivery.message  # type: ignore[attr-defined]
+    await received.ack()
+    with pytest.raises(MessageProcessError):  # as aio-pika's IncomingMessage
+        await received.ack()
     await worker.shutdown()
     assert await web.queue_depths() == {"default": (0, 0), "emails": (0, 0)}

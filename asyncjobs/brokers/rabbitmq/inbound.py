@@ -23,6 +23,7 @@ from typing import Any, Protocol, cast
 
 import aiormq
 from aio_pika import RobustChannel, RobustConnection
+from aio_pika.exceptions import MessageProcessError
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
 from pamqp.body import ContentBody
@@ -71,8 +72,8 @@ class Received:
         return self._channel
 
     async def ack(self, multiple: bool = False) -> None:
-        if self._settled:  # aio-pika refuses a second settlement too
-            raise ChannelInvalidStateError(f"delivery {self.delivery_tag} is settled already")
+        if self._settled:  # as aio-pika's
+            raise MessageProcessError("Message already processed", self)
         self._settled = True
         assert self.delivery_tag is not None
         await self.channel.basic_ack(self.delivery_tag, multiple=multiple)
