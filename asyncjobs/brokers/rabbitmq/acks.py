@@ -39,7 +39,7 @@ from itertools import islice
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
-from aio_pika.abc import AbstractIncomingMessage
+from asyncjobs.brokers.rabbitmq.inbound import Inbound
 
 # Frames a channel's sender writes at once: below aiormq's write queue (FRAME_BUFFER_SIZE,
 # 10 frames per connection), so they never wait for room and never fill it.
@@ -70,7 +70,7 @@ class AckMerger:
         self._channels: WeakKeyDictionary[Any, _Channel] = WeakKeyDictionary()
         self.frames_sent = 0  # observable: how many ack frames the merging saved
 
-    def delivered(self, message: AbstractIncomingMessage) -> None:
+    def delivered(self, message: Inbound) -> None:
         """Record a delivery (before anything can ack it)."""
         if message.delivery_tag is not None:
             state = self._state(message.channel)
@@ -81,7 +81,7 @@ class AckMerger:
             state.unsettled.append(message.delivery_tag)
             state.recorded.add(message.delivery_tag)
 
-    async def ack(self, message: AbstractIncomingMessage) -> None:
+    async def ack(self, message: Inbound) -> None:
         tag = message.delivery_tag
         channel = message.channel
         state = self._channels.get(channel)
@@ -102,7 +102,7 @@ class AckMerger:
         # Shielded: a cancelled caller does not take back an ack that may be on its way.
         await asyncio.shield(future)
 
-    async def _alone(self, message: AbstractIncomingMessage) -> None:
+    async def _alone(self, message: Inbound) -> None:
         await message.ack()  # as aio-pika would
         self.frames_sent += 1
 

@@ -18,7 +18,10 @@ and why (each is a weak spot listed in the README):
   crashing the worker: RabbitMQ has already requeued the message;
 - connection errors never carry the password;
 - delayed messages (``kiq`` with a delay, scheduled retries) wait in per-delay TTL queues
-  that dead-letter back into their queue (see ``amqp_delay``; no plugin needed).
+  that dead-letter back into their queue (see ``amqp_delay``; no plugin needed);
+- the publishes of one event-loop step go out as one write, each still awaiting its own
+  confirm (``publisher``), and the worker's deliveries skip aio-pika's per-message tasks
+  and objects (``inbound``): the same frames on the wire, a fraction of the CPU.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aio_pika import DeliveryMode, ExchangeType, Message, connect_robust
+from aio_pika import ExchangeType, RobustConnection, connect_robust
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
@@ -43,8 +46,6 @@ from aiormq.exceptions import (
     AMQPError,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
-    DeliveryError,
-    PublishError,
 )
 from pamqp.common import FieldTable
 from taskiq import AsyncBroker
@@ -54,13 +55,14 @@ from taskiq_aio_pika.exchange import Exchange
 
 from asyncjobs.brokers.base import Delivery, ReliableBroker, TransportOptions
 from asyncjobs.brokers.dead_letters import DeadLetter
-from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError, SendOutcomeUnknownError
+from asyncjobs.brokers.errors import BrokerConnectionError, BrokerError
 from asyncjobs.brokers.inspection import QueueStats
 from asyncjobs.brokers.rabbitmq import TRANSPORT
 from asyncjobs.brokers.rabbitmq.acks import AckMerger
 from asyncjobs.brokers.rabbitmq.dead_letters import DeadLetterQueues
 from asyncjobs.brokers.rabbitmq.delay import DeclaredDelayQueues, send_delayed
 from asyncjobs.brokers.rabbitmq.delivery import AmqpDelivery, _live
+from asyncjobs.brokers.rabbitmq.inbound import ConsumerChannel, ConsumerConnection, Inbound
 from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp
 from asyncjobs.brokers.rabbitmq.names import (
     CHANNEL_GONE,
@@ -70,12 +72,13 @@ from asyncjobs.brokers.rabbitmq.names import (
     dead_letter_queue_name,
     queue_name,
 )
+from asyncjobs.brokers.rabbitmq.publisher import Publisher, send_error
 from asyncjobs.brokers.urls import redact_url, scrub
 
 __all__ = ["DELIVERIES", "AmqpBroker", "AmqpDelivery", "dead_letter_queue_name", "queue_name"]
 
 
-Inbox = asyncio.Queue[tuple[str, AbstractIncomingMessage]]
+Inbox = asyncio.Queue[tuple[str, Inbound]]
 
 
 class _AioPikaClient(AioPikaBroker):
@@ -115,6 +118,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         self._capacity = 0  # 0: not set, the first fetch's max_messages is used
         self.delay_queues = DeclaredDelayQueues()
         self.dead = DeadLetterQueues(self)
+        self.publisher = Publisher()
         self._reset_consumer_state()
 
     @property
@@ -137,17 +141,24 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
                 await self._declare_exchanges()
                 await self._declare_queues_of(self.write_channel)
             if self.is_worker_process and self.read_channel is None:
-                self.read_conn = await self._open_connection("consumer")
+                self.read_conn = await self._open_connection("consumer", ConsumerConnection)
                 self.read_channel = await self.read_conn.channel(publisher_confirms=False)
+                if isinstance(self.read_channel, ConsumerChannel):  # deliveries straight in
+                    self.read_channel.start_delivering(self._deliver)
         except BaseException:
             await self._close_all()  # a half-open broker would look connected next time
             raise
 
-    async def _open_connection(self, role: str) -> AbstractRobustConnection:
+    async def _open_connection(
+        self, role: str, kind: type[RobustConnection] = RobustConnection
+    ) -> AbstractRobustConnection:
         name = f"asyncjobs {role} {socket.gethostname()}:{os.getpid()}"
         try:
             connection: AbstractRobustConnection = await connect_robust(
-                self.url, client_properties={"connection_name": name}, **self._conn_kwargs
+                self.url,
+                client_properties={"connection_name": name},
+                connection_class=kind,
+                **self._conn_kwargs,
             )
         except (OSError, AMQPError, ValueError) as exc:
             reason = scrub(f"{type(exc).__name__}: {exc}", self.url)
@@ -219,6 +230,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         self.write_conn = self.read_conn = None
         self.write_channel = self.read_channel = None
         self.delay_queues.forget()
+        self.publisher = Publisher()  # its timers belong to the loop of those handles
         self._reset_consumer_state()
 
     # -- publishing --------------------------------------------------------------
@@ -249,38 +261,22 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         channel = self.write_channel
         if channel is None:
             raise BrokerError("the RabbitMQ broker is not started: call startup() first")
-        where = f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(self.url)}"
         if channel.is_closed:  # the robust connection is reconnecting: nothing is written
             raise BrokerConnectionError(
-                f"no open channel to publish to {where} (the connection is down or "
-                "reconnecting); nothing was sent"
+                f"no open channel to publish to {_where(exchange, routing_key, self.url)} "
+                "(the connection is down or reconnecting); nothing was sent"
             )
-        target = await channel.get_exchange(exchange, ensure=False)
-        message = Message(
-            body,
-            headers=headers,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message_id,
-            timestamp=time.time(),  # read back as Delivery.enqueued_at (whole seconds)
-        )
         limit = self.send_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(limit):
-                await target.publish(message, routing_key=routing_key, mandatory=True)
-        except PublishError as exc:  # returned: no queue bound (the confirm came after it)
-            raise BrokerError(
-                f"RabbitMQ could not route a message to {where}: {exc}; nothing was stored"
-            ) from exc
-        except DeliveryError as exc:  # nacked
-            raise BrokerError(
-                f"RabbitMQ refused a message to {where}: {exc}; nothing was stored"
-            ) from exc
-        except TimeoutError:
-            reason = f"no publisher confirm within {limit:g} s"
-            raise _unconfirmed(headers, queue or routing_key, where, reason) from None
-        except CHANNEL_GONE as exc:
-            reason = f"the channel closed before the confirm: {type(exc).__name__}"
-            raise _unconfirmed(headers, queue or routing_key, where, reason) from exc
+            await self.publisher.send(
+                channel, exchange, routing_key, body, headers, limit, message_id
+            )
+        except (TimeoutError, *CHANNEL_GONE) as exc:  # PublishError, DeliveryError too
+            where = _where(exchange, routing_key, self.url)
+            error = send_error(
+                exc, where, str(headers.get("task_id") or "?"), queue or routing_key, limit
+            )
+            raise error from (None if isinstance(exc, TimeoutError) else exc)
 
     # -- consuming ---------------------------------------------------------------
     async def set_capacity(self, capacity: int) -> None:
@@ -293,19 +289,25 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
             await self._ensure_consuming(capacity)
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
-        try:
-            async with asyncio.timeout(timeout_s):  # also while RabbitMQ is unreachable
-                await self._ensure_consuming(max_messages)
-                first = await self._inbox.get()  # cancellation leaves it in the inbox
-        except TimeoutError:
-            return []
-        received = [first]
+        received: list[tuple[str, Inbound]] = []
+        # No timer while deliveries wait in the inbox: on uvloop one costs ~10 µs of CPU.
+        if self._inbox.empty() or not self._consuming_all():
+            try:
+                async with asyncio.timeout(timeout_s):  # also while RabbitMQ is unreachable
+                    await self._ensure_consuming(max_messages)
+                    if self._inbox.empty():  # cancelled: what it got stays in the inbox
+                        received.append(await self._inbox.get())
+            except TimeoutError:
+                return []
         while len(received) < max_messages and not self._inbox.empty():
             received.append(self._inbox.get_nowait())
         return [AmqpDelivery(self, message, queue) for queue, message in received if _live(message)]
 
+    def _consuming_all(self) -> bool:
+        return self._stopped or len(self._consumers) == len(self.options.listened_queues)
+
     async def _ensure_consuming(self, max_messages: int) -> None:
-        if self._stopped or len(self._consumers) == len(self.options.listened_queues):
+        if self._consuming_all():
             return
         self._consume_lock = self._consume_lock or asyncio.Lock()
         async with self._consume_lock:
@@ -318,10 +320,18 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
                 if queue in self._consumers or self._stopped:
                     continue  # a start cut short by fetch's timeout resumes here
                 declared = await self._declare_queue(channel, queue)
-                tag = await declared.consume(partial(self._on_message, queue))
+                # Routed before RabbitMQ can deliver anything to it (inbound.take_over).
+                tag = f"asyncjobs.{queue}.{uuid.uuid4().hex[:12]}"
+                if isinstance(channel, ConsumerChannel):
+                    channel.routes[tag] = queue
+                await declared.consume(partial(self._on_message, queue), consumer_tag=tag)
                 self._consumers[queue] = (declared, tag)
 
     async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
+        # aio-pika's callback: used only where the channel was not taken over.
+        self._deliver(queue, message)
+
+    def _deliver(self, queue: str, message: Inbound) -> None:
         self.acks.delivered(message)  # before anything can ack it
         self._inbox.put_nowait((queue, message))
 
@@ -395,12 +405,6 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
         return result.message_count or 0, result.consumer_count or 0
 
 
-def _unconfirmed(
-    headers: dict[str, Any], queue: str, where: str, reason: str
-) -> SendOutcomeUnknownError:
-    # A publish can also fail before its frames were written (aiormq knows, but does not
-    # tell): it is said to be unknown then too, never a false "nothing was sent".
-    task_id = str(headers.get("task_id") or "?")
-    return SendOutcomeUnknownError.unconfirmed(
-        task_id=task_id, queue=queue, where=where, reason=reason
-    )
+def _where(exchange: str, routing_key: str, url: str) -> str:
+    """Where a send went, for its error (built only then: redacting costs)."""
+    return f"{exchange or '(default)'!r}/{routing_key!r} at {redact_url(url)}"

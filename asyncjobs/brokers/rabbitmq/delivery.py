@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
 from asyncjobs.brokers.base import Defect, Delivery, logger
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason, excerpt
 from asyncjobs.brokers.rabbitmq.delay import send_delayed
+from asyncjobs.brokers.rabbitmq.inbound import Inbound
 from asyncjobs.brokers.rabbitmq.names import (
     CHANNEL_GONE,
     DELIVERIES,
@@ -47,7 +47,7 @@ def prior_deliveries(headers: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _enqueued_at(message: AbstractIncomingMessage) -> float | None:
+def _enqueued_at(message: Inbound) -> float | None:
     """When the message became deliverable here (unix seconds, whole seconds): back from
     a delay queue, when that queue dead-lettered it (the newest ``x-death`` entry); else
     its AMQP timestamp, set by ``send`` (a raw taskiq-aio-pika producer sets none)."""
@@ -70,7 +70,7 @@ def _unix(moment: datetime) -> float:
 class AmqpDelivery(Delivery):
     __slots__ = ("broker", "message")
 
-    def __init__(self, broker: AmqpBroker, message: AbstractIncomingMessage, queue: str) -> None:
+    def __init__(self, broker: AmqpBroker, message: Inbound, queue: str) -> None:
         headers = message.headers
         returned = positive_count(headers, RABBIT_DELIVERIES)  # by RabbitMQ: a consumer died
         ours = prior_deliveries(headers)
@@ -157,7 +157,7 @@ class AmqpDelivery(Delivery):
             )
 
 
-def _live(message: AbstractIncomingMessage) -> bool:
+def _live(message: Inbound) -> bool:
     """False for a message whose channel closed: RabbitMQ requeued it already."""
     try:
         if not message.channel.is_closed:
