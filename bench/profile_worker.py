@@ -58,7 +58,8 @@ async def profile(
 
     ledger = Ledger(target.redis_url)
     key = f"{target.name}:profile"
-    worker = target.start_worker(out, "profile", log_level=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))
+    level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")  # INFO: the per-task lines' cost
+    worker = target.start_worker(out, "profile", log_level=level)
     try:
         async with Producer(target) as producer:
             before = await _idle_cpu_s(worker)
