@@ -121,7 +121,7 @@ async def run_mode(
         settings = WorkerSettings(
             concurrency=concurrency,
             fetch_block_s=0.2,
-            hard_deadline=False,
+            owns_process=False,
             hooks=(countdown,),
         )
         receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings)

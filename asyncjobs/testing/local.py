@@ -112,7 +112,7 @@ class LocalWorker:
             max_attempts=config.max_attempts,
             max_deliveries=config.max_deliveries,
             backoff=config.retry_backoff.backoff(),
-            hard_deadline=False,
+            owns_process=False,
             hooks=(self.outcomes,),
         )
         self.receiver = AsyncJobsReceiver(

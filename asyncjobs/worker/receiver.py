@@ -11,6 +11,7 @@ the app's hooks (plus the worker's own: metrics, probes, tracing) see every step
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,17 @@ from asyncjobs.worker.waiting import backoff_s, first_done
 logger = logging.getLogger("asyncjobs.worker")
 
 __all__ = ["AsyncJobsReceiver"]
+
+
+def freeze_start_up() -> None:
+    """Move every object alive now (Django, taskiq, pydantic's schemas, the app: they
+    live as long as the process) out of the cyclic GC's reach. Every collection of the
+    oldest generation walked them all, and the allocations of each message trigger
+    collections: an alternating A/B of a no-op worker gave 117.5 -> 103.5 µs per task
+    (issue 22). Collected first, so no garbage is frozen; a frozen object is still freed
+    by reference counting."""
+    gc.collect()
+    gc.freeze()
 
 
 class AsyncJobsReceiver(Receiver):
@@ -87,6 +99,8 @@ class AsyncJobsReceiver(Receiver):
             remove_signal_handlers(loop)
             return
         await self.hooks.on_worker_ready()
+        if self.settings.owns_process:
+            freeze_start_up()
         logger.info(
             "worker ready: queues %s, concurrency %d, drain timeout %.0f s, loop %s",
             ",".join(self.reliable.options.listened_queues),
@@ -138,7 +152,7 @@ class AsyncJobsReceiver(Receiver):
         logger.info(
             "%s: draining (%d running, deadline %.0f s)", reason, len(self._running), deadline
         )
-        if self.settings.hard_deadline:
+        if self.settings.owns_process:
             self._watchdog = Watchdog(deadline)
             self._watchdog.start()
         self._draining.set()

@@ -40,8 +40,10 @@ class WorkerSettings:
     max_deliveries: int = 5
     fetch_block_s: float = 2.0
     backoff: Backoff = field(default_factory=Backoff)  # RETRY_BACKOFF; @task(backoff=) wins
-    # End the process with os._exit when the drain overruns (off for in-process tests).
-    hard_deadline: bool = True
+    # The receiver is its process's (`taskiq worker`), not a guest in a test's: a drain
+    # that overruns ends the process with os._exit, and once ready start-up's objects are
+    # frozen out of the cyclic GC (``gc.freeze``). Off for in-process tests.
+    owns_process: bool = True
     hooks: tuple[Hooks, ...] = ()  # the worker's own, after the app's: probes, metrics
 
     @classmethod

@@ -67,7 +67,7 @@ async def worker(app: App) -> AsyncIterator[AsyncJobsReceiver]:
     broker = app.broker
     broker.is_worker_process = True
     settings = WorkerSettings(
-        concurrency=10, drain_timeout_s=5.0, fetch_block_s=0.2, hard_deadline=False
+        concurrency=10, drain_timeout_s=5.0, fetch_block_s=0.2, owns_process=False
     )
     with ThreadPoolExecutor(2) as pool:
         receiver = AsyncJobsReceiver(broker, executor=pool, settings=settings, app=app)

@@ -81,7 +81,7 @@ async def _starter(
                 "concurrency": 10,
                 "drain_timeout_s": 5.0,
                 "fetch_block_s": 0.2,
-                "hard_deadline": False,
+                "owns_process": False,
                 **overrides,
             }  # type: ignore[arg-type]
         )

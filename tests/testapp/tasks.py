@@ -193,4 +193,12 @@ def traced_sync_work(tag: str) -> str:
     return str(baggage.get_baggage("tenant") or "")
 
 
+@task
+async def gc_frozen() -> int:
+    """How many objects the worker process froze out of the cyclic GC (``gc.freeze``)."""
+    import gc
+
+    return gc.get_freeze_count()
+
+
 from tests.testapp import standard_tasks  # noqa: E402,F401 - Django Tasks

@@ -63,7 +63,7 @@ async def app(prefix: str) -> AsyncIterator[App]:
 async def start(app: App, concurrency: int) -> tuple[AsyncJobsReceiver, asyncio.Event, Any]:
     app.broker.is_worker_process = True
     settings = WorkerSettings(
-        concurrency=concurrency, drain_timeout_s=5.0, fetch_block_s=0.1, hard_deadline=False
+        concurrency=concurrency, drain_timeout_s=5.0, fetch_block_s=0.1, owns_process=False
     )
     pool = ThreadPoolExecutor(2)
     receiver = AsyncJobsReceiver(app.broker, executor=pool, settings=settings, app=app)
