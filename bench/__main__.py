@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             for log in sorted(Path(tmp).glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
             raise
-    print(report.table(results))
+    print(report.table(results, sizes.io))
     if args.json:
         report.write_json(args.json, meta, results)
         print(f"figures written to {args.json}")

@@ -36,7 +36,7 @@ COMPARED = (
     Metric("cpu_us_per_msg", "CPU per message, us", "{:,.1f}", False),
     Metric("latency_p50_ms", "latency enqueue->start p50 ms", "{:.2f}", False),
     Metric("latency_p99_ms", "latency enqueue->start p99 ms", "{:.2f}", False),
-    Metric("io_s", "I/O-bound 2,000 x 50 ms, s", "{:.2f}", False),
+    Metric("io_s", "I/O-bound {io:,} x 50 ms, s", "{:.2f}", False),  # {io}: Sizes.io
     Metric("rss_mb", "worker RSS after run, MiB", "{:.1f}", False),
 )
 
@@ -116,7 +116,7 @@ def _ratio(ours: Figure | None, theirs: Figure | None) -> str:
     return "-"
 
 
-def _compared(sides: dict[str, Results]) -> list[str]:
+def _compared(sides: dict[str, Results], io_tasks: int) -> list[str]:
     """The figures of every side in columns, then asyncjobs / each other side."""
     shown = [s for s in SIDES if s in sides]
     others = [s for s in shown if s != ASYNCJOBS] if ASYNCJOBS in sides else []
@@ -125,7 +125,8 @@ def _compared(sides: dict[str, Results]) -> list[str]:
     ours = sides.get(ASYNCJOBS)
     for m in COMPARED:
         figs = {s: sides[s].figures.get(m.key) for s in shown}
-        row = f"{m.label + (' ^' if m.higher_is_better else ' v'):<{LABEL_W}}"
+        label = m.label.format(io=io_tasks)
+        row = f"{label + (' ^' if m.higher_is_better else ' v'):<{LABEL_W}}"
         row += "".join(f"{_cell(figs[s], m.fmt):>{VALUE_W}}" for s in shown)
         mine = ours.figures.get(m.key) if ours else None
         lines.append(row + "".join(f"{_ratio(mine, figs[s]):>{RATIO_W}}" for s in others))
@@ -180,11 +181,12 @@ def _goals(results: dict[str, dict[str, Results]]) -> list[str]:
     return lines
 
 
-def table(results: dict[str, dict[str, Results]]) -> str:
+def table(results: dict[str, dict[str, Results]], io_tasks: int) -> str:
+    """``io_tasks``: how many tasks the I/O-bound phase ran (``Sizes.io``)."""
     lines: list[str] = []
     for broker, sides in results.items():
         lines += ["", f"== {broker} =="]
-        lines += _compared(sides)
+        lines += _compared(sides, io_tasks)
         if ASYNCJOBS in sides and any(m.key in sides[ASYNCJOBS].figures for m in OWN):
             lines += _own(sides[ASYNCJOBS])
         for side, res in sides.items():

@@ -59,6 +59,7 @@ def test_the_bench_suite_runs_and_every_phase_is_valid(redis_url: str, tmp_path:
         "asyncjobs", "raw", "taskiq", "celery", "dramatiq", "aj/raw", "aj/celery", "aj/dramatiq"
     ]  # fmt: skip
     assert "CPU per message, us" in printed
+    assert "I/O-bound 100 x 50 ms, s" in printed  # the phase's size at --smoke
     # Issue 22's goals, each marked on the broker that ran.
     assert "== goals (issue 22; asyncjobs, one worker process) ==" in printed
     goals = written["goals"]
