@@ -7,8 +7,8 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -28,58 +28,12 @@ from asyncjobs.brokers.errors import (
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
 from asyncjobs.brokers.rabbitmq.names import CLOSE_TIMEOUT_S
 from asyncjobs.brokers.transport import host_port
-from tests.brokers.conftest import AMQP_QUEUES
+from tests.brokers.conftest import MakeBroker
 from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
-QUEUES = AMQP_QUEUES
 WAIT_S = 10.0
-
-
-class MakeBroker(Protocol):
-    def __call__(
-        self,
-        *,
-        worker: bool = True,
-        capacity: int | None = None,
-        url: str | None = None,
-        publish_timeout_s: float = 30.0,
-    ) -> Awaitable[AmqpBroker]: ...
-
-
-@pytest.fixture
-def options(prefix: str) -> TransportOptions:
-    return TransportOptions(
-        queues=QUEUES, default_queue="default", key_prefix=prefix, max_deliveries=5
-    )
-
-
-@pytest.fixture
-async def make_broker(
-    amqp_url: str, options: TransportOptions, admin: AbstractChannel
-) -> AsyncIterator[MakeBroker]:
-    started: list[AmqpBroker] = []
-
-    async def make(
-        *,
-        worker: bool = True,
-        capacity: int | None = None,
-        url: str | None = None,
-        publish_timeout_s: float = 30.0,
-    ) -> AmqpBroker:
-        broker = AmqpBroker(url or amqp_url, options, publish_timeout_s=publish_timeout_s)
-        broker.is_worker_process = worker
-        broker.receiver_attached = True
-        started.append(broker)
-        await broker.startup()
-        if capacity is not None:
-            await broker.set_capacity(capacity)
-        return broker
-
-    yield make
-    for broker in started:
-        await broker.shutdown()
 
 
 def message(body: bytes = b"payload", queue: str | None = None) -> BrokerMessage:
@@ -321,10 +275,10 @@ async def test_an_outage_neither_crashes_nor_hangs_the_worker(
 
 
 async def test_startup_can_be_retried_once_rabbitmq_is_reachable(
-    amqp_url: str, free_port: int, options: TransportOptions, admin: AbstractChannel
+    amqp_url: str, free_port: int, amqp_options: TransportOptions, admin: AbstractChannel
 ) -> None:
     outage = Outage(host_port(amqp_url), free_port)  # not listening yet
-    broker = AmqpBroker(outage.url(amqp_url), options)
+    broker = AmqpBroker(outage.url(amqp_url), amqp_options)
     broker.is_worker_process = broker.receiver_attached = True
     try:
         with pytest.raises(BrokerConnectionError):

@@ -13,10 +13,9 @@ import pytest
 
 from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, queue_name
-from tests.brokers.test_amqp import MakeBroker, fetch_exactly, make_broker, message, options
+from tests.brokers.conftest import MakeBroker
+from tests.brokers.test_amqp import fetch_exactly, message
 from tests.support.helpers import wait_until
-
-__all__ = ["make_broker", "options"]  # fixtures shared with test_amqp (admin: conftest)
 
 pytestmark = pytest.mark.rabbitmq
 

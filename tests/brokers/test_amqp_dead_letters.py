@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from taskiq.message import BrokerMessage
 
-from asyncjobs.brokers.base import Delivery, TransportOptions
+from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import BrokerError, DeadLetterNotFoundError, UnknownQueueError
 from asyncjobs.brokers.rabbitmq.broker import (
@@ -23,44 +23,17 @@ from asyncjobs.brokers.rabbitmq.broker import (
     queue_name,
 )
 from asyncjobs.brokers.rabbitmq.dead_letters import dead_letter_id_of
-from tests.brokers.conftest import AMQP_QUEUES
+from tests.brokers.conftest import MakeBroker
 from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
-QUEUES = AMQP_QUEUES
 WAIT_S = 10.0
-
-MakeBroker = Callable[..., Awaitable[AmqpBroker]]
-
-
-@pytest.fixture
-async def make_broker(
-    amqp_url: str, prefix: str, admin: AbstractChannel
-) -> AsyncIterator[MakeBroker]:
-    started: list[AmqpBroker] = []
-
-    async def make(*, worker: bool = True, max_deliveries: int = 5) -> AmqpBroker:
-        options = TransportOptions(
-            queues=QUEUES, default_queue="default", key_prefix=prefix, max_deliveries=max_deliveries
-        )
-        broker = AmqpBroker(amqp_url, options)
-        broker.is_worker_process = worker
-        broker.receiver_attached = True
-        started.append(broker)
-        await broker.startup()
-        if worker:
-            await broker.set_capacity(10)
-        return broker
-
-    yield make
-    for broker in started:
-        await broker.shutdown()
 
 
 @pytest.fixture
 async def broker(make_broker: MakeBroker) -> AmqpBroker:
-    return await make_broker()
+    return await make_broker(capacity=10)
 
 
 def message(tag: str, queue: str = "default") -> BrokerMessage:

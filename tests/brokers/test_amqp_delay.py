@@ -13,9 +13,8 @@ from asyncjobs.brokers.rabbitmq.delay import (
     delay_queue_arguments,
     delay_queue_name,
 )
-from tests.brokers.test_amqp import MakeBroker, fetch_exactly, make_broker, message, options
-
-__all__ = ["make_broker", "options"]  # fixtures shared with test_amqp (admin: conftest)
+from tests.brokers.conftest import MakeBroker
+from tests.brokers.test_amqp import fetch_exactly, message
 
 pytestmark = pytest.mark.rabbitmq
 

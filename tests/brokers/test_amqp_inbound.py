@@ -7,47 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import MessageProcessError
 from taskiq.message import BrokerMessage
 
-from asyncjobs.brokers.base import Delivery, TransportOptions
+from asyncjobs.brokers.base import Delivery
 from asyncjobs.brokers.rabbitmq import inbound
 from asyncjobs.brokers.rabbitmq.broker import AmqpBroker, dead_letter_queue_name
 from asyncjobs.brokers.rabbitmq.inbound import Received
-from tests.brokers.conftest import AMQP_QUEUES
+from tests.brokers.conftest import MakeBroker
 
 pytestmark = pytest.mark.rabbitmq
-
-MakeBroker = Callable[..., Awaitable[AmqpBroker]]
-
-
-@pytest.fixture
-async def make_broker(
-    amqp_url: str, prefix: str, admin: AbstractChannel
-) -> AsyncIterator[MakeBroker]:
-    options = TransportOptions(
-        queues=AMQP_QUEUES, default_queue="default", key_prefix=prefix, max_deliveries=5
-    )
-    started: list[AmqpBroker] = []
-
-    async def make(*, worker: bool = True, capacity: int = 10) -> AmqpBroker:
-        broker = AmqpBroker(amqp_url, options)
-        broker.is_worker_process = worker
-        broker.receiver_attached = True
-        started.append(broker)
-        await broker.startup()
-        if worker:
-            await broker.set_capacity(capacity)
-        return broker
-
-    yield make
-    for broker in started:
-        await broker.shutdown()
 
 
 def message(body: bytes) -> BrokerMessage:
@@ -63,7 +36,7 @@ async def fetch(broker: AmqpBroker, count: int) -> list[Delivery]:
 
 
 async def test_deliveries_come_straight_off_the_channel(make_broker: MakeBroker) -> None:
-    web, worker = await make_broker(worker=False), await make_broker()
+    web, worker = await make_broker(worker=False), await make_broker(capacity=10)
     sent = [message(b"%d" % i) for i in range(5)]
     for each in sent:
         await web.kick(each)
@@ -81,7 +54,7 @@ async def test_deliveries_come_straight_off_the_channel(make_broker: MakeBroker)
 
 
 async def test_the_channel_a_reconnect_opens_is_taken_over_too(make_broker: MakeBroker) -> None:
-    web, worker = await make_broker(worker=False), await make_broker()
+    web, worker = await make_broker(worker=False), await make_broker(capacity=10)
     await web.kick(message(b"before"))
     [before] = await fetch(worker, 1)
     await before.ack()
@@ -100,7 +73,7 @@ async def test_the_channel_a_reconnect_opens_is_taken_over_too(make_broker: Make
 async def test_another_consumer_on_that_channel_is_left_to_aiormq(
     make_broker: MakeBroker, prefix: str
 ) -> None:
-    worker = await make_broker()
+    worker = await make_broker(capacity=10)
     assert worker.read_channel is not None
     dead = await worker.read_channel.declare_queue(
         dead_letter_queue_name(prefix, "default"), passive=True
@@ -120,7 +93,7 @@ async def test_without_aiormqs_internals_aio_pikas_callback_delivers(
     make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inbound, "can_take_over", lambda channel: False)
-    web, worker = await make_broker(worker=False), await make_broker()
+    web, worker = await make_broker(worker=False), await make_broker(capacity=10)
     for i in range(3):
         await web.kick(message(b"%d" % i))
 
@@ -132,7 +105,7 @@ async def test_without_aiormqs_internals_aio_pikas_callback_delivers(
 
 
 async def test_a_received_delivery_is_acked_once(make_broker: MakeBroker) -> None:
-    web, worker = await make_broker(worker=False), await make_broker()
+    web, worker = await make_broker(worker=False), await make_broker(capacity=10)
     await web.kick(message(b"once"))
     [delivery] = await fetch(worker, 1)
     received = delivery.message  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from asyncjobs.django.db import DatabaseHygiene
+from tests.support.helpers import wait_until
 from tests.testapp.models import Note
 
 
@@ -64,6 +65,11 @@ def alive(pids: list[int]) -> list[int]:
         connections["pg"].close()
 
 
+async def gone(pids: list[int]) -> bool:
+    """Whether none of ``pids`` is connected any more."""
+    return not await asyncio.to_thread(alive, pids)
+
+
 async def two_overlapping_tasks(wrap: Callable[[Any], Any]) -> list[tuple[int, int]]:
     """Two tasks that each write through the ORM and stay open until both have."""
     arrived: list[int] = []
@@ -86,7 +92,9 @@ async def test_concurrent_async_tasks_do_not_share_a_connection(pg: None) -> Non
     (a1, a2), (b1, b2) = await two_overlapping_tasks(DatabaseHygiene().wrap_async)
     assert a1 == a2 and b1 == b2, "a task keeps one connection for its whole run"
     assert a1 != b1, "two concurrent tasks must not share one connection"
-    assert await asyncio.to_thread(alive, [a1, b1]) == [], "connections are closed when tasks end"
+    # Closed when the tasks end. A backend leaves pg_stat_activity a moment after its
+    # client closed the connection, so this waits for it (never closed: it times out).
+    await wait_until(lambda: gone([a1, b1]), timeout=5, what="the tasks' connections to close")
     assert await Note.objects.using("pg").acount() == 2
 
 
@@ -101,7 +109,7 @@ async def test_a_task_after_the_database_dropped_its_connection_still_works(pg: 
     hook = DatabaseHygiene()
     first = await hook.wrap_async(lambda: sync_to_async(backend_pid)())()
 
-    await asyncio.to_thread(_terminate, first)  # as a PostgreSQL restart would
+    await terminate(first)  # as a PostgreSQL restart would
     second = await hook.wrap_async(lambda: sync_to_async(backend_pid)())()
     assert second != first
 
@@ -116,7 +124,7 @@ async def test_sync_tasks_get_djangos_request_semantics(pg: None) -> None:
         await loop.run_in_executor(thread, lambda: None)
         # CONN_MAX_AGE=60: the connection is kept between tasks, like between requests...
         assert await loop.run_in_executor(thread, run) == first
-        await asyncio.to_thread(_terminate, first)
+        await terminate(first)
         # ...and after the database dropped it, CONN_HEALTH_CHECKS replaces it.
         assert await loop.run_in_executor(thread, run) != first
         # CONN_MAX_AGE=0 (the default alias): closed after every task.
@@ -126,6 +134,13 @@ async def test_sync_tasks_get_djangos_request_semantics(pg: None) -> None:
     finally:
         await loop.run_in_executor(thread, connections.close_all)
         thread.shutdown()
+
+
+async def terminate(pid: int) -> None:
+    """Ends backend ``pid`` and waits until it is gone: pg_terminate_backend only signals
+    it, and a health check made before it exits would find the connection usable."""
+    await asyncio.to_thread(_terminate, pid)
+    await wait_until(lambda: gone([pid]), timeout=5, what=f"backend {pid} to end")
 
 
 def _terminate(pid: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -121,24 +122,37 @@ def record_fetches(receiver: AsyncJobsReceiver) -> list[int]:
     return asked
 
 
+@asynccontextmanager
+async def full_worker(app: App, tasks: int) -> AsyncIterator[tuple[AsyncJobsReceiver, list[int]]]:
+    """A 16-slot worker with ``tasks`` held tasks sent, 16 of them running, and the
+    fetches it makes from then on; stopped (every gate opened) on the way out."""
+    for i in range(tasks):
+        await held.kiq(i)
+    receiver, finish, running = await start(app, concurrency=16)
+    try:
+        asked = record_fetches(receiver)
+        await wait_until(lambda: _true(len(receiver._running) == 16), what="16 running")
+        yield receiver, asked
+    finally:
+        await stop(app, finish, running)
+
+
+def release(i: int) -> None:
+    """Let held task ``i`` end."""
+    GATES.setdefault(i, asyncio.Event()).set()
+
+
 async def test_a_full_worker_fetches_once_several_slots_are_free(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 16 slots: it fetches again once 2 are free (REFILL_SHARE 8). The wait is made
     # long here, so only the slots decide: freed one by one, never a fetch of one.
     monkeypatch.setattr(receiver_module, "REFILL_WAIT_S", 30.0, raising=False)
-    for i in range(40):
-        await held.kiq(i)
-    receiver, finish, running = await start(app, concurrency=16)
-    try:
-        asked = record_fetches(receiver)
-        await wait_until(lambda: _true(len(receiver._running) == 16), what="16 running")
+    async with full_worker(app, tasks=40) as (receiver, asked):
         for i in range(12):  # one at a time, each run to its end before the next
-            GATES.setdefault(i, asyncio.Event()).set()
+            release(i)
             await wait_until(lambda i=i: _true(i in DONE), what=f"task {i} done")
         await wait_until(lambda: _true(len(receiver._running) == 16), what="refilled")
-    finally:
-        await stop(app, finish, running)
     assert asked, "no fetch after the first"
     assert min(asked) >= 2, asked
 
@@ -147,16 +161,9 @@ async def test_the_wait_for_more_slots_is_bounded(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(receiver_module, "REFILL_WAIT_S", 0.05)
-    for i in range(20):
-        await held.kiq(i)
-    receiver, finish, running = await start(app, concurrency=16)
-    try:
-        asked = record_fetches(receiver)
-        await wait_until(lambda: _true(len(receiver._running) == 16), what="16 running")
-        GATES.setdefault(0, asyncio.Event()).set()  # one slot only, and no other
+    async with full_worker(app, tasks=20) as (_, asked):
+        release(0)  # one slot only, and no other
         await wait_until(lambda: _true(1 in asked), what="a fetch of the one free slot")
-    finally:
-        await stop(app, finish, running)
 
 
 async def _true(value: bool) -> bool:
