@@ -184,7 +184,7 @@ def _os_error_text(exc: OSError) -> str:
 
 # -- installation ----------------------------------------------------------------------
 _ours: weakref.WeakSet[asyncio.StreamReader] = weakref.WeakSet()
-_aiormqs: Any = getattr(aiormq_connection, "FrameReceiver", None)
+aiormq_receiver: Any = getattr(aiormq_connection, "FrameReceiver", None)  # aiormq's own
 
 
 class OwnTransport(aiormq_connection.TransportFactory):
@@ -209,7 +209,7 @@ def make_receiver(reader: asyncio.StreamReader) -> Any:
     """What ``aiormq.connection.FrameReceiver(reader)`` gives once installed."""
     if reader in _ours:
         return FrameReader(reader)
-    return _aiormqs(reader)
+    return aiormq_receiver(reader)
 
 
 def supported() -> bool:
@@ -225,7 +225,7 @@ def supported() -> bool:
     except (TypeError, ValueError):
         return False
     return (
-        inspect.isclass(_aiormqs)
+        inspect.isclass(aiormq_receiver)
         and code is not None
         and "FrameReceiver" in code.co_names
         and takes_factory
