@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aio_pika
 import pytest
 from aiormq.exceptions import AMQPConnectionError
 from pamqp import commands as spec
@@ -25,7 +26,7 @@ from pamqp.header import ContentHeader, ProtocolHeader
 from pamqp.heartbeat import Heartbeat
 
 from asyncjobs.brokers.rabbitmq import frames_in
-from asyncjobs.brokers.rabbitmq.frames_in import FrameReader
+from asyncjobs.brokers.rabbitmq.frames_in import FrameReader, OwnFramesConnection
 
 FrameReceiver = frames_in.aiormq_receiver  # aiormq's own, installed or not
 
@@ -436,3 +437,31 @@ def test_well_formed_hot_frames_are_decoded_here(monkeypatch: pytest.MonkeyPatch
     expected = same([data])
     monkeypatch.setattr(frames_in, "pamqp_frame", NoPamqp())
     assert asyncio.run(drain(FrameReader, [data])) == expected
+
+
+@pytest.mark.rabbitmq
+async def test_own_connections_are_read_by_frame_readers_others_by_aiormqs(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[FrameReader] = []
+    init = FrameReader.__init__
+
+    def recorded(self: FrameReader, reader: asyncio.StreamReader) -> None:
+        made.append(self)
+        init(self, reader)
+
+    monkeypatch.setattr(FrameReader, "__init__", recorded)
+    own = await aio_pika.connect_robust(amqp_url, connection_class=OwnFramesConnection)
+    plain = await aio_pika.connect_robust(amqp_url)
+    try:
+        assert len(made) == 1
+        channel = await own.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        body, headers = bytes(range(256)) * 1200, {"k": [1, {"n": None}], "ü": "✓"}
+        message = aio_pika.Message(body, headers=headers, message_id="m")
+        await channel.default_exchange.publish(message, routing_key=queue.name)
+        received = await queue.get(timeout=10)
+        assert (received.body, received.headers, received.message_id) == (body, headers, "m")
+    finally:
+        await own.close()
+        await plain.close()

@@ -255,3 +255,9 @@ _PROPERTY_READERS: tuple[Reader, ...] = (
 )
 _DEFAULTS: tuple[Any, ...] = (None,) * 13 + ("",)  # as Basic.Properties() has them
 _PLANS: dict[int, Plan] = {}  # property flags -> their plan
+
+
+def reads_as_pamqp() -> bool:
+    """Whether pamqp's table value types are the ones decoded here (each as this pamqp
+    decodes it: ``tests/brokers/test_amqp_frames_in.py``)."""
+    return set(decode.TABLE_MAPPING) == {bytes((kind,)) for kind in _VALUES}

@@ -40,7 +40,7 @@ from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
 from yarl import URL
 
-from asyncjobs.brokers.rabbitmq.frames_decode import content_header, deliver
+from asyncjobs.brokers.rabbitmq.frames_decode import content_header, deliver, reads_as_pamqp
 
 Received = tuple[int, int, Any]  # weight (bytes), channel, pamqp frame
 
@@ -85,13 +85,13 @@ class FrameReader:
             raise StopAsyncIteration
         size = 0
         try:
-            await self._fill(7, 0)
+            await self._fill(7)
             buf, pos = self._buf, self._pos
             if not self.started and buf.startswith(b"AMQP", pos):
                 raise ProtocolSyntaxError("Unexpected AMQP protocol header")
             self.started = True
             kind, _, size = _head(buf, pos)
-            await self._fill(8 + size, size)
+            await self._fill(8 + size)
         except asyncio.IncompleteReadError as exc:
             read, expected = _as_aiormq_read(len(exc.partial), size)
             raise AMQPConnectionError(
@@ -105,7 +105,7 @@ class FrameReader:
         self._pos = end
         return _frame(kind, _head(buf, pos)[1], buf, pos, end)
 
-    async def _fill(self, need: int, size: int) -> None:
+    async def _fill(self, need: int) -> None:
         """Have ``need`` bytes of the frame at ``_pos`` in ``_buf``; at the stream's end,
         ``IncompleteReadError`` with all of the frame there was (``partial``)."""
         have = len(self._buf) - self._pos
@@ -247,6 +247,7 @@ def _pamqp_as_expected() -> bool:
         == [1 << bit for bit in range(15, 1, -1)]
         and hasattr(ContentHeader(), "class_id")
         and hasattr(ContentBody(b""), "value")
+        and reads_as_pamqp()
     )
 
 
