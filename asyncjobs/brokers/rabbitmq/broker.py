@@ -62,6 +62,7 @@ from asyncjobs.brokers.rabbitmq.acks import AckMerger
 from asyncjobs.brokers.rabbitmq.dead_letters import DeadLetterQueues
 from asyncjobs.brokers.rabbitmq.delay import DeclaredDelayQueues, send_delayed
 from asyncjobs.brokers.rabbitmq.delivery import AmqpDelivery, _live
+from asyncjobs.brokers.rabbitmq.frames_in import OwnFramesConnection
 from asyncjobs.brokers.rabbitmq.inbound import ConsumerChannel, ConsumerConnection, Inbound
 from asyncjobs.brokers.rabbitmq.inspection import inspect_amqp
 from asyncjobs.brokers.rabbitmq.names import (
@@ -150,7 +151,7 @@ class AmqpBroker(ReliableBroker, _AioPikaClient):
             raise
 
     async def _open_connection(
-        self, role: str, kind: type[RobustConnection] = RobustConnection
+        self, role: str, kind: type[RobustConnection] = OwnFramesConnection
     ) -> AbstractRobustConnection:
         name = f"asyncjobs {role} {socket.gethostname()}:{os.getpid()}"
         try:

@@ -22,12 +22,14 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 import aiormq
-from aio_pika import RobustChannel, RobustConnection
+from aio_pika import RobustChannel
 from aio_pika.exceptions import MessageProcessError
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
+
+from asyncjobs.brokers.rabbitmq.frames_in import OwnFramesConnection
 
 
 class Inbound(Protocol):
@@ -133,8 +135,9 @@ class ConsumerChannel(RobustChannel):
             take_over(cast(aiormq.Channel, underlay), self.routes, deliver)
 
 
-class ConsumerConnection(RobustConnection):
-    """A robust connection whose channels are ``ConsumerChannel``s: the worker's."""
+class ConsumerConnection(OwnFramesConnection):
+    """A robust connection whose channels are ``ConsumerChannel``s, its frames read by
+    ``frames_in``: the worker's."""
 
     CHANNEL_CLASS = ConsumerChannel
 
