@@ -174,3 +174,18 @@ async def test_the_first_command_after_a_redis_restart_succeeds(
 async def entries_of(server: PrivateRedis, stream: str) -> list[bytes]:
     async with Redis.from_url(server.url) as check:
         return [fields[b"i"] for _, fields in await check.xrange(stream)]
+
+
+async def test_the_commands_of_one_loop_step_share_one_socket_write(
+    publisher: PipelinedConnection,
+) -> None:
+    """A gathered ``kiq()`` of 100 was 100 socket writes; each caller still gets its
+    own reply, and one caller alone is written at once (the step ends at its await)."""
+    assert await publisher.execute("PING") == b"PONG"  # connected
+    writes = publisher.writes
+    replies = await asyncio.gather(*(publisher.execute("ECHO", str(i)) for i in range(100)))
+    assert replies == [str(i).encode() for i in range(100)]
+    assert publisher.writes == writes + 1
+    for i in range(3):  # one at a time: one write each
+        assert await publisher.execute("ECHO", f"alone{i}") == f"alone{i}".encode()
+    assert publisher.writes == writes + 4

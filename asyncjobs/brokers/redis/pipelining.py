@@ -5,9 +5,12 @@ reply and giving the connection back, under three timeouts and two pool locks: a
 120 µs of Python per command, where Redis itself answers an XADD in under 10 µs. That was
 most of the cost of ``await kiq()``.
 
-Here (auto-pipelining, as ioredis and Lettuce do it) a writer task writes whatever
-callers queued since its last write in one go, without waiting for replies, and a reader
-task hands the replies back in order. Every caller still awaits *its own* reply, so
+Here (auto-pipelining, as ioredis and Lettuce do it) the commands called in one
+event-loop step are written together as the step ends (one socket write, not one per
+send: a write was the largest single cost of a gathered ``kiq()``), or, while connecting
+or when the socket's buffer is full, by a writer task that writes whatever callers
+queued since its last write in one go; no one waits for replies before writing, and a
+reader task hands the replies back in order. Every caller still awaits *its own* reply, so
 ``await kiq()`` still returns only once Redis has the message; concurrent callers share
 round trips instead of taking turns.
 
@@ -88,12 +91,15 @@ class PipelinedConnection:
         self._link: _Link | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._step: list[_Command] = []  # called in this loop step, written as it ends
+        self.writes = 0  # socket writes of whole steps (tests, benchmarks)
 
     async def execute(self, *args: Any) -> Any:
         """Send one command (``"XADD", key, "*", field, value``); its raw reply."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a connection belongs to the loop that opened it
             self._loop, self._queued, self._link, self._writer = loop, [], None, None
+            self._step = []
         command = _Command(args, loop.create_future())
         if not self._write_now(command):
             self._queued.append(command)
@@ -123,16 +129,40 @@ class PipelinedConnection:
         return NoReplyError(f"{waited} after writing the command")
 
     def _write_now(self, command: _Command) -> bool:
-        """The common case, without a writer task: connected, nothing queued before it."""
+        """The common case, without a writer task: connected, nothing queued before it.
+        The command joins this loop step's, written once the step ends (``_write_step``):
+        the callers of one step share one socket write."""
         link = self._link
         if self._writer is not None or link is None or link.broken:
             return False
+        if not self._step:
+            conn = link.conn
+            if not isinstance(conn, CancellationSafe) or conn.closed_by_peer():
+                return False
+            asyncio.get_running_loop().call_soon(self._write_step, link)
+        self._step.append(command)
+        return True
+
+    def _write_step(self, link: _Link) -> None:
+        """Write the step's commands at once; if that cannot be done now (the connection
+        went, or its buffer is full), the writer task sends them, ahead of the rest."""
+        step, self._step = [c for c in self._step if not c.abandoned], []
+        if not step:
+            return
+        if self._written(link, step):
+            return
+        self._queued[:0] = step
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    def _written(self, link: _Link, step: list[_Command]) -> bool:
         conn = link.conn
-        if not isinstance(conn, CancellationSafe) or conn.closed_by_peer():
+        if link is not self._link or link.broken or not isinstance(conn, CancellationSafe):
             return False
-        if not conn.write_nowait(conn.pack_command(*command.args)):
+        if not conn.write_nowait(conn.pack_commands([c.args for c in step])):
             return False
-        self._expect(link, [command])
+        self.writes += 1
+        self._expect(link, step)
         return True
 
     def _expect(self, link: _Link, commands: list[_Command]) -> None:
@@ -146,11 +176,12 @@ class PipelinedConnection:
         """Let what was queued be answered (bounded), then close the connection."""
         if self._loop is not asyncio.get_running_loop():
             return
-        pending = [c.future for c in self._queued]
+        pending = [c.future for c in self._step + self._queued]
         if self._link is not None:
             pending += [c.future for c in self._link.waiting]
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
+        self._step = []  # what is left of a step must not open a connection again
         for task in (self._writer, self._link.reader if self._link else None):
             if task is not None:
                 task.cancel()
