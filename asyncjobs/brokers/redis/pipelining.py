@@ -5,9 +5,10 @@ reply and giving the connection back, under three timeouts and two pool locks: a
 120 µs of Python per command, where Redis itself answers an XADD in under 10 µs. That was
 most of the cost of ``await kiq()``.
 
-Here (auto-pipelining, as ioredis and Lettuce do it) the commands called in one
-event-loop step are written together as the step ends (one socket write, not one per
-send: a write was the largest single cost of a gathered ``kiq()``), or, while connecting
+Here (auto-pipelining, as ioredis and Lettuce do it) a command is written at once when
+nothing else is in flight, and the commands called in one event-loop step while others
+await replies are written together as the step ends (a gathered ``kiq()`` of 100 is two
+socket writes, not 100: a write was the largest single cost of a send), or, while connecting
 or when the socket's buffer is full, by a writer task that writes whatever callers
 queued since its last write in one go; no one waits for replies before writing, and a
 reader task hands the replies back in order. Every caller still awaits *its own* reply, so
@@ -92,7 +93,7 @@ class PipelinedConnection:
         self._writer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._step: list[_Command] = []  # called in this loop step, written as it ends
-        self.writes = 0  # socket writes of whole steps (tests, benchmarks)
+        self.writes = 0  # socket writes without the writer task (tests, benchmarks)
 
     async def execute(self, *args: Any) -> Any:
         """Send one command (``"XADD", key, "*", field, value``); its raw reply."""
@@ -130,17 +131,22 @@ class PipelinedConnection:
 
     def _write_now(self, command: _Command) -> bool:
         """The common case, without a writer task: connected, nothing queued before it.
-        The command joins this loop step's, written once the step ends (``_write_step``):
-        the callers of one step share one socket write."""
+        A command with nothing else in flight is written at once (a caller sending one
+        at a time waits no extra loop step); one called while others await their replies
+        joins this loop step's, written together as the step ends (``_write_step``)."""
         link = self._link
         if self._writer is not None or link is None or link.broken:
             return False
-        if not self._step:
-            conn = link.conn
-            if not isinstance(conn, CancellationSafe) or conn.closed_by_peer():
-                return False
-            asyncio.get_running_loop().call_soon(self._write_step, link)
+        if self._step:
+            self._step.append(command)
+            return True
+        conn = link.conn
+        if not isinstance(conn, CancellationSafe) or conn.closed_by_peer():
+            return False
+        if not link.waiting:
+            return self._written(link, [command])
         self._step.append(command)
+        asyncio.get_running_loop().call_soon(self._write_step, link)
         return True
 
     def _write_step(self, link: _Link) -> None:
