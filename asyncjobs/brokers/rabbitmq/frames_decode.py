@@ -125,13 +125,19 @@ def _timestamp(buf: bytes, at: int, end: int) -> Value:
     return _from_ts(seconds, tz=UTC), at + 8
 
 
-def _table(buf: bytes, at: int, end: int) -> Value:
-    """A field table, entirely within ``end``."""
+def _sized(buf: bytes, at: int, end: int) -> int:
+    """Where a value with a 32-bit length prefix at ``at`` ends, if within ``end``."""
     if at + 4 > end:
         raise Unusual
-    stop = at + 4 + _u32(buf, at)[0]
+    stop: int = at + 4 + _u32(buf, at)[0]
     if stop > end:
         raise Unusual
+    return stop
+
+
+def _table(buf: bytes, at: int, end: int) -> Value:
+    """A field table, entirely within ``end``."""
+    stop = _sized(buf, at, end)
     at += 4
     table: dict[str, Any] = {}
     while at < stop:
@@ -147,11 +153,7 @@ def _table(buf: bytes, at: int, end: int) -> Value:
 
 def _array(buf: bytes, at: int, end: int) -> Value:
     """A field array, entirely within ``end``."""
-    if at + 4 > end:
-        raise Unusual
-    stop = at + 4 + _u32(buf, at)[0]
-    if stop > end:
-        raise Unusual
+    stop = _sized(buf, at, end)
     at += 4
     items: list[Any] = []
     while at < stop:
@@ -164,11 +166,7 @@ def _array(buf: bytes, at: int, end: int) -> Value:
 
 def _longstr(buf: bytes, at: int, end: int) -> Value:
     """A long string: text if it is UTF-8, else bytes."""
-    if at + 4 > end:
-        raise Unusual
-    stop = at + 4 + _u32(buf, at)[0]
-    if stop > end:
-        raise Unusual
+    stop = _sized(buf, at, end)
     raw = buf[at + 4 : stop]
     try:
         return raw.decode("utf-8"), stop
@@ -177,11 +175,7 @@ def _longstr(buf: bytes, at: int, end: int) -> Value:
 
 
 def _bytearray(buf: bytes, at: int, end: int) -> Value:
-    if at + 4 > end:
-        raise Unusual
-    stop = at + 4 + _u32(buf, at)[0]
-    if stop > end:
-        raise Unusual
+    stop = _sized(buf, at, end)
     return bytearray(buf[at + 4 : stop]), stop
 
 
