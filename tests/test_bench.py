@@ -95,3 +95,13 @@ def test_the_tracing_overhead_bench_runs(redis_url: str) -> None:
 
 def test_the_worker_profile_script_explains_itself() -> None:
     assert "--broker" in run("bench.profile_worker", "--help")  # needs no py-spy
+
+
+def test_the_ab_of_two_trees_runs(redis_url: str) -> None:
+    """``bench.ab_trees``, the A/B of a change: the same tree on both sides, tiny sizes;
+    each round's worker drained every task exactly once (or the run fails)."""
+    root = str(REPO_ROOT)
+    printed = run("bench.ab_trees", root, root, "--tasks", "50", "--rounds", "2")
+    rounds = [line for line in printed.splitlines() if line.startswith("round ")]
+    assert [line.split()[2] for line in rounds] == ["A", "B", "B", "A"]
+    assert "B/A" in printed
