@@ -13,14 +13,13 @@ and on Redis kombu's keys of unacked messages.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
 
 from bench import recorder
 from bench.raw_app import QUEUE_ENV, URL_ENV
+from bench.sync_tasks import TASKS
 
 
 def make_app(url: str, queue: str) -> Celery:
@@ -42,23 +41,6 @@ def make_app(url: str, queue: str) -> Celery:
             for name in ("unacked", "unacked_index", "unacked_mutex")
         }
     return app
-
-
-def noop(key: str, i: int) -> None:
-    recorder.record_threaded(key, i, time.time())
-
-
-def sleep(key: str, i: int) -> None:
-    started = time.time()
-    time.sleep(0.05)  # a blocking call, as I/O in a sync task is
-    recorder.record_threaded(key, i, started)
-
-
-def latency(key: str, i: int, sent: float) -> None:
-    recorder.record_threaded(key, i, time.time(), sent)
-
-
-TASKS: dict[str, Callable[..., None]] = {"noop": noop, "sleep": sleep, "latency": latency}
 
 
 def register(on: Celery) -> dict[str, Any]:

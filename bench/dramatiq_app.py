@@ -13,8 +13,6 @@ backend, acks after the actor returned, no publisher confirms on RabbitMQ
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -22,6 +20,7 @@ from dramatiq.broker import Broker
 
 from bench import recorder
 from bench.raw_app import QUEUE_ENV, URL_ENV
+from bench.sync_tasks import TASKS
 
 
 def make_broker(url: str, queue: str) -> Broker:
@@ -32,23 +31,6 @@ def make_broker(url: str, queue: str) -> Broker:
     from dramatiq.brokers.redis import RedisBroker
 
     return RedisBroker(url=url, namespace=queue)  # type: ignore[no-untyped-call]
-
-
-def noop(key: str, i: int) -> None:
-    recorder.record_threaded(key, i, time.time())
-
-
-def sleep(key: str, i: int) -> None:
-    started = time.time()
-    time.sleep(0.05)  # a blocking call, as I/O in a sync actor is
-    recorder.record_threaded(key, i, started)
-
-
-def latency(key: str, i: int, sent: float) -> None:
-    recorder.record_threaded(key, i, time.time(), sent)
-
-
-TASKS: dict[str, Callable[..., None]] = {"noop": noop, "sleep": sleep, "latency": latency}
 
 
 def register(on: Broker, queue: str) -> dict[str, Any]:
