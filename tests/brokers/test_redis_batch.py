@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.streams import GROUP, stream_key
 from tests.brokers.test_redis_streams import message, worker
 from tests.faults.redis_server import PrivateRedis
+from tests.support.freeze import frozen
 
 pytestmark = pytest.mark.redis
 
@@ -48,13 +48,10 @@ async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path:
             await broker.publish("default", message(b"1"))
             [delivery] = await broker.fetch(1, 1.0)
             assert server.process is not None
-            server.process.signal(signal.SIGSTOP)  # connected, but nothing answers
-            try:
+            with frozen(server.process.popen.pid):  # connected, but nothing answers
                 ack = asyncio.create_task(delivery.ack())
                 done, _ = await asyncio.wait({ack}, timeout=0.5)
                 assert not done, "ack returned while Redis could not have acknowledged it"
-            finally:
-                server.process.signal(signal.SIGCONT)
             await asyncio.wait_for(ack, 10)
             async with Redis.from_url(server.url) as check:
                 stream = stream_key(prefix, "default")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from asyncjobs.brokers.redis.connection import connection_pool
 from asyncjobs.brokers.redis.pipelining import NotSentError, PipelinedConnection, Unconfirmed
 from tests.faults.redis_server import PrivateRedis
+from tests.support.freeze import frozen
 
 pytestmark = pytest.mark.redis
 
@@ -111,12 +111,9 @@ async def test_a_server_that_stops_answering_times_the_callers_out(
     async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
         await publisher.execute("PING")
         assert server.process is not None
-        server.process.signal(signal.SIGSTOP)
-        try:
+        with frozen(server.process.popen.pid):
             calls = [publisher.execute("XADD", f"{prefix}:s", "*", "i", i) for i in range(3)]
             results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
-        finally:
-            server.process.signal(signal.SIGCONT)
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
         assert all(isinstance(r, Unconfirmed) for r in results), results  # written
         await publisher.execute("PING")  # and it reconnects
@@ -130,14 +127,11 @@ async def test_the_deadline_is_the_commands_own_not_the_sockets(
     async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
         await publisher.execute("PING")
         assert server.process is not None
-        server.process.signal(signal.SIGSTOP)
-        try:
+        with frozen(server.process.popen.pid):
             started = time.monotonic()
             with pytest.raises(Unconfirmed):
                 await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
             took = time.monotonic() - started
-        finally:
-            server.process.signal(signal.SIGCONT)
         assert 0.45 <= took < 1.5, took
 
 
@@ -149,12 +143,8 @@ async def test_a_command_not_written_by_its_deadline_is_never_sent(
     not sent later either, once Redis answers again."""
     async with private_publisher(tmp_path, timeout_s=0.5) as (server, publisher):
         assert server.process is not None
-        server.process.signal(signal.SIGSTOP)
-        try:
-            with pytest.raises(NotSentError):
-                await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
-        finally:
-            server.process.signal(signal.SIGCONT)
+        with frozen(server.process.popen.pid), pytest.raises(NotSentError):
+            await publisher.execute("XADD", f"{prefix}:s", "*", "i", 1)
         await publisher.execute("XADD", f"{prefix}:s", "*", "i", 2)  # after the handshake
         assert await entries_of(server, f"{prefix}:s") == [b"2"]
 

@@ -129,7 +129,7 @@ class PrivateRabbit:
         while time.monotonic() < deadline:
             if not self.process.alive():
                 raise ProcessError(f"RabbitMQ exited at start\n{self.process.describe(60)}")
-            if self._amqp_open() and self.api("/api/overview", quiet=True) is not None:
+            if self._amqp_open() and self._answers_as_itself():
                 return self
             time.sleep(0.2)
         description = self.process.describe(60)
@@ -142,6 +142,21 @@ class PrivateRabbit:
                 return True
         except OSError:
             return False
+
+    def _answers_as_itself(self) -> bool:
+        """Whether this node answers on its management port and listens for AMQP on its
+        port: a port both test lines of CI picked (``free_port`` in two processes) must
+        not let a test freeze or stop one node while it talks to another."""
+        overview = self.api("/api/overview", quiet=True)
+        if not isinstance(overview, dict) or overview.get("node") != self.node_name:
+            return False
+        listeners = overview.get("listeners") or []
+        return any(
+            entry.get("node") == self.node_name
+            and entry.get("protocol") == "amqp"
+            and entry.get("port") == self.amqp_port
+            for entry in listeners
+        )
 
     def api(self, path: str, *, quiet: bool = False) -> object:
         """GET ``path`` of the management API as JSON (None on failure when ``quiet``)."""

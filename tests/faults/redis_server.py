@@ -22,7 +22,7 @@ from types import TracebackType
 
 import pytest
 
-from example.processes import ManagedProcess, ProcessError, free_port, redis_ping
+from example.processes import ManagedProcess, ProcessError, free_port, redis_server_pid
 
 HOST = "127.0.0.1"
 
@@ -80,7 +80,9 @@ class PrivateRedis:
         while time.monotonic() < deadline:
             if not self.process.alive():
                 raise ProcessError(f"redis-server exited at start\n{self.process.describe()}")
-            if redis_ping(HOST, self.port, timeout_s=0.5):
+            # Its own pid, not only a PONG: a port both test lines of CI picked must not
+            # let a test freeze or stop one server while it talks to another.
+            if redis_server_pid(HOST, self.port, timeout_s=0.5) == self.process.popen.pid:
                 return self
             time.sleep(0.02)
         self.stop()

@@ -29,6 +29,7 @@ from tests.faults.workers import (
     wait_worker_ready,
     worker_env,
 )
+from tests.support.freeze import frozen
 from tests.support.helpers import wait_until
 from tests.testapp import tasks
 
@@ -181,11 +182,8 @@ async def test_a_worker_whose_broker_stops_answering_exits_by_the_deadline(
         try:
             await wait_worker_ready(worker)
             assert server.process is not None
-            server.process.signal(signal.SIGSTOP)  # connections stay open, nothing answers
-            try:
+            with frozen(server.process.popen.pid):  # connections stay open, nothing answers
                 code, took = sigterm_and_time_the_exit(worker, drain_s + HARD_MARGIN_S)
-            finally:
-                server.process.signal(signal.SIGCONT)
             assert took < drain_s + HARD_MARGIN_S + MANAGER_POLL_S + 0.5, worker.describe()
             assert code == 0
         finally:

@@ -10,10 +10,9 @@ lie. A send that could not be written (nothing listening) says nothing was sent.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import orjson
@@ -34,6 +33,7 @@ from asyncjobs.errors import (
 from asyncjobs.handles import JobHandle
 from tests.faults.rabbitmq_node import PrivateRabbit
 from tests.faults.redis_server import PrivateRedis
+from tests.support.freeze import frozen
 from tests.support.helpers import configured_app, wait_until
 from tests.testapp.tasks import add
 
@@ -49,28 +49,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
 
 
-def frozen(server: PrivateRedis) -> _Frozen:
+def frozen_redis(server: PrivateRedis) -> AbstractContextManager[None]:
     assert server.process is not None
-    return _Frozen(server.process.popen.pid, group=False)
-
-
-class _Frozen:
-    """SIGSTOP for the block (connections stay open, nothing answers), SIGCONT after."""
-
-    def __init__(self, pid: int, *, group: bool) -> None:
-        self.pid, self.group = pid, group
-
-    def _send(self, signum: int) -> None:
-        if self.group:
-            os.killpg(self.pid, signum)
-        else:
-            os.kill(self.pid, signum)
-
-    def __enter__(self) -> None:
-        self._send(signal.SIGSTOP)
-
-    def __exit__(self, *exc: object) -> None:
-        self._send(signal.SIGCONT)
+    return frozen(server.process.popen.pid)
 
 
 async def stream_task_ids(url: str, stream: str) -> set[str]:
@@ -85,7 +66,7 @@ async def test_a_send_to_a_frozen_redis_is_unknown_and_arrives_when_it_resumes(
     settings = {"BROKER_URL": private_redis.url, "KEY_PREFIX": prefix, "SEND_TIMEOUT": 1}
     async with configured_app(load_config(settings, environ={})):
         first = await add.kiq(1, 1)  # started and connected: the next send is written at once
-        with frozen(private_redis):
+        with frozen_redis(private_redis):
             started = time.monotonic()
             with pytest.raises(SendOutcomeUnknownError) as raised:
                 await add.kiq(2, 2)
@@ -127,7 +108,7 @@ async def test_wait_result_keeps_its_timeout_on_a_frozen_result_backend(
         handle = await add.kiq(1, 2)  # no worker: the result never comes
         assert not await handle.is_ready()  # the backend's connection is open
         for waiting in (handle, job(handle.task_id)):
-            with frozen(private_redis):
+            with frozen_redis(private_redis):
                 started = time.monotonic()
                 with pytest.raises(ResultTimeoutError) as raised:
                     await waiting.wait_result(timeout=2)
@@ -159,14 +140,19 @@ async def test_rabbitmq_unconfirmed_refused_and_unreachable_sends(
     broker = amqp_app
     await add.kiq(1, 1)
     assert private_rabbit.process is not None
-    with _Frozen(private_rabbit.process.popen.pid, group=True):
+    with frozen(private_rabbit.process.popen.pid, group=True):  # every thread stopped
         started = time.monotonic()
-        with pytest.raises(SendOutcomeUnknownError) as raised:
+        try:
             await add.kiq(2, 2)
+        except SendOutcomeUnknownError as exc:
+            error = exc
+        else:
+            took = time.monotonic() - started
+            pytest.fail(f"confirmed after {took:.3f} s by a node whose threads all stopped")
         took = time.monotonic() - started
     assert SEND_TIMEOUT - 0.1 <= took < SEND_TIMEOUT + MARGIN, took
-    assert raised.value.task_id in str(raised.value) and raised.value.queue == "default"
-    assert "may have been delivered" in str(raised.value)
+    assert error.task_id in str(error) and error.queue == "default"
+    assert "may have been delivered" in str(error)
 
     async def both_stored() -> bool:
         ready, _ = await broker.declared_counts(queue_name(prefix, "default"))
