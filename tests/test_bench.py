@@ -105,3 +105,14 @@ def test_the_ab_of_two_trees_runs(redis_url: str) -> None:
     rounds = [line for line in printed.splitlines() if line.startswith("round ")]
     assert [line.split()[2] for line in rounds] == ["A", "B", "B", "A"]
     assert "B/A" in printed
+
+
+@pytest.mark.rabbitmq
+def test_the_latency_floor_runs_on_both_brokers(redis_url: str) -> None:
+    """``bench.latency_floor``, enqueue->start without a task queue: a consumer process
+    per broker received every message (or the run fails) and a p50 / p99 is printed."""
+    printed = run("bench.latency_floor", "--messages", "30", "--rounds", "1", "--gap", "0")
+    rows = {line.split()[0]: line.split()[1:3] for line in printed.splitlines()[1:]}
+    assert set(rows) == {"redis", "amqp"}, printed
+    for p50, p99 in rows.values():
+        assert 0 < float(p50) <= float(p99), printed
