@@ -5,10 +5,12 @@ producer's just before the send), with no task queue at all:
 
 - ``redis``: ``XADD`` (redis-py, hiredis) to a consumer blocked in ``XREADGROUP``, as an
   asyncjobs worker waits; it ``XACK``s each one.
+- ``redis-sockets``: the same commands over plain blocking sockets on both sides (no
+  event loop, no client library): what this machine's scheduling and Redis take.
 - ``amqp``: a persistent, mandatory publish with publisher confirms to a quorum queue
   (aio-pika, as ``await kiq()`` does), to an aio-pika consumer (prefetch 100) that acks.
 
-    python -m bench.latency_floor [--brokers redis,amqp] [--messages 300] [--gap 0.01]
+    python -m bench.latency_floor [--brokers redis,redis-sockets,amqp] [--messages 300] [--gap 0.01]
                                   [--rounds 3]
 
 What is left between this and asyncjobs' figure is asyncjobs' (and taskiq's) own: the
@@ -22,12 +24,14 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -36,7 +40,7 @@ Send = Callable[[], Awaitable[object]]
 
 
 def _url(broker: str) -> str:
-    if broker == "redis":
+    if broker.startswith("redis"):
         return os.environ.get("BENCH_REDIS_URL", REDIS_URL)
     return os.environ.get("BENCH_AMQP_URL", AMQP_URL)
 
@@ -56,6 +60,49 @@ async def consume_redis(url: str, name: str, n: int) -> list[float]:
                     latencies.append(time.time() - float(fields[b"sent"]))
                     await redis.xack(name, GROUP, entry_id)
     return latencies
+
+
+def consume_redis_sockets(url: str, name: str, n: int) -> list[float]:
+    latencies: list[float] = []
+    with _RespSocket(url) as redis:
+        redis.call("XGROUP", "CREATE", name, GROUP, "$", "MKSTREAM")
+        print("ready", flush=True)
+        while len(latencies) < n:
+            read = ("XREADGROUP", "GROUP", GROUP, "c", "COUNT", 1, "BLOCK", 10_000)
+            reply = redis.call(*read, "STREAMS", name, ">")
+            now = time.time()
+            start = reply.index(b"sent\r\n$") + 7  # the value's bulk string header
+            value = reply.index(b"\r\n", start) + 2
+            latencies.append(now - float(reply[value : reply.index(b"\r\n", value)]))
+    return latencies
+
+
+class _RespSocket:
+    """A blocking socket speaking just enough RESP: one command, its whole reply (these
+    replies each arrive in one read here: small, on loopback)."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+
+    def __enter__(self) -> _RespSocket:
+        self.sock = socket.create_connection(self.address)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def call(self, *args: object) -> bytes:
+        parts = [str(a).encode() for a in args]
+        packed = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        self.sock.sendall(packed)
+        reply = self.sock.recv(65536)
+        if reply.startswith(b"-"):
+            raise RuntimeError(reply.decode(errors="replace").strip())
+        return reply
 
 
 async def consume_amqp(url: str, name: str, n: int) -> list[float]:
@@ -83,7 +130,11 @@ async def consume_amqp(url: str, name: str, n: int) -> list[float]:
     return latencies
 
 
-CONSUMERS = {"redis": consume_redis, "amqp": consume_amqp}
+CONSUMERS: dict[str, Callable[[str, str, int], Any]] = {
+    "redis": consume_redis,
+    "redis-sockets": consume_redis_sockets,
+    "amqp": consume_amqp,
+}
 
 
 # -- the producer (this process) -----------------------------------------------------
@@ -96,6 +147,18 @@ async def _redis_sender(url: str, name: str) -> AsyncIterator[Send]:
             yield lambda: redis.xadd(name, {"sent": repr(time.time())})
         finally:
             await redis.delete(name)
+
+
+@asynccontextmanager
+async def _redis_sockets_sender(url: str, name: str) -> AsyncIterator[Send]:
+    def send() -> bytes:  # the clock read in the thread, just before the write
+        return redis.call("XADD", name, "*", "sent", repr(time.time()))
+
+    with _RespSocket(url) as redis:
+        try:
+            yield lambda: asyncio.to_thread(send)
+        finally:
+            redis.call("DEL", name)
 
 
 @asynccontextmanager
@@ -118,7 +181,7 @@ async def _amqp_sender(url: str, name: str) -> AsyncIterator[Send]:
             await channel.queue_delete(name)
 
 
-SENDERS = {"redis": _redis_sender, "amqp": _amqp_sender}
+SENDERS = {"redis": _redis_sender, "redis-sockets": _redis_sockets_sender, "amqp": _amqp_sender}
 
 
 async def one_round(broker: str, n: int, gap_s: float) -> list[float]:
@@ -154,7 +217,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(brokers: list[str], n: int, gap_s: float, rounds: int) -> None:
-    print(f"{'broker':<7} {'p50 ms':>7} {'p99 ms':>7}   rounds (p50 / p99)")
+    print(f"{'broker':<13} {'p50 ms':>7} {'p99 ms':>7}   rounds (p50 / p99)")
     for broker in brokers:
         runs = []
         for _ in range(rounds):
@@ -162,12 +225,12 @@ async def run(brokers: list[str], n: int, gap_s: float, rounds: int) -> None:
             runs.append((statistics.median(ms), percentile(ms, 0.99)))
         p50, p99 = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
         each = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in runs)
-        print(f"{broker:<7} {p50:>7.2f} {p99:>7.2f}   {each}")
+        print(f"{broker:<13} {p50:>7.2f} {p99:>7.2f}   {each}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="enqueue->start latency without a task queue")
-    parser.add_argument("--brokers", default="redis,amqp")
+    parser.add_argument("--brokers", default="redis,redis-sockets,amqp")
     parser.add_argument("--messages", type=int, default=300, help="per round (20 warm-up)")
     parser.add_argument("--gap", type=float, default=0.01, help="seconds between sends")
     parser.add_argument("--rounds", type=int, default=3)
@@ -179,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.consume:
         broker, name, n = args.consume
-        latencies = uvloop.run(CONSUMERS[broker](_url(broker), name, int(n)))
+        consumer = CONSUMERS[broker]
+        if asyncio.iscoroutinefunction(consumer):
+            latencies = uvloop.run(consumer(_url(broker), name, int(n)))
+        else:
+            latencies = consumer(_url(broker), name, int(n))
         print(json.dumps(latencies))
         return 0
     if args.messages <= 20:
@@ -187,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     brokers = [b for b in args.brokers.split(",") if b]
     unknown = set(brokers) - set(SENDERS)
     if unknown:
-        parser.error(f"unknown broker(s) {sorted(unknown)}: redis, amqp")
+        parser.error(f"unknown broker(s) {sorted(unknown)}: {', '.join(SENDERS)}")
     uvloop.run(run(brokers, args.messages, args.gap, args.rounds))
     return 0
 

@@ -113,6 +113,6 @@ def test_the_latency_floor_runs_on_both_brokers(redis_url: str) -> None:
     per broker received every message (or the run fails) and a p50 / p99 is printed."""
     printed = run("bench.latency_floor", "--messages", "30", "--rounds", "1", "--gap", "0")
     rows = {line.split()[0]: line.split()[1:3] for line in printed.splitlines()[1:]}
-    assert set(rows) == {"redis", "amqp"}, printed
+    assert set(rows) == {"redis", "redis-sockets", "amqp"}, printed
     for p50, p99 in rows.values():
         assert 0 < float(p50) <= float(p99), printed

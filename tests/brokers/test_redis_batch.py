@@ -123,7 +123,7 @@ async def test_merged_acks_fail_only_for_the_stream_that_failed(
 def test_batches_are_packed_as_redis_py_packs_them() -> None:
     from redis.asyncio.connection import Connection
 
-    from asyncjobs.brokers.redis.batch import packed
+    from asyncjobs.brokers.redis.link import packed
 
     commands = [
         ("SET", "asyncjobs:result:é", b'{"return_value": null}', "EX", 86_400),

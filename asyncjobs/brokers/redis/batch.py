@@ -28,22 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asyncjobs.brokers.redis.connection import retrying
+from asyncjobs.brokers.redis.link import Command, Link
 
 logger = logging.getLogger("asyncjobs.broker.redis")
-
-# A raw command: ("SET", key, value, "EX", 60); its reply comes back raw (b"OK").
-Command = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +63,7 @@ class PipelineBatcher:
         self.retry_for_s = retry_for_s
         self.max_batch = max_batch  # commands per pipeline (a bound on one reply's size)
         self.timeout_s = timeout_s  # one batch's round trip, writing to the last reply
-        self._link = _Link()
+        self._link = Link()
         self._pending: list[Request] = []
         self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,7 +83,7 @@ class PipelineBatcher:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop: nothing of the old one can finish
             self._loop, self._pending, self._sender = loop, [], None
-            self._link = _Link()  # its connection belonged to the old loop
+            self._link = Link()  # its connection belonged to the old loop
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((request, future))
         if self._sender is None:
@@ -156,80 +150,6 @@ class PipelineBatcher:
         self.pipelines_sent += 1
         self.commands_sent += len(commands)
         _hand_out(batch, slots, replies)
-
-
-class _Link:
-    """The batcher's own connection, made from its client's pool (one pipeline at a time
-    uses it: the batcher sends the next batch only after the last one's replies)."""
-
-    def __init__(self) -> None:
-        self._conn: AbstractConnection | None = None
-        self._pool: object = None
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.disconnect(nowait=True)
-
-    async def round_trip(
-        self, client: Redis, commands: list[Command], timeout_s: float
-    ) -> list[Any]:
-        """Write ``commands`` at once, then read one raw reply each (a command's error
-        is its reply). Any other failure closes the connection: the replies still owed
-        on it could not be told apart from the next batch's."""
-        conn = await self._connected(client)
-        try:
-            async with asyncio.timeout(timeout_s):
-                await conn.send_packed_command(packed(commands), check_health=False)
-                return [await _reply(conn) for _ in commands]
-        except BaseException as exc:
-            self._conn = None
-            await conn.disconnect(nowait=True)
-            if isinstance(exc, TimeoutError):
-                raise RedisTimeoutError(f"no reply within {timeout_s:g} s") from None
-            raise
-
-    async def _connected(self, client: Redis) -> AbstractConnection:
-        pool = client.connection_pool
-        conn = self._conn
-        if conn is None or self._pool is not pool or not conn.is_connected:
-            if conn is not None:
-                await conn.disconnect(nowait=True)
-            conn = pool.make_connection()  # type: ignore[no-untyped-call]
-            await conn.connect()
-            self._conn, self._pool = conn, pool
-        return conn
-
-
-def packed(commands: list[Command]) -> bytes:
-    """``commands`` in RESP, as redis-py's ``pack_commands`` writes them, for the argument
-    types a batch carries (bytes, str as UTF-8, int, float): redis-py's packer takes
-    anything (memoryviews, its encoder's options) and cost more than the round trip's
-    other Python. Anything else is refused (a bug of ours, never sent)."""
-    out: list[bytes] = []
-    for args in commands:
-        out.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            if isinstance(arg, bytes):
-                data = arg
-            elif isinstance(arg, str):
-                data = arg.encode()
-            elif isinstance(arg, int) and not isinstance(arg, bool):
-                data = b"%d" % arg
-            elif isinstance(arg, float):
-                data = repr(arg).encode()
-            else:
-                raise TypeError(f"cannot send a {type(arg).__name__} in a batch: {arg!r}")
-            out += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return b"".join(out)
-
-
-async def _reply(conn: AbstractConnection) -> Any:
-    try:
-        # No per-reply timeout: the batch has one (see round_trip).
-        return await conn.read_response(disable_decoding=True, timeout=math.inf)
-    except ResponseError as exc:  # that command's error; the stream is intact
-        return exc
 
 
 def _hand_out(batch: list[Request], slots: list[range], replies: list[Any]) -> None:

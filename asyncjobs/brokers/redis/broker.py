@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from taskiq.message import BrokerMessage
 from taskiq_redis import RedisStreamBroker
@@ -48,21 +49,23 @@ from asyncjobs.brokers.redis.delayed import DelayedPromoter, delayed_key, delaye
 from asyncjobs.brokers.redis.delivery import RedisDelivery
 from asyncjobs.brokers.redis.inspection import inspect_redis
 from asyncjobs.brokers.redis.leases import LeaseKeeper
+from asyncjobs.brokers.redis.link import Command, Link
 from asyncjobs.brokers.redis.locate import locate_in_redis
 from asyncjobs.brokers.redis.pipelining import PipelinedConnection, Unconfirmed
 from asyncjobs.brokers.redis.streams import (
     DATA,
     GROUP,
     EntryList,
-    StreamReply,
     consumer_name,
     dead_letter_key,
+    stream_entries,
     stream_key,
 )
 from asyncjobs.brokers.urls import redact_url
 
 logger = logging.getLogger("asyncjobs.broker.redis")
 SHUTDOWN_RELEASE_S = 3.0
+FETCH_MARGIN_S = 10.0  # a blocked read answers within its block; the socket's margin
 
 
 class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
@@ -94,6 +97,7 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
         # taskiq-redis built a stock pool: ours sends without losing cancellations.
         self.connection_pool = connection_pool(url, **self._pool_kwargs)
         self._client: Redis | None = None
+        self._fetch_link, self._fetching = Link(), asyncio.Lock()
         self.publisher = PipelinedConnection(self.connection_pool, options.send_timeout_s)
         self.settler = PipelineBatcher(self.redis, options.lease_timeout_s)
         self._streams = streams
@@ -158,12 +162,14 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
                     logger.info("handed back %d messages this worker had fetched", moved)
             except Exception as exc:  # their leases expire and they are reclaimed
                 logger.warning("handing back on shutdown failed (%s)", exc)
+            await self._fetch_link.close()
         await self.publisher.close(SHUTDOWN_RELEASE_S)
         await self.connection_pool.disconnect()
 
     def forget_connections(self) -> None:
         self.connection_pool = connection_pool(self._url, **self._pool_kwargs)
         self.publisher = PipelinedConnection(self.connection_pool)
+        self._fetch_link = Link()
         forget = getattr(self.result_backend, "forget_connections", None)
         if forget is not None:
             forget()
@@ -202,24 +208,24 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
             raise self._unreachable(doing, exc, "; nothing was sent") from exc
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[Delivery]:
-        async with self.redis() as conn:
-            try:
-                fetched = await conn.xreadgroup(
-                    GROUP,
-                    self.consumer_name,
-                    dict.fromkeys(self._streams, ">"),
-                    count=max_messages,
-                    block=max(1, int(timeout_s * 1000)),
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # Someone deleted the stream (FLUSHDB, a test): declare again, read later.
-                await self._declare_consumer_group()
-                return []
+        """XREADGROUP on the fetch's own connection (``Link``: no redis-py command path
+        between the reply and the task's start), blocking up to ``timeout_s``."""
+        streams = self._streams
+        command = (
+            *("XREADGROUP", "GROUP", GROUP, self.consumer_name, "COUNT", max_messages),
+            *("BLOCK", max(1, int(timeout_s * 1000)), "STREAMS", *streams, *[">"] * len(streams)),
+        )
+        async with self._fetching:
+            reply = await self._read_once_more_if_stale(command, timeout_s + FETCH_MARGIN_S)
+        if isinstance(reply, ResponseError):
+            if "NOGROUP" not in str(reply):
+                raise reply
+            # Someone deleted the stream (FLUSHDB, a test): declare again, read later.
+            await self._declare_consumer_group()
+            return []
         deliveries = [
-            RedisDelivery(self, stream, entry_id, fields or {}, self._queue_of_stream[stream])
-            for raw_stream, entries in cast(StreamReply, fetched or [])
+            RedisDelivery(self, stream, entry_id, fields, self._queue_of_stream[stream])
+            for raw_stream, entries in stream_entries(reply)
             for stream in (raw_stream.decode(),)
             for entry_id, fields in entries
         ]
@@ -235,6 +241,14 @@ class RedisStreamsBroker(ReliableBroker, RedisStreamBroker):
     def url(self) -> str:
         """The Redis URL (print it with ``redact_url``)."""
         return self._url
+
+    async def _read_once_more_if_stale(self, command: Command, limit_s: float) -> Any:
+        try:
+            return (await self._fetch_link.round_trip(self.redis(), [command], limit_s))[0]
+        except RedisConnectionError:
+            # A connection Redis (restarted) or a proxy closed while idle: once more on
+            # a new one, as the pool's other commands are retried.
+            return (await self._fetch_link.round_trip(self.redis(), [command], limit_s))[0]
 
     # -- the port's facts -----------------------------------------------------------
     async def inspect(self, queues: Sequence[str]) -> list[QueueStats]:
