@@ -12,8 +12,7 @@ from redis.exceptions import ResponseError
 
 from asyncjobs.brokers.redis.batch import PipelineBatcher
 from asyncjobs.brokers.redis.streams import GROUP, stream_key
-from tests.brokers.test_redis_streams import message, worker
-from tests.faults.redis_server import PrivateRedis
+from tests.brokers.test_redis_streams import message, worker, worker_on_private_redis
 from tests.support.freeze import frozen
 
 pytestmark = pytest.mark.redis
@@ -42,22 +41,18 @@ async def test_acks_finished_in_one_step_share_a_round_trip(
 
 
 async def test_an_ack_does_not_return_before_redis_has_it(prefix: str, tmp_path: Path) -> None:
-    with PrivateRedis(tmp_path / "redis") as server:
-        broker = await worker(server.url, prefix)
-        try:
-            await broker.publish("default", message(b"1"))
-            [delivery] = await broker.fetch(1, 1.0)
-            assert server.process is not None
-            with frozen(server.process.popen.pid):  # connected, but nothing answers
-                ack = asyncio.create_task(delivery.ack())
-                done, _ = await asyncio.wait({ack}, timeout=0.5)
-                assert not done, "ack returned while Redis could not have acknowledged it"
-            await asyncio.wait_for(ack, 10)
-            async with Redis.from_url(server.url) as check:
-                stream = stream_key(prefix, "default")
-                assert (await check.xpending(stream, GROUP))["pending"] == 0
-        finally:
-            await broker.shutdown()
+    async with worker_on_private_redis(tmp_path, prefix) as (server, broker):
+        await broker.publish("default", message(b"1"))
+        [delivery] = await broker.fetch(1, 1.0)
+        assert server.process is not None
+        with frozen(server.process.popen.pid):  # connected, but nothing answers
+            ack = asyncio.create_task(delivery.ack())
+            done, _ = await asyncio.wait({ack}, timeout=0.5)
+            assert not done, "ack returned while Redis could not have acknowledged it"
+        await asyncio.wait_for(ack, 10)
+        async with Redis.from_url(server.url) as check:
+            stream = stream_key(prefix, "default")
+            assert (await check.xpending(stream, GROUP))["pending"] == 0
 
 
 @pytest.fixture

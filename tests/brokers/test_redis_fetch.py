@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from asyncjobs.brokers.redis.streams import stream_entries
-from tests.brokers.test_redis_streams import message, worker
-from tests.faults.redis_server import PrivateRedis
+from tests.brokers.test_redis_streams import message, worker, worker_on_private_redis
 
 
 def test_both_protocols_replies_read_the_same() -> None:
@@ -41,14 +40,10 @@ async def test_fetch_reads_what_was_published_and_answers_a_missing_group(
 
 
 async def test_a_restart_of_redis_costs_no_failed_fetch(prefix: str, tmp_path: Path) -> None:
-    with PrivateRedis(tmp_path / "redis") as server:
-        broker = await worker(server.url, prefix)
-        try:
-            assert await broker.fetch(10, 0.05) == []  # the fetch's connection is open
-            server.restart()  # it keeps its data (AOF), closes every connection
-            await broker.publish("default", message(b"after"))
-            [delivery] = await broker.fetch(10, 1.0)  # on a new connection, no error
-            assert delivery.data == b"after"
-            await delivery.ack()
-        finally:
-            await broker.shutdown()
+    async with worker_on_private_redis(tmp_path, prefix) as (server, broker):
+        assert await broker.fetch(10, 0.05) == []  # the fetch's connection is open
+        server.restart()  # it keeps its data (AOF), closes every connection
+        await broker.publish("default", message(b"after"))
+        [delivery] = await broker.fetch(10, 1.0)  # on a new connection, no error
+        assert delivery.data == b"after"
+        await delivery.ack()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -16,6 +18,7 @@ from asyncjobs.brokers.dead_letters import DeadLetter, Reason
 from asyncjobs.brokers.errors import UnknownQueueError
 from asyncjobs.brokers.redis.broker import RedisStreamsBroker
 from asyncjobs.brokers.redis.streams import GROUP, dead_letter_key, stream_key
+from tests.faults.redis_server import PrivateRedis
 from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.redis
@@ -36,6 +39,20 @@ async def worker(url: str, prefix: str) -> RedisStreamsBroker:
     broker.receiver_attached = True
     await broker.startup()
     return broker
+
+
+@asynccontextmanager
+async def worker_on_private_redis(
+    tmp_path: Path, prefix: str
+) -> AsyncIterator[tuple[PrivateRedis, RedisStreamsBroker]]:
+    """A worker's broker on a Redis of the test's own (to freeze or restart), shut down
+    after the block."""
+    with PrivateRedis(tmp_path / "redis") as server:
+        broker = await worker(server.url, prefix)
+        try:
+            yield server, broker
+        finally:
+            await broker.shutdown()
 
 
 @pytest.fixture
